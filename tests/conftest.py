@@ -1,0 +1,430 @@
+"""Test harness: the real server in a subprocess on an ephemeral port, and real clients.
+
+``server`` starts ``cutelive.py serve`` with a fresh data directory and returns a ``Server``;
+``Server.visitor()`` and ``Server.console(...)`` give protocol clients that speak real HTTP and
+WebSocket. Nothing here imports the server's code: tests see it only as its users do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import websocket
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Set CUTELIVE_BIN to run the same tests against a built executable.
+SERVER_CMD = (
+    [os.environ["CUTELIVE_BIN"]]
+    if os.environ.get("CUTELIVE_BIN")
+    else [sys.executable, str(ROOT / "cutelive.py")]
+)
+TIMEOUT = 10.0
+_ids = itertools.count(1)
+
+
+def wait_for(predicate, timeout=TIMEOUT, interval=0.02, what="condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Server:
+    """One server process with its own data directory and ini file."""
+
+    def __init__(self, tmp: Path, config: dict[str, dict[str, str]] | None = None):
+        self.tmp = Path(tmp)
+        self.data_dir = self.tmp / "data"
+        self.ini = self.tmp / "test.ini"
+        # Generous limits by default: every test client comes from 127.0.0.1.
+        base = {
+            "limits": {"requests_per_ip": "100000/1m", "chats_per_ip": "10000/1m",
+                       "sockets_per_ip": "1000"},
+            "operators": {"login_failures_per_ip": "1000/15m"},
+        }
+        for section, values in (config or {}).items():
+            base.setdefault(section, {}).update(values)
+        self.config = base
+        lines = []
+        for section, values in base.items():
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {v}" for k, v in values.items()]
+        self.ini.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.log_lines: list[str] = []
+        self.setup_token: str | None = None
+        self._clients: list = []
+
+    # -- process ----------------------------------------------------------------------------
+
+    def start(self, port: int | None = None) -> Server:
+        """Start (or restart, on the same port if given) and wait until it listens."""
+        cmd = SERVER_CMD + ["serve", "-c", str(self.ini), "--data-dir", str(self.data_dir),
+                            "--port", str(port if port is not None else 0)]
+        self.proc = subprocess.Popen(
+            cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=self.tmp
+        )
+        lines: queue.Queue = queue.Queue()
+
+        def pump(proc=self.proc):
+            for line in proc.stderr:
+                self.log_lines.append(line)
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill()
+                raise AssertionError("server did not start:\n" + "".join(self.log_lines))
+            m = re.search(r"listening on http://[^:]+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        # The setup-token line follows right after the listening lines when there is one.
+        time.sleep(0)  # noqa: the token is read lazily by setup_token_from_log
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def setup_token_from_log(self) -> str:
+        def find():
+            for line in self.log_lines:
+                m = re.search(r"setup token (\S+)", line)
+                if m:
+                    return m.group(1)
+            return None
+
+        return wait_for(find, what="setup token in the log")
+
+    def stop(self, sig=signal.SIGTERM) -> int | None:
+        for c in self._clients:
+            c.close()
+        self._clients.clear()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> Server:
+        port = self.port
+        self.stop()
+        return self.start(port)
+
+    def run_cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            SERVER_CMD + list(args) + ["-c", str(self.ini), "--data-dir", str(self.data_dir)],
+            input=stdin, capture_output=True, text=True, timeout=60, cwd=self.tmp,
+        )
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def create_operator(self, username: str, password: str = "correct horse 1", admin=False,
+                        display_name: str | None = None) -> None:
+        args = ["create-operator", username, "--password-stdin"]
+        if admin:
+            args.append("--admin")
+        if display_name:
+            args += ["--display-name", display_name]
+        r = self.run_cli(*args, stdin=password + "\n")
+        assert r.returncode == 0, r.stderr
+
+    def visitor(self, token: str | None = None) -> VisitorClient:
+        c = VisitorClient(self, token)
+        self._clients.append(c)
+        return c
+
+    def console(self, username: str, password: str = "correct horse 1") -> ConsoleClient:
+        c = ConsoleClient(self)
+        c.login(username, password)
+        self._clients.append(c)
+        return c
+
+
+class WS:
+    """A WebSocket with a background reader, so tests can wait for events by condition."""
+
+    def __init__(self, url: str, **kwargs):
+        self.sock = websocket.create_connection(url, timeout=TIMEOUT, **kwargs)
+        self.events: list[dict] = []
+        self.closed: tuple | None = None
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                op, data = self.sock.recv_data(control_frame=False)
+            except Exception as e:  # closed, reset, timeout
+                with self._cond:
+                    if self.closed is None:
+                        self.closed = ("error", str(e))
+                    self._cond.notify_all()
+                return
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                with self._cond:
+                    self.closed = (code, data[2:].decode("utf-8", "replace"))
+                    self._cond.notify_all()
+                return
+            if op == websocket.ABNF.OPCODE_TEXT:
+                ev = json.loads(data.decode("utf-8"))
+                with self._cond:
+                    self.events.append(ev)
+                    self._cond.notify_all()
+
+    def send(self, obj) -> None:
+        self.sock.send(obj if isinstance(obj, str) else json.dumps(obj))
+
+    def wait(self, pred, timeout=TIMEOUT, what="event", start: int = 0) -> dict:
+        """The first event (from index ``start``) matching ``pred``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for ev in self.events[start:]:
+                    if pred(ev):
+                        return ev
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.closed:
+                    if self.closed and remaining > 0:
+                        # a last look after close
+                        for ev in self.events[start:]:
+                            if pred(ev):
+                                return ev
+                    raise AssertionError(
+                        f"timed out waiting for {what}; closed={self.closed}; "
+                        f"got {self.events[start:][-8:]}"
+                    )
+                self._cond.wait(min(remaining, 0.5))
+
+    def wait_closed(self, timeout=TIMEOUT) -> tuple:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.closed is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("socket did not close")
+                self._cond.wait(remaining)
+            return self.closed
+
+    def request(self, cmd: dict, timeout=TIMEOUT) -> dict:
+        """Send a command with a fresh id and return its ack/pong/error."""
+        ref = f"r{next(_ids)}"
+        cmd = dict(cmd, id=ref)
+        self.send(cmd)
+        return self.wait(lambda e: e.get("ref") == ref and e["type"] in ("ack", "error", "pong"),
+                         timeout, what=f"reply to {cmd['type']}")
+
+    def chat_events(self, chat_id: int) -> list[dict]:
+        with self._cond:
+            return [e for e in self.events if e.get("chat_id") == chat_id and "seq" in e]
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except Exception:
+            pass
+
+
+class VisitorClient:
+    """A visitor: token over HTTP, stream over WebSocket (or long-poll via ``poller()``)."""
+
+    def __init__(self, server: Server, token: str | None = None):
+        self.server = server
+        self.http = requests.Session()
+        if token is None:
+            r = self.http.post(server.url + "/api/visitor/token", json={}, timeout=TIMEOUT)
+            assert r.status_code == 201, r.text
+            token = r.json()["token"]
+            self.visitor_id = r.json()["visitor_id"]
+        self.token = token
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        self.ws: WS | None = None
+        self.welcome: dict | None = None
+        self._sockets: list[WS] = []
+
+    def connect(self, cursors: dict | None = None, **kwargs) -> WS:
+        ws = WS(self.server.ws_url + "/api/visitor/ws", **kwargs)
+        self._sockets.append(ws)
+        ws.send({"type": "hello", "token": self.token, "cursors": cursors or {}})
+        self.welcome = ws.wait(lambda e: e["type"] in ("welcome", "error"), what="welcome")
+        self.ws = ws
+        return ws
+
+    def start_chat(self, text="Hello, I need help", name="Ann", **extra) -> dict:
+        ack = self.ws.request(
+            {"type": "start_chat", "name": name, "text": text, "client_id": uuid.uuid4().hex,
+             **extra}
+        )
+        assert ack["type"] == "ack", ack
+        return ack
+
+    def say(self, chat_id: int, text: str, client_id: str | None = None) -> dict:
+        return self.ws.request({"type": "message", "chat_id": chat_id, "text": text,
+                                "client_id": client_id or uuid.uuid4().hex})
+
+    def send(self, cmd: dict) -> requests.Response:
+        return self.http.post(self.server.url + "/api/visitor/send", json=cmd, timeout=TIMEOUT)
+
+    def poller(self) -> Poller:
+        return Poller(self.http, self.server.url + "/api/visitor/poll")
+
+    def close(self) -> None:
+        for ws in self._sockets:
+            ws.close()
+
+
+class ConsoleClient:
+    """An operator: cookie session with CSRF over HTTP, stream over the console WebSocket."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.http = requests.Session()
+        r = self.http.get(server.url + "/api/console/session", timeout=TIMEOUT)
+        self.xsrf = r.json()["xsrf"]
+        self.http.headers["X-XSRFToken"] = self.xsrf
+        self.ws: WS | None = None
+        self.operator: dict | None = None
+        self._sockets: list[WS] = []
+
+    def login(self, username: str, password: str) -> dict:
+        r = self.http.post(self.server.url + "/api/console/login",
+                           json={"username": username, "password": password}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        self.operator = r.json()["operator"]
+        return self.operator
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
+
+    def connect(self, cursors: dict | None = None, origin: str | None = None) -> WS:
+        ws = WS(self.server.ws_url + "/api/console/ws", cookie=self.cookie_header(),
+                origin=origin or self.server.url)
+        self._sockets.append(ws)
+        ws.send({"type": "hello", "cursors": cursors or {}})
+        ws.wait(lambda e: e["type"] in ("welcome", "error"), what="welcome")
+        self.ws = ws
+        return ws
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return self.http.get(self.server.url + path, timeout=TIMEOUT, **kw)
+
+    def post(self, path: str, body=None, **kw) -> requests.Response:
+        return self.http.post(self.server.url + path, json=body, timeout=TIMEOUT, **kw)
+
+    def patch(self, path: str, body=None, **kw) -> requests.Response:
+        return self.http.patch(self.server.url + path, json=body, timeout=TIMEOUT, **kw)
+
+    def send(self, cmd: dict) -> requests.Response:
+        return self.post("/api/console/send", cmd)
+
+    def poller(self) -> Poller:
+        return Poller(self.http, self.server.url + "/api/console/poll")
+
+    def close(self) -> None:
+        for ws in self._sockets:
+            ws.close()
+
+
+class Poller:
+    """A long-poll client that keeps its cursors the way docs/PROTOCOL.md §4 says."""
+
+    def __init__(self, http: requests.Session, url: str):
+        self.http = http
+        self.url = url
+        self.conn: str | None = None
+        self.cursors: dict[str, int] = {}
+        self.events: list[dict] = []
+
+    def poll(self, timeout=40) -> list[dict]:
+        r = self.http.post(self.url, json={"conn": self.conn, "cursors": self.cursors},
+                           timeout=timeout)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        self.conn = body["conn"]
+        for ev in body["events"]:
+            if "seq" in ev:
+                key = str(ev["chat_id"])
+                assert ev["seq"] == self.cursors.get(key, 0) + 1, (ev, self.cursors)
+                self.cursors[key] = ev["seq"]
+            self.events.append(ev)
+        return body["events"]
+
+    def poll_until(self, pred, timeout=TIMEOUT, what="event") -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            for ev in self.events:
+                if pred(ev):
+                    return ev
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; got {self.events[-8:]}")
+            self.poll()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Factory: ``make_server(config={...})`` starts a server; all are stopped at teardown."""
+    servers: list[Server] = []
+
+    def make(config=None, subdir=None) -> Server:
+        d = tmp_path / (subdir or f"s{len(servers)}")
+        d.mkdir(exist_ok=True)
+        s = Server(d, config)
+        servers.append(s)
+        return s.start()
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def server(make_server) -> Server:
+    """A running server with an administrator ``admin`` and an operator ``bob``."""
+    s = make_server()
+    s.create_operator("admin", admin=True, display_name="Alice Admin")
+    s.create_operator("bob", display_name="Bob")
+    return s
