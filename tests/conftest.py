@@ -428,3 +428,15 @@ def server(make_server) -> Server:
     s.create_operator("admin", admin=True, display_name="Alice Admin")
     s.create_operator("bob", display_name="Bob")
     return s
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A run that skipped a test, or ran none, fails: a skipped browser test proves nothing."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    stats = reporter.stats if reporter else {}
+    skipped = len(stats.get("skipped", [])) + len(stats.get("xfailed", []))
+    if session.testscollected == 0:
+        session.exitstatus = 1
+    elif skipped and session.exitstatus == 0:
+        print(f"\nFAILED: {skipped} test(s) skipped; every test must run", file=sys.stderr)
+        session.exitstatus = 1
