@@ -1177,9 +1177,27 @@ class Services:
             if conn.waiter is None and mono - conn.last_poll > expiry:
                 self.drop_poll_conn(conn)
         self._ticks += 1
+        if self._ticks % 5 == 0 and self._session_streams:
+            self._end_vanished_sessions()
         if self._ticks % 60 == 0:
             for rl in (self.rl_messages, self.rl_chats, self.rl_requests):
                 rl.forget_idle(mono)
+
+    def _end_vanished_sessions(self) -> None:
+        """Close streams whose session row is gone (``cutelive passwd``, expiry, another process)."""
+        ids = list(self._session_streams)
+        alive = {
+            s.id
+            for s in Session.select(Session.id, Session.operator, Session.expires_at).where(
+                Session.id.in_(ids)
+            )
+            if s.expires_at > now_ms()
+        }
+        for sid in ids:
+            if sid not in alive:
+                streams = list(self._session_streams.get(sid, ()))
+                if streams:
+                    self.end_sessions(streams[0].party.operator_id, "expired", only_session_id=sid)
 
     # -- presence -----------------------------------------------------------------------------
 
