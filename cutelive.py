@@ -258,7 +258,7 @@ SETTINGS_BY_KEY = {(s.section, s.key): s for s in SETTINGS}
 
 
 class Config:
-    """Parsed configuration: ``config.get('chat', 'queue_timeout')`` or ``config.chat_queue_timeout``."""
+    """Parsed settings: ``config.chat_queue_timeout``."""
 
     def __init__(self, values: dict[tuple[str, str], Any], warnings: list[str]):
         self._values = values
@@ -1015,6 +1015,49 @@ COMMANDS: dict[str, dict[str, dict[str, tuple[str, bool]]]] = {
 }
 
 
+#: Widget appearance an administrator may set in the console: key -> (kind, limit). Only these
+#: keys are stored and served to the widget (``GET /api/widget/config``).
+APPEARANCE: dict[str, tuple[str, int]] = {
+    "color": ("color", 32),
+    "color_text": ("color", 32),
+    "position": ("position", 32),
+    "image_online": ("image", MAX_URL_CHARS),
+    "image_offline": ("image", MAX_URL_CHARS),
+    "title": ("line", 100),
+    "button_online": ("line", 100),
+    "button_offline": ("line", 100),
+    "button_start": ("line", 40),
+    "button_send": ("line", 40),
+    "greeting": ("para", 500),
+    "waiting": ("para", 500),
+    "offline_prompt": ("para", 500),
+    "thanks": ("para", 500),
+}
+
+
+def _check_appearance(key: str, value: Any) -> str:
+    kind, limit = APPEARANCE[key]
+    field_name = f"appearance.{key}"
+    v = _check_string(field_name, value, limit, text=kind == "para", empty=True).strip()
+    if not v:
+        return ""
+    if kind == "color" and not re.fullmatch(r"#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}", v):
+        raise ApiError("invalid_field", f"'{key}' must be a colour like #4f46e5", field=field_name)
+    if kind == "position" and v not in ("left", "right"):
+        raise ApiError("invalid_field", f"'{key}' must be left or right", field=field_name)
+    if kind == "image":
+        u = urllib.parse.urlsplit(v)
+        if not (u.scheme in ("http", "https") and u.netloc) and not (
+            v.startswith("/") and not v.startswith("//")
+        ):
+            raise ApiError(
+                "invalid_field",
+                f"'{key}' must be an http(s) URL or a path on this server",
+                field=field_name,
+            )
+    return v
+
+
 class PollConn:
     """A long-poll connection: events collected between polls, and the poll waiting for them."""
 
@@ -1131,6 +1174,7 @@ class Services:
         self._queue_dirty = False
         self._online = False
         self._ticks = 0
+        self._settings: dict | None = None
         lim = config
         self.rl_messages = RateLimiter(*lim.limits_visitor_messages)
         self.rl_chats = RateLimiter(*lim.limits_chats_per_ip)
@@ -1184,7 +1228,7 @@ class Services:
                 rl.forget_idle(mono)
 
     def _end_vanished_sessions(self) -> None:
-        """Close streams whose session row is gone (``cutelive passwd``, expiry, another process)."""
+        """Close streams whose session row is gone (``cutelive passwd``, expiry, another tool)."""
         ids = list(self._session_streams)
         alive = {
             s.id
@@ -1751,6 +1795,86 @@ class Services:
             s.update(visitor_id=chat.visitor_id, ip=chat.ip, user_agent=chat.user_agent)
         return s
 
+    # -- settings -----------------------------------------------------------------------------
+
+    def settings(self) -> dict:
+        """Console-edited settings (appearance, extra allowed origins), cached in memory."""
+        if self._settings is None:
+            row = Meta.get_or_none(Meta.key == "settings")
+            self._settings = json.loads(row.value) if row else {}
+            self._settings.setdefault("appearance", {})
+            self._settings.setdefault("allowed_origins", [])
+        return self._settings
+
+    def allowed_origins(self) -> list[str]:
+        """Origins allowed to use the visitor API: the ini's and the console's; empty: any."""
+        return list(self.config.widget_allowed_origins) + self.settings()["allowed_origins"]
+
+    def widget_config(self) -> dict:
+        return {
+            "online": self.any_online(),
+            "heartbeat": self.config.realtime_heartbeat,
+            "appearance": dict(self.settings()["appearance"]),
+        }
+
+    def settings_view(self) -> dict:
+        s = self.settings()
+        return {
+            "appearance": dict(s["appearance"]),
+            "appearance_keys": list(APPEARANCE),
+            "allowed_origins": list(s["allowed_origins"]),
+            "allowed_origins_config": list(self.config.widget_allowed_origins),
+            "public_url": self.base_url,
+        }
+
+    def update_settings(self, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise ApiError("bad_json", "expected a JSON object")
+        for k in body:
+            if k not in ("appearance", "allowed_origins"):
+                raise ApiError("unknown_field", f"'{k}' is not a setting", field=k)
+        new = json.loads(json.dumps(self.settings()))
+        if "appearance" in body:
+            app = body["appearance"]
+            if not isinstance(app, dict):
+                raise ApiError(
+                    "invalid_field", "'appearance' must be an object", field="appearance"
+                )
+            for k, v in app.items():
+                if k not in APPEARANCE:
+                    raise ApiError(
+                        "unknown_field",
+                        f"'{k}' is not an appearance setting",
+                        field=f"appearance.{k}",
+                    )
+                v = _check_appearance(k, v)
+                if v:
+                    new["appearance"][k] = v
+                else:
+                    new["appearance"].pop(k, None)
+        if "allowed_origins" in body:
+            origins = body["allowed_origins"]
+            if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+                raise ApiError(
+                    "invalid_field",
+                    "'allowed_origins' must be a list of strings",
+                    field="allowed_origins",
+                )
+            if len(origins) > 100:
+                raise ApiError(
+                    "too_long", "at most 100 allowed origins", field="allowed_origins", limit=100
+                )
+            try:
+                new["allowed_origins"] = parse_origins(" ".join(origins))
+            except ValueError as e:
+                raise ApiError(
+                    "invalid_field", f"'allowed_origins': expected {e}", field="allowed_origins"
+                ) from None
+        Meta.insert(key="settings", value=json.dumps(new)).on_conflict_replace().execute()
+        self._settings = new
+        self.hub.publish(["visitors"], {"type": "appearance", "appearance": new["appearance"]})
+        return self.settings_view()
+
     def transcript(self, party: Party, chat_id: int) -> dict:
         chat = self._chat_for(party, chat_id)
         events = [json.loads(t) for t in self.storage.events_after(chat.id, 0)]
@@ -2012,7 +2136,7 @@ class _Common:
 
     def visitor_origin_allowed(self) -> bool:
         origin = self.request.headers.get("Origin")
-        allowed = self.services.config.widget_allowed_origins
+        allowed = self.services.allowed_origins()
         if not origin or not allowed or self.own_origin(origin):
             return True
         return origin.lower().rstrip("/") in allowed
@@ -2039,6 +2163,7 @@ class BaseHandler(_Common, tornado.web.RequestHandler):
 
     def initialize(self, services: Services) -> None:
         self.services = services
+        self.clear()  # again, now that set_default_headers can see the services
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -2112,8 +2237,24 @@ class WidgetConfigHandler(PublicHandler):
     """GET /api/widget/config: the public widget settings."""
 
     def get(self) -> None:
+        self.reply(self.services.widget_config())
+
+
+class ButtonHandler(PublicHandler):
+    """GET /api/button: the online or offline button image, for embeds without JavaScript."""
+
+    def get(self) -> None:
         s = self.services
-        self.reply({"online": s.any_online(), "heartbeat": s.config.realtime_heartbeat})
+        state = "online" if s.any_online() else "offline"
+        custom = s.settings()["appearance"].get(f"image_{state}")
+        self.set_header("Cache-Control", "no-store")
+        if custom:
+            self.redirect(custom, status=302)
+            return
+        with open(os.path.join(ASSETS_DIR, "img", f"{state}.svg"), "rb") as f:
+            data = f.read()
+        self.set_header("Content-Type", "image/svg+xml")
+        self.finish(data)
 
 
 class VisitorHandler(BaseHandler):
@@ -2122,7 +2263,8 @@ class VisitorHandler(BaseHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
         origin = self.request.headers.get("Origin")
-        if origin and self.visitor_origin_allowed():
+        # Tornado calls this once before initialize(); the real call comes from clear() later.
+        if origin and hasattr(self, "services") and self.visitor_origin_allowed():
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
             self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
@@ -2201,7 +2343,8 @@ class _PollMixin:
 
     def _send_poll(self, conn: PollConn, events: list[str]) -> None:
         self.set_status(200)
-        self.finish('{"conn": %s, "events": [%s]}' % (json.dumps(conn.id), ", ".join(events)))
+        # The stored events are JSON already: splice them in rather than decode and re-encode.
+        self.finish(f'{{"conn": {json.dumps(conn.id)}, "events": [{", ".join(events)}]}}')
 
     def on_connection_close(self) -> None:
         conn = getattr(self, "_conn", None)
@@ -2327,6 +2470,7 @@ class SessionHandler(ConsoleHandler):
             {
                 "operator": op,
                 "xsrf": self.xsrf_token.decode(),
+                "public_url": s.base_url,
                 "setup_required": s.setup_token is not None and s.storage.operator_count() == 0,
             }
         )
@@ -2466,6 +2610,18 @@ class PasswordHandler(ConsoleHandler):
     async def post(self) -> None:
         await self.services.change_own_password(self.require(), self.body_json())
         self.reply({})
+
+
+class SettingsHandler(ConsoleHandler):
+    """GET/PATCH /api/console/settings: widget appearance and allowed origins."""
+
+    def get(self) -> None:
+        self.require()
+        self.reply(self.services.settings_view())
+
+    def patch(self) -> None:
+        self.require(admin=True)
+        self.reply(self.services.update_settings(self.body_json()))
 
 
 class OperatorsHandler(ConsoleHandler):
@@ -2720,6 +2876,7 @@ def routes(services: Services) -> list:
     return [
         (r"/api/status", StatusHandler, s),
         (r"/api/widget/config", WidgetConfigHandler, s),
+        (r"/api/button", ButtonHandler, s),
         (r"/api/visitor/token", VisitorTokenHandler, s),
         (r"/api/visitor/ws", VisitorSocket, s),
         (r"/api/visitor/poll", VisitorPollHandler, s),
@@ -2738,6 +2895,7 @@ def routes(services: Services) -> list:
         (r"/api/console/offline-messages", OfflineMessagesHandler, s),
         (r"/api/console/offline-messages/([^/]+)", OfflineMessageHandler, s),
         (r"/api/console/password", PasswordHandler, s),
+        (r"/api/console/settings", SettingsHandler, s),
         (r"/api/console/operators", OperatorsHandler, s),
         (r"/api/console/operators/([^/]+)", OperatorHandler, s),
         (r"/api/.*", NotFoundHandler, s),
