@@ -56,8 +56,11 @@ class Server:
         self.ini = self.tmp / "test.ini"
         # Generous limits by default: every test client comes from 127.0.0.1.
         base = {
-            "limits": {"requests_per_ip": "100000/1m", "chats_per_ip": "10000/1m",
-                       "sockets_per_ip": "1000"},
+            "limits": {
+                "requests_per_ip": "100000/1m",
+                "chats_per_ip": "10000/1m",
+                "sockets_per_ip": "1000",
+            },
             "operators": {"login_failures_per_ip": "1000/15m"},
         }
         for section, values in (config or {}).items():
@@ -78,8 +81,15 @@ class Server:
 
     def start(self, port: int | None = None) -> Server:
         """Start (or restart, on the same port if given) and wait until it listens."""
-        cmd = SERVER_CMD + ["serve", "-c", str(self.ini), "--data-dir", str(self.data_dir),
-                            "--port", str(port if port is not None else 0)]
+        cmd = SERVER_CMD + [
+            "serve",
+            "-c",
+            str(self.ini),
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(port if port is not None else 0),
+        ]
         self.proc = subprocess.Popen(
             cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=self.tmp
         )
@@ -125,20 +135,21 @@ class Server:
         return wait_for(find, what="setup token in the log")
 
     def stop(self, sig=signal.SIGTERM) -> int | None:
+        """Signal the server, wait for it to exit, then close the test's clients."""
+        rc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            rc = self.proc.returncode
+            self.proc = None
         for c in self._clients:
             c.close()
         self._clients.clear()
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode
-        self.proc = None
         return rc
 
     def kill(self) -> None:
@@ -156,13 +167,22 @@ class Server:
     def run_cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             SERVER_CMD + list(args) + ["-c", str(self.ini), "--data-dir", str(self.data_dir)],
-            input=stdin, capture_output=True, text=True, timeout=60, cwd=self.tmp,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=self.tmp,
         )
 
     # -- clients ----------------------------------------------------------------------------
 
-    def create_operator(self, username: str, password: str = "correct horse 1", admin=False,
-                        display_name: str | None = None) -> None:
+    def create_operator(
+        self,
+        username: str,
+        password: str = "correct horse 1",
+        admin=False,
+        display_name: str | None = None,
+    ) -> None:
         args = ["create-operator", username, "--password-stdin"]
         if admin:
             args.append("--admin")
@@ -255,8 +275,11 @@ class WS:
         ref = f"r{next(_ids)}"
         cmd = dict(cmd, id=ref)
         self.send(cmd)
-        return self.wait(lambda e: e.get("ref") == ref and e["type"] in ("ack", "error", "pong"),
-                         timeout, what=f"reply to {cmd['type']}")
+        return self.wait(
+            lambda e: e.get("ref") == ref and e["type"] in ("ack", "error", "pong"),
+            timeout,
+            what=f"reply to {cmd['type']}",
+        )
 
     def chat_events(self, chat_id: int) -> list[dict]:
         with self._cond:
@@ -296,15 +319,26 @@ class VisitorClient:
 
     def start_chat(self, text="Hello, I need help", name="Ann", **extra) -> dict:
         ack = self.ws.request(
-            {"type": "start_chat", "name": name, "text": text, "client_id": uuid.uuid4().hex,
-             **extra}
+            {
+                "type": "start_chat",
+                "name": name,
+                "text": text,
+                "client_id": uuid.uuid4().hex,
+                **extra,
+            }
         )
         assert ack["type"] == "ack", ack
         return ack
 
     def say(self, chat_id: int, text: str, client_id: str | None = None) -> dict:
-        return self.ws.request({"type": "message", "chat_id": chat_id, "text": text,
-                                "client_id": client_id or uuid.uuid4().hex})
+        return self.ws.request(
+            {
+                "type": "message",
+                "chat_id": chat_id,
+                "text": text,
+                "client_id": client_id or uuid.uuid4().hex,
+            }
+        )
 
     def send(self, cmd: dict) -> requests.Response:
         return self.http.post(self.server.url + "/api/visitor/send", json=cmd, timeout=TIMEOUT)
@@ -331,8 +365,11 @@ class ConsoleClient:
         self._sockets: list[WS] = []
 
     def login(self, username: str, password: str) -> dict:
-        r = self.http.post(self.server.url + "/api/console/login",
-                           json={"username": username, "password": password}, timeout=TIMEOUT)
+        r = self.http.post(
+            self.server.url + "/api/console/login",
+            json={"username": username, "password": password},
+            timeout=TIMEOUT,
+        )
         assert r.status_code == 200, r.text
         self.operator = r.json()["operator"]
         return self.operator
@@ -341,8 +378,11 @@ class ConsoleClient:
         return "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
 
     def connect(self, cursors: dict | None = None, origin: str | None = None) -> WS:
-        ws = WS(self.server.ws_url + "/api/console/ws", cookie=self.cookie_header(),
-                origin=origin or self.server.url)
+        ws = WS(
+            self.server.ws_url + "/api/console/ws",
+            cookie=self.cookie_header(),
+            origin=origin or self.server.url,
+        )
         self._sockets.append(ws)
         ws.send({"type": "hello", "cursors": cursors or {}})
         ws.wait(lambda e: e["type"] in ("welcome", "error"), what="welcome")
@@ -380,8 +420,9 @@ class Poller:
         self.events: list[dict] = []
 
     def poll(self, timeout=40) -> list[dict]:
-        r = self.http.post(self.url, json={"conn": self.conn, "cursors": self.cursors},
-                           timeout=timeout)
+        r = self.http.post(
+            self.url, json={"conn": self.conn, "cursors": self.cursors}, timeout=timeout
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         self.conn = body["conn"]
