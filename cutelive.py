@@ -223,6 +223,8 @@ SETTINGS: list[Setting] = [
         parse_list,
         "Addresses of reverse proxies whose X-Forwarded-For is believed.",
     ),
+    Setting("server", "certfile", "", parse_str, "TLS certificate chain (PEM); empty: no TLS."),
+    Setting("server", "keyfile", "", parse_str, "TLS private key (PEM)."),
     Setting("database", "synchronous", "normal", parse_synchronous, "normal or full."),
     Setting("database", "busy_timeout", "5s", parse_duration, "How long to wait for a lock."),
     Setting("realtime", "heartbeat", "25s", parse_duration, "Ping interval for streams."),
@@ -283,7 +285,8 @@ class Config:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{port if port is not None else self.server_port}"
+        scheme = "https" if self.server_certfile else "http"
+        return f"{scheme}://{host}:{port if port is not None else self.server_port}"
 
 
 def load_config(
@@ -1089,6 +1092,65 @@ class PollConn:
         self.wake()
 
 
+class FdGuard:
+    """Keeps the process below its open-file limit: refuse new work before ``accept`` fails.
+
+    Counting ``/proc/self/fd`` costs a few milliseconds at 20,000 files, so the count is
+    estimated from the last real count plus the connections accepted since, and recounted
+    only when the estimate nears the cap (and then at most every 100 ms).
+    """
+
+    def __init__(self, soft_ratio: float = 0.9, hard_ratio: float = 0.97):
+        try:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if hard != resource.RLIM_INFINITY and soft < hard:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+                soft = hard
+        except (ImportError, ValueError, OSError):
+            soft = 1024
+        self.limit = soft if soft > 0 else 1024
+        self.soft_cap = int(self.limit * soft_ratio)
+        self.hard_cap = int(self.limit * hard_ratio)
+        self._count = self._real_count()
+        self._counted_at = time.monotonic()
+        self._since = 0
+        self._logged = 0.0
+
+    @staticmethod
+    def _real_count() -> int:
+        try:
+            return len(os.listdir("/proc/self/fd"))
+        except OSError:
+            return 0
+
+    def accepted(self) -> None:
+        self._since += 1
+
+    def estimate(self) -> int:
+        est = self._count + self._since
+        now = time.monotonic()
+        if (est >= self.soft_cap or now - self._counted_at > 5) and now - self._counted_at > 0.1:
+            self._count = self._real_count()
+            self._counted_at = now
+            self._since = 0
+            est = self._count
+        return est
+
+    def full(self, hard: bool = False) -> bool:
+        n = self.estimate()
+        if n < (self.hard_cap if hard else self.soft_cap):
+            return False
+        now = time.monotonic()
+        if now - self._logged > 60:
+            self._logged = now
+            log.warning(
+                "%d of %d files open: refusing new connections (server_full)", n, self.limit
+            )
+        return True
+
+
 class Mailer:
     """Sends notification e-mail through the configured SMTP server, off the event loop."""
 
@@ -1175,6 +1237,7 @@ class Services:
         self._online = False
         self._ticks = 0
         self._settings: dict | None = None
+        self.fd_guard = FdGuard()
         lim = config
         self.rl_messages = RateLimiter(*lim.limits_visitor_messages)
         self.rl_chats = RateLimiter(*lim.limits_chats_per_ip)
@@ -2143,6 +2206,10 @@ class _Common:
 
     def check_request_rate(self) -> None:
         s = self.services
+        if s.fd_guard.full():
+            raise ApiError(
+                "server_full", "the server is at its connection limit; try again shortly", 503
+            )
         s._rate(s.rl_requests, self.ip, "requests_per_ip", "requests from this address")
 
     @staticmethod
@@ -2732,6 +2799,9 @@ class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
         return True  # checked in get() with a JSON answer
 
     def open(self, *args: Any) -> None:
+        if self.services.fd_guard.full():
+            self.close(1013, "server full; try again later")
+            return
         self.services.sockets_per_ip[self.ip] += 1
         self._counted = True
         self.set_nodelay(True)
@@ -2828,6 +2898,21 @@ class ConsoleSocket(StreamSocket):
         )
         if self.party is None:
             raise ApiError("not_authenticated", "log in first", 401)
+
+
+class GuardedHTTPServer(tornado.httpserver.HTTPServer):
+    """Closes a new connection at once when the process is at its hard file cap."""
+
+    def initialize(self, *args: Any, fd_guard: FdGuard, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self.fd_guard = fd_guard
+
+    def handle_stream(self, stream, address) -> None:
+        self.fd_guard.accepted()
+        if self.fd_guard.full(hard=True):
+            stream.close()
+            return
+        super().handle_stream(stream, address)
 
 
 class AssetHandler(tornado.web.StaticFileHandler):
@@ -2935,7 +3020,7 @@ def make_app(config: Config, storage: Storage | None = None) -> tornado.web.Appl
     services.start()
     ticker = tornado.ioloop.PeriodicCallback(services.tick, 1000)
     ticker.start()
-    secure = config.server_public_url.startswith("https://")
+    secure = config.base_url().startswith("https://")
     app = tornado.web.Application(
         routes(services),
         default_handler_class=NotFoundHandler,
@@ -2973,8 +3058,16 @@ async def serve(config: Config) -> int:
     app = make_app(config)
     services: Services = app.services
     sockets = tornado.netutil.bind_sockets(config.server_port, config.server_host)
-    server = tornado.httpserver.HTTPServer(
-        app, max_body_size=max(config.limits_max_body * 4, 1024 * 1024), idle_connection_timeout=120
+    ssl_ctx = None
+    if config.server_certfile:
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_ctx.load_cert_chain(config.server_certfile, config.server_keyfile or None)
+    server = GuardedHTTPServer(
+        app,
+        fd_guard=services.fd_guard,
+        ssl_options=ssl_ctx,
+        max_body_size=max(config.limits_max_body * 4, 1024 * 1024),
+        idle_connection_timeout=120,
     )
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
