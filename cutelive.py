@@ -738,6 +738,56 @@ class Hub:
                     sub.deliver(text, event)
 
 
+class LagMonitor:
+    """Measures the event loop's own lateness: a timer every ``interval`` notes how late it ran.
+
+    Garbage-collection pauses and blocking calls show up here. ``snapshot(reset=True)`` returns
+    the figures since the last reset.
+    """
+
+    def __init__(self, call_later, interval: float = 0.05):
+        self.call_later = call_later
+        self.interval = interval
+        self._due = 0.0
+        self.samples: list[float] = []
+        self.max_ms = 0.0
+        self._handle = None
+
+    def start(self) -> None:
+        self._due = time.monotonic() + self.interval
+        self._handle = self.call_later(self.interval, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        lag = max(0.0, (now - self._due) * 1000)
+        if len(self.samples) < 100_000:
+            self.samples.append(lag)
+        self.max_ms = max(self.max_ms, lag)
+        self._due = now + self.interval
+        self._handle = self.call_later(self.interval, self._tick)
+
+    def snapshot(self, reset: bool = False) -> dict:
+        xs = sorted(self.samples)
+
+        def pct(p: float) -> float:
+            return round(xs[min(len(xs) - 1, int(p * len(xs)))], 2) if xs else 0.0
+
+        out = {
+            "samples": len(xs),
+            "p50_ms": pct(0.5),
+            "p99_ms": pct(0.99),
+            "max_ms": round(self.max_ms, 2),
+        }
+        if reset:
+            self.samples = []
+            self.max_ms = 0.0
+        return out
+
+
 def encode(event: dict) -> str:
     return json.dumps(event, ensure_ascii=False, separators=(", ", ": "))
 
@@ -1238,6 +1288,7 @@ class Services:
         self._ticks = 0
         self._settings: dict | None = None
         self.fd_guard = FdGuard()
+        self.lag = LagMonitor(call_later)
         lim = config
         self.rl_messages = RateLimiter(*lim.limits_visitor_messages)
         self.rl_chats = RateLimiter(*lim.limits_chats_per_ip)
@@ -1858,6 +1909,25 @@ class Services:
             s.update(visitor_id=chat.visitor_id, ip=chat.ip, user_agent=chat.user_agent)
         return s
 
+    def metrics(self, reset: bool = False) -> dict:
+        import gc
+        import resource
+
+        hub = self.hub
+        return {
+            "visitor_streams": hub.count("visitors"),
+            "operator_streams": hub.count("ops"),
+            "poll_conns": len(self.poll_conns),
+            "waiting_chats": len(self._waiting),
+            "operators_present": len(self.present),
+            "open_files": self.fd_guard._real_count(),
+            "file_limit": self.fd_guard.limit,
+            "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "cpu_s": round(time.process_time(), 3),
+            "gc_counts": gc.get_count(),
+            "loop_lag": self.lag.snapshot(reset),
+        }
+
     # -- settings -----------------------------------------------------------------------------
 
     def settings(self) -> dict:
@@ -2291,6 +2361,15 @@ class PublicHandler(BaseHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Access-Control-Allow-Origin", "*")
+
+
+class MetricsHandler(BaseHandler):
+    """GET /api/metrics: load figures for monitoring and bench/; loopback clients only."""
+
+    def get(self) -> None:
+        if not ipaddress.ip_address(self.request.remote_ip or "0.0.0.0").is_loopback:
+            raise ApiError("not_found", "no such path", 404)
+        self.reply(self.services.metrics(reset=self.get_query_argument("reset", "") == "1"))
 
 
 class StatusHandler(PublicHandler):
@@ -2960,6 +3039,7 @@ def routes(services: Services) -> list:
     a = ASSETS_DIR
     return [
         (r"/api/status", StatusHandler, s),
+        (r"/api/metrics", MetricsHandler, s),
         (r"/api/widget/config", WidgetConfigHandler, s),
         (r"/api/button", ButtonHandler, s),
         (r"/api/visitor/token", VisitorTokenHandler, s),
@@ -3020,6 +3100,7 @@ def make_app(config: Config, storage: Storage | None = None) -> tornado.web.Appl
     services.start()
     ticker = tornado.ioloop.PeriodicCallback(services.tick, 1000)
     ticker.start()
+    services.lag.start()
     secure = config.base_url().startswith("https://")
     app = tornado.web.Application(
         routes(services),
