@@ -45,8 +45,9 @@ def test_complete_chat_websocket_and_longpoll_see_same_sequence(server):
     bob_ws.wait(lambda e: e["type"] == "typing" and e["from"] == "visitor" and e["typing"])
 
     # Messages both ways; sending ends the sender's typing at the receiver.
-    r = bob_ws.request({"type": "message", "chat_id": chat_id, "text": "Hello Ann",
-                        "client_id": uuid.uuid4().hex})
+    r = bob_ws.request(
+        {"type": "message", "chat_id": chat_id, "text": "Hello Ann", "client_id": uuid.uuid4().hex}
+    )
     assert r["type"] == "ack" and r["message"]["seq"] == 4
     ws.wait(lambda e: e["type"] == "typing" and e["from"] == "operator" and not e["typing"])
     m = ws.wait(lambda e: e["type"] == "message" and e["from"] == "operator")
@@ -63,10 +64,21 @@ def test_complete_chat_websocket_and_longpoll_see_same_sequence(server):
     # The long-poll client saw exactly the same chat events in the same order.
     poller.poll_until(lambda e: e["type"] == "chat_closed", what="closed via long-poll")
     ws_seq = [(e["seq"], e["type"]) for e in ws.chat_events(chat_id)]
-    lp_seq = [(e["seq"], e["type"]) for e in poller.events if e.get("chat_id") == chat_id
-              and "seq" in e]
-    assert ws_seq == lp_seq == [(1, "chat_started"), (2, "message"), (3, "chat_accepted"),
-                                (4, "message"), (5, "message"), (6, "chat_closed")]
+    lp_seq = [
+        (e["seq"], e["type"]) for e in poller.events if e.get("chat_id") == chat_id and "seq" in e
+    ]
+    assert (
+        ws_seq
+        == lp_seq
+        == [
+            (1, "chat_started"),
+            (2, "message"),
+            (3, "chat_accepted"),
+            (4, "message"),
+            (5, "message"),
+            (6, "chat_closed"),
+        ]
+    )
 
     # The transcript says the same.
     t = ann.http.get(server.url + f"/api/visitor/chats/{chat_id}").json()

@@ -93,7 +93,11 @@ def test_readme_commands_and_sections():
 
 
 def test_help_lists_the_subcommands():
-    out = subprocess.run([sys.executable, str(ROOT / "cutelive.py"), "--help"],
-                         capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "cutelive.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     for cmd in ("serve", "create-operator", "passwd", "--version"):
         assert cmd in out

@@ -15,8 +15,9 @@ def _chat_with_operator(server):
 
 
 def _op_say(ws, chat_id, text):
-    r = ws.request({"type": "message", "chat_id": chat_id, "text": text,
-                    "client_id": uuid.uuid4().hex})
+    r = ws.request(
+        {"type": "message", "chat_id": chat_id, "text": text, "client_id": uuid.uuid4().hex}
+    )
     assert r["type"] == "ack", r
     return r["message"]
 
@@ -83,7 +84,9 @@ def test_reset_for_a_cursor_the_server_cannot_serve(server):
     ws2.wait(lambda e: e["type"] == "reset" and e["chat_id"] == 123456)
     resets = [e for e in ws2.events if e["type"] == "reset"]
     assert {(e["chat_id"], e["reason"]) for e in resets} == {
-        (chat_id, "unknown_cursor"), (123456, "unknown_cursor")}
+        (chat_id, "unknown_cursor"),
+        (123456, "unknown_cursor"),
+    }
     # A valid cursor on the same socket via sync: exactly the events after it.
     r = ws2.request({"type": "sync", "cursors": {str(chat_id): 1}})
     assert r["type"] == "ack"
