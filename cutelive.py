@@ -236,6 +236,13 @@ SETTINGS: list[Setting] = [
     Setting("operators", "login_lockout", "15m", parse_duration, "Lock after too many."),
     Setting("operators", "login_failures_per_ip", "50/15m", parse_rate, "Failures per IP."),
     Setting("widget", "allowed_origins", "", parse_origins, "Sites allowed to embed."),
+    Setting("monitor", "leave_grace", "30s", parse_duration, "Gone after the last tab."),
+    Setting("monitor", "idle_after", "5m", parse_duration, "Idle without a page view."),
+    Setting("monitor", "invitation_ttl", "2m", parse_duration, "Invitations expire."),
+    Setting("monitor", "retention", "90d", parse_duration, "Page views are kept this long."),
+    Setting("monitor", "geoip_db", "", parse_str, "GeoLite2-style .mmdb file for countries."),
+    Setting("monitor", "beacons_per_visitor", "120/1m", parse_rate, "Page views per visitor."),
+    Setting("monitor", "invitations_per_operator", "30/1m", parse_rate, "Invitations sent."),
     Setting("limits", "message_chars", "5000", parse_positive_int, "Longest message."),
     Setting("limits", "name_chars", "100", parse_positive_int, "Longest name."),
     Setting("limits", "email_chars", "254", parse_positive_int, "Longest e-mail address."),
@@ -444,6 +451,54 @@ class OfflineMessage(BaseModel):
         }
 
 
+class InviteRule(BaseModel):
+    """An automatic invitation: conditions on the visit, and the message to show."""
+
+    name = peewee.TextField()
+    enabled = peewee.BooleanField(default=True)
+    message = peewee.TextField()
+    conditions = peewee.TextField(default="{}")  # JSON, see RULE_CONDITIONS
+    created_at = peewee.IntegerField()
+
+    def public(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "enabled": bool(self.enabled),
+            "message": self.message,
+            "conditions": json.loads(self.conditions),
+        }
+
+    def matches(self, lv: Any, t: int) -> bool:
+        c = getattr(self, "_parsed", None)
+        if c is None:
+            c = self._parsed = json.loads(self.conditions)
+        if "url_contains" in c and c["url_contains"].lower() not in lv.url.lower():
+            return False
+        if "referrer_contains" in c and c["referrer_contains"].lower() not in lv.referrer.lower():
+            return False
+        if "min_pages" in c and lv.pages < c["min_pages"]:
+            return False
+        if "min_time_on_page" in c and t - lv.page_since < c["min_time_on_page"] * 1000:
+            return False
+        if "min_time_on_site" in c and t - lv.started_at < c["min_time_on_site"] * 1000:
+            return False
+        if "returning" in c and (lv.visit_number > 1) != c["returning"]:
+            return False
+        return True
+
+
+#: Conditions an invitation rule may have: name -> kind.
+RULE_CONDITIONS = {
+    "url_contains": "str",
+    "referrer_contains": "str",
+    "min_pages": "count",
+    "min_time_on_page": "count",
+    "min_time_on_site": "count",
+    "returning": "bool",
+}
+
+
 #: Migrations: entry N takes the schema from version N to N+1, in one transaction. Never edit
 #: a released step; append a new one.
 MIGRATIONS: list[list[str]] = [
@@ -485,6 +540,27 @@ MIGRATIONS: list[list[str]] = [
             text TEXT NOT NULL, page_url TEXT NOT NULL DEFAULT '',
             page_title TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT '',
             created_at INTEGER NOT NULL, read INTEGER NOT NULL DEFAULT 0)""",
+    ],
+    [
+        """CREATE TABLE visit (
+            id INTEGER PRIMARY KEY, visitor_id INTEGER NOT NULL REFERENCES visitor(id),
+            number INTEGER NOT NULL, started_at INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+            landing_url TEXT NOT NULL DEFAULT '', referrer TEXT NOT NULL DEFAULT '',
+            search_terms TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT '', browser TEXT NOT NULL DEFAULT '',
+            os TEXT NOT NULL DEFAULT '', device TEXT NOT NULL DEFAULT '',
+            country TEXT NOT NULL DEFAULT '', pages INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE INDEX visit_visitor ON visit(visitor_id, id)",
+        """CREATE TABLE page_view (
+            id INTEGER PRIMARY KEY, visit_id INTEGER NOT NULL REFERENCES visit(id),
+            visitor_id INTEGER NOT NULL, url TEXT NOT NULL, title TEXT NOT NULL,
+            referrer TEXT NOT NULL, ts INTEGER NOT NULL)""",
+        "CREATE INDEX page_view_visit ON page_view(visit_id, id)",
+        "CREATE INDEX page_view_ts ON page_view(ts)",
+        """CREATE TABLE invite_rule (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,
+            message TEXT NOT NULL, conditions TEXT NOT NULL DEFAULT '{}',
+            created_at INTEGER NOT NULL)""",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -559,6 +635,9 @@ class Storage:
 
     def visitor_by_token(self, token: str) -> Visitor | None:
         return Visitor.get_or_none(Visitor.token_hash == token_hash(token))
+
+    def visitor_by_id(self, visitor_id: int) -> Visitor | None:
+        return Visitor.get_or_none(Visitor.id == visitor_id)
 
     # -- chats and events ---------------------------------------------------------------------
 
@@ -950,6 +1029,10 @@ class Validator:
             return _check_string(name, value, self.message_chars, text=True)
         if kind == "name":
             return _check_string(name, value, self.name_chars)
+        if kind == "conditions":
+            return self.conditions(name, value)
+        if kind == "invitation":
+            return _check_string(name, value, 500, text=True, empty=True)
         if kind == "email":
             return self.email(name, value)
         if kind == "email?":
@@ -994,6 +1077,30 @@ class Validator:
                 )
             return v
         raise AssertionError(kind)
+
+    def conditions(self, name: str, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise ApiError("invalid_field", "'conditions' must be an object", field=name)
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            kind = RULE_CONDITIONS.get(k)
+            if kind is None:
+                raise ApiError(
+                    "unknown_field",
+                    f"'{k}' is not a rule condition; use " + ", ".join(RULE_CONDITIONS),
+                    field=f"conditions.{k}",
+                )
+            if kind == "str":
+                out[k] = _check_string(f"conditions.{k}", v, 500)
+            elif kind == "bool":
+                out[k] = _check_bool(f"conditions.{k}", v)
+            elif isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10**6:
+                raise ApiError(
+                    "invalid_field", f"'{k}' must be a whole number ≥ 0", field=f"conditions.{k}"
+                )
+            else:
+                out[k] = v
+        return out
 
     def email(self, name: str, value: Any) -> str:
         v = _check_string(name, value, self.email_chars)
@@ -1042,6 +1149,16 @@ COMMANDS: dict[str, dict[str, dict[str, tuple[str, bool]]]] = {
         },
         "typing": {"chat_id": ("int", True), "typing": ("bool", True)},
         "close": {"chat_id": ("int", True)},
+        "accept_invitation": {
+            "invitation_id": ("token", True),
+            "name": ("name", False),
+            "email": ("email?", False),
+            "text": ("text", False),
+            "client_id": ("client_id", False),
+            "page_url": ("url", False),
+            "page_title": ("title", False),
+        },
+        "decline_invitation": {"invitation_id": ("token", True)},
         "leave_message": {
             "name": ("name", True),
             "email": ("email", True),
@@ -1063,6 +1180,7 @@ COMMANDS: dict[str, dict[str, dict[str, tuple[str, bool]]]] = {
         "typing": {"chat_id": ("int", True), "typing": ("bool", True)},
         "close": {"chat_id": ("int", True)},
         "accept": {"chat_id": ("int", True)},
+        "invite": {"visitor_id": ("int", True), "message": ("invitation", False)},
         "status": {"status": ("status", True)},
     },
 }
@@ -1289,6 +1407,7 @@ class Services:
         self._settings: dict | None = None
         self.fd_guard = FdGuard()
         self.lag = LagMonitor(call_later)
+        self.monitor = Monitor(self)
         lim = config
         self.rl_messages = RateLimiter(*lim.limits_visitor_messages)
         self.rl_chats = RateLimiter(*lim.limits_chats_per_ip)
@@ -1334,6 +1453,7 @@ class Services:
         for conn in list(self.poll_conns.values()):
             if conn.waiter is None and mono - conn.last_poll > expiry:
                 self.drop_poll_conn(conn)
+        self.monitor.tick()
         self._ticks += 1
         if self._ticks % 5 == 0 and self._session_streams:
             self._end_vanished_sessions()
@@ -1432,6 +1552,7 @@ class Services:
         """Subscribe a stream (WebSocket or PollConn) to its party's topics."""
         if party.role == "visitor":
             self.hub.subscribe(stream, party.topic, "visitors")
+            self.monitor.stream_opened(party)
             return
         op_id = party.operator_id
         self.hub.subscribe(stream, party.topic, "ops")
@@ -1445,6 +1566,7 @@ class Services:
     def detach(self, stream: Any, party: Party) -> None:
         self.hub.unsubscribe(stream)
         if party.role != "operator":
+            self.monitor.stream_closed(party)
             return
         streams = self._session_streams.get(party.session_id)
         if streams is not None:
@@ -1467,11 +1589,15 @@ class Services:
             ev["visitor_id"] = party.visitor_id
             ev["online"] = self.any_online()
             out = [(encode(ev), ev)]
+            inv = self.monitor.pending_invitation(party.visitor_id)
+            if inv is not None:
+                iev = self.monitor.invitation_event(inv)
+                out.append((encode(iev), iev))
         else:
             op = self.storage.operator(party.operator_id)
             ev["operator"] = op.public(self.effective_status(op.id))
             out = [(encode(ev), ev)]
-            for snap in (self.queue_event(), self.operators_event()):
+            for snap in (self.queue_event(), self.operators_event(), self.monitor.snapshot_event()):
                 out.append((encode(snap), snap))
         return out + replay
 
@@ -1612,6 +1738,7 @@ class Services:
         topics.extend(extra_topics)
         for ev, text in pairs:
             self.hub.publish(topics, ev, text)
+        self.monitor.chat_changed(chat)
 
     def _rate(self, limiter: RateLimiter, key: Any, name: str, what: str) -> None:
         wait = limiter.hit(key)
@@ -1625,13 +1752,10 @@ class Services:
                 retry_after=round(wait + 0.05, 1),
             )
 
-    def cmd_start_chat(
-        self, party, stream, name, text, client_id, email="", page_url="", page_title=""
-    ) -> dict:
-        if party.role != "visitor":
-            raise ApiError("unknown_type", "only visitors start chats")
+    def _open_chat_of(self, party: Party, client_id: str | None) -> dict | None:
+        """A visitor has at most one open chat: the same first client id returns it again."""
         for chat in self.storage.visitor_chats(party.visitor_id, open_only=True):
-            first = self.storage.event_by_client_id(chat.id, client_id)
+            first = self.storage.event_by_client_id(chat.id, client_id) if client_id else None
             if first is not None:
                 return {"chat": self.summary(chat, party), "message": json.loads(first)}
             raise ApiError(
@@ -1640,13 +1764,56 @@ class Services:
                 409,
                 chat_id=chat.id,
             )
+        return None
+
+    def cmd_start_chat(
+        self, party, stream, name, text, client_id, email="", page_url="", page_title=""
+    ) -> dict:
+        again = self._open_chat_of(party, client_id)
+        if again is not None:
+            return again
         self._rate(self.rl_chats, party.ip, "chats_per_ip", "new chats from this address")
         self._rate(self.rl_messages, party.visitor_id, "visitor_messages", "messages")
+        chat, pairs = self._create_chat(party, name, email, page_url, page_title, text, client_id)
+        return {"chat": self.summary(chat, party), "message": pairs[-1][0]}
+
+    def _create_chat(
+        self,
+        party,
+        name,
+        email,
+        page_url,
+        page_title,
+        text,
+        client_id,
+        invitation: dict | None = None,
+    ):
+        """Store a new chat with its first events; accepted at once for an operator's invitation
+        when that operator is online, otherwise queued."""
         t = now_ms()
+        op = invitation["operator"] if invitation else None
+        active = op is not None and self.effective_status(op["id"]) == ONLINE
+        started = {
+            "type": "chat_started",
+            "ts": t,
+            "name": name,
+            "email": email,
+            "page_url": page_url,
+            "page_title": page_title,
+        }
+        if invitation:
+            started["invitation"] = {"message": invitation["message"], "operator": op}
+        events = [started]
+        if active:
+            events.append({"type": "chat_accepted", "ts": t, "operator": op})
+        if text:
+            events.append(self._message_event("visitor", None, text, client_id, t))
         with db.atomic():
             chat = self.storage.create_chat(
                 visitor=party.visitor_id,
-                status=WAITING,
+                status=ACTIVE if active else WAITING,
+                operator=op["id"] if active else None,
+                accepted_at=t if active else None,
                 name=name,
                 email=email,
                 page_url=page_url,
@@ -1655,26 +1822,51 @@ class Services:
                 user_agent=party.user_agent[:MAX_UA_CHARS],
                 created_at=t,
                 queued_at=t,
-                first_message=text[:200],
+                first_message=(text or (invitation or {}).get("message", ""))[:200],
             )
-            pairs = self.storage.append_events(
-                chat,
-                [
-                    {
-                        "type": "chat_started",
-                        "ts": t,
-                        "name": name,
-                        "email": email,
-                        "page_url": page_url,
-                        "page_title": page_title,
-                    },
-                    self._message_event("visitor", None, text, client_id, t),
-                ],
-            )
+            pairs = self.storage.append_events(chat, events)
         self._publish_chat_events(chat, pairs)
-        self._waiting[chat.id] = t
-        self._queue_changed()
-        return {"chat": self.summary(chat, party), "message": pairs[1][0]}
+        if not active:
+            self._waiting[chat.id] = t
+            self._queue_changed()
+        return chat, pairs
+
+    def cmd_accept_invitation(
+        self,
+        party,
+        stream,
+        invitation_id,
+        name="",
+        email="",
+        text="",
+        client_id=None,
+        page_url="",
+        page_title="",
+    ) -> dict:
+        inv = self.monitor.pending_invitation(party.visitor_id)
+        if inv is None or inv["id"] != invitation_id:
+            raise ApiError("not_found", "no such invitation, or it expired", 404)
+        if text and not client_id:
+            raise ApiError(
+                "invalid_field", "'client_id' is required with 'text'", field="client_id"
+            )
+        self._open_chat_of(party, None)
+        self._rate(self.rl_chats, party.ip, "chats_per_ip", "new chats from this address")
+        self.monitor.answer(party.visitor_id, invitation_id, True)
+        chat, pairs = self._create_chat(
+            party, name or "Visitor", email, page_url, page_title, text, client_id, invitation=inv
+        )
+        return {"chat": self.summary(chat, party)}
+
+    def cmd_decline_invitation(self, party, stream, invitation_id) -> dict:
+        self.monitor.answer(party.visitor_id, invitation_id, False)
+        return {}
+
+    def cmd_invite(self, party, stream, visitor_id, message="") -> dict:
+        if self.effective_status(party.operator_id) != ONLINE:
+            raise ApiError("status_not_online", "set your status to online to invite", 409)
+        inv = self.monitor.invite(party.operator_id, visitor_id, message)
+        return {"invitation": {k: inv[k] for k in ("id", "state", "operator", "message")}}
 
     @staticmethod
     def _message_event(who: str, op: dict | None, text: str, client_id: str, t: int) -> dict:
@@ -1818,6 +2010,7 @@ class Services:
             self.hub.publish([f"v:{chat.visitor_id}"], ev, text)
         for text, ev in self._stored(chat.id, 0):
             self.hub.publish([f"op:{o.id}"], ev, text)
+        self.monitor.chat_changed(chat)
         self._queue_changed()
         return {"chat": self.summary(chat, party)}
 
@@ -2207,6 +2400,647 @@ class Services:
         await self.update_operator(party, op.id, {"password": args["new_password"]})
 
 
+#: Search engines whose referrers carry the search terms, and the query parameter holding them.
+SEARCH_ENGINES = {
+    "google.": "q",
+    "bing.com": "q",
+    "duckduckgo.com": "q",
+    "yahoo.": "p",
+    "yandex.": "text",
+    "baidu.com": "wd",
+    "ecosia.org": "q",
+    "startpage.com": "query",
+    "qwant.com": "q",
+    "search.brave.com": "q",
+}
+
+
+def search_terms(referrer: str) -> str:
+    """The search keywords in a search engine's referrer URL, where the engine still sends them."""
+    try:
+        u = urllib.parse.urlsplit(referrer)
+    except ValueError:
+        return ""
+    host = (u.hostname or "").lower()
+    for engine, param in SEARCH_ENGINES.items():
+        if engine in host:
+            values = urllib.parse.parse_qs(u.query).get(param)
+            return values[0][:200] if values else ""
+    return ""
+
+
+def _clip(value: Any, limit: int) -> str:
+    """Tracking fields are truncated, not refused: a long title is still a page view."""
+    if not isinstance(value, str):
+        return ""
+    value = _CONTROL.sub(" ", value).strip()
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:limit]
+
+
+class UserAgents:
+    """Browser, OS and device from a user agent, by the ua-parser library, cached."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[str, str, str]] = {}
+
+    def parse(self, ua: str) -> tuple[str, str, str]:
+        hit = self._cache.get(ua)
+        if hit is not None:
+            return hit
+        try:
+            from ua_parser import parse  # loads its rules on first use (~0.1 s)
+
+            r = parse(ua)
+        except Exception:  # a library failure must not lose the page view
+            return ("", "", "")
+
+        def ver(x) -> str:
+            return ".".join(p for p in (x.major, x.minor) if p) if x else ""
+
+        browser = f"{r.user_agent.family} {ver(r.user_agent)}".strip() if r.user_agent else ""
+        os_ = f"{r.os.family} {ver(r.os)}".strip() if r.os else ""
+        if r.device and r.device.family not in ("Other", "Spider"):
+            device = r.device.family
+        elif r.device and r.device.family == "Spider":
+            device = "Bot"
+        else:
+            device = "Mobile" if "Mobi" in ua else "Desktop"
+        out = (browser[:60], os_[:60], device[:60])
+        if len(self._cache) > 5000:
+            self._cache.clear()
+        self._cache[ua] = out
+        return out
+
+
+class GeoIP:
+    """Country by IP address from a GeoLite2-style .mmdb file, when one is configured."""
+
+    def __init__(self, path: str):
+        self.reader = None
+        if path:
+            import maxminddb
+
+            try:
+                self.reader = maxminddb.open_database(path)
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"[monitor] geoip_db: cannot read {path}: {e}") from None
+
+    def country(self, ip: str) -> str:
+        if self.reader is None or not ip:
+            return ""
+        try:
+            rec = self.reader.get(ip)
+        except ValueError:
+            return ""
+        if not isinstance(rec, dict):
+            return ""
+        c = rec.get("country") or rec.get("registered_country") or {}
+        names = c.get("names") or {}
+        return str(names.get("en") or c.get("iso_code") or "")[:60]
+
+
+@dataclass(eq=False)
+class LiveVisitor:
+    """A visitor on the site now (or just gone): what the monitor shows, kept in memory."""
+
+    visitor_id: int
+    visit_id: int
+    visit_number: int
+    first_seen: int
+    started_at: int
+    ip: str
+    user_agent: str
+    browser: str
+    os: str
+    device: str
+    country: str
+    landing_url: str = ""
+    referrer: str = ""
+    search_terms: str = ""
+    url: str = ""
+    title: str = ""
+    page_since: int = 0
+    last_activity: int = 0
+    pages: int = 0
+    previous_chats: int = 0
+    left_at: int | None = None
+    leave_timer: Any = None
+    chat_id: int | None = None
+    chat_status: str | None = None
+    chat_operator: dict | None = None
+    invitation: dict | None = None
+    auto_invited: bool = False
+    state: str = "browsing"
+
+
+class Monitor:
+    """Live traffic: visits, page views (persisted in batches), presence, invitations.
+
+    Page views arrive by beacon (``POST /api/visitor/track``); presence comes from the
+    visitor's streams. Consoles get a ``visitors`` snapshot on hello and ``visitors_changed``
+    deltas coalesced in windows of at most ``COALESCE`` seconds.
+    """
+
+    COALESCE = 0.15
+
+    def __init__(self, services: Services):
+        self.s = services
+        self.config = services.config
+        self.hub = services.hub
+        self.live: dict[int, LiveVisitor] = {}
+        self._tokens: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._views: list[tuple] = []
+        self._dirty: set[int] = set()
+        self._gone: set[int] = set()
+        self._flush_scheduled = False
+        self.ua = UserAgents()
+        self.geo = GeoIP(self.config.monitor_geoip_db)
+        self.rl_beacons = RateLimiter(*self.config.monitor_beacons_per_visitor)
+        self.rl_invites = RateLimiter(*self.config.monitor_invitations_per_operator)
+        self._rules: list[InviteRule] | None = None
+        self._last_purge = 0.0
+
+    # -- visitors and visits ----------------------------------------------------------------------
+
+    def visitor_id_for(self, token: Any) -> int:
+        """The visitor id of a token, from a small cache in front of the database."""
+        if not isinstance(token, str) or not token or len(token) > 256:
+            raise ApiError("bad_token", "a visitor token is required", 401)
+        vid = self._tokens.get(token)
+        if vid is None:
+            v = self.s.storage.visitor_by_token(token)
+            if v is None:
+                raise ApiError("bad_token", "unknown visitor token; get a new one", 401)
+            vid = v.id
+            self._tokens[token] = vid
+            if len(self._tokens) > 100_000:
+                self._tokens.popitem(last=False)
+        return vid
+
+    def _live(self, vid: int, ip: str, ua: str, url: str = "", referrer: str = "") -> LiveVisitor:
+        lv = self.live.get(vid)
+        if lv is not None and lv.left_at is None:
+            return lv
+        t = now_ms()
+        ua = ua[:MAX_UA_CHARS]
+        browser, os_, device = self.ua.parse(ua)
+        country = self.geo.country(ip)
+        terms = search_terms(referrer)
+        with db.atomic():
+            row = db.execute_sql(
+                "SELECT created_at, (SELECT COALESCE(MAX(number), 0) FROM visit WHERE "
+                "visitor_id = ?), (SELECT COUNT(*) FROM chat WHERE visitor_id = ?) "
+                "FROM visitor WHERE id = ?",
+                (vid, vid, vid),
+            ).fetchone()
+            first_seen, visits, chats = row if row else (t, 0, 0)
+            cur = db.execute_sql(
+                "INSERT INTO visit (visitor_id, number, started_at, last_seen, landing_url, "
+                "referrer, search_terms, ip, user_agent, browser, os, device, country) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    vid,
+                    visits + 1,
+                    t,
+                    t,
+                    url,
+                    referrer,
+                    terms,
+                    ip,
+                    ua,
+                    browser,
+                    os_,
+                    device,
+                    country,
+                ),
+            )
+        lv = LiveVisitor(
+            visitor_id=vid,
+            visit_id=cur.lastrowid,
+            visit_number=visits + 1,
+            first_seen=first_seen,
+            started_at=t,
+            ip=ip,
+            user_agent=ua,
+            browser=browser,
+            os=os_,
+            device=device,
+            country=country,
+            landing_url=url,
+            referrer=referrer,
+            search_terms=terms,
+            last_activity=t,
+            previous_chats=chats,
+        )
+        for chat in self.s.storage.visitor_chats(vid, open_only=True)[:1]:
+            self._set_chat(lv, chat)
+        self.live[vid] = lv
+        self._gone.discard(vid)
+        self._touch(vid)
+        return lv
+
+    def track(self, body: Any, ip: str, ua: str) -> None:
+        """A page view beacon: ``{"token", "url", "title", "referrer"}``."""
+        if not isinstance(body, dict):
+            raise ApiError("bad_json", "expected a JSON object")
+        for k in body:
+            if k not in ("token", "url", "title", "referrer", "type"):
+                raise ApiError("unknown_field", f"'{k}' is not a field of a page view", field=k)
+        vid = self.visitor_id_for(body.get("token"))
+        url = _clip(body.get("url"), MAX_URL_CHARS)
+        if not isinstance(body.get("url"), str) or not url:
+            raise ApiError("invalid_field", "'url' is required", field="url")
+        if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+            raise ApiError("invalid_field", "'url' must be an http(s) URL", field="url")
+        title = _clip(body.get("title"), MAX_TITLE_CHARS)
+        referrer = _clip(body.get("referrer"), MAX_URL_CHARS)
+        if referrer and urllib.parse.urlsplit(referrer).scheme.lower() not in ("http", "https"):
+            referrer = ""
+        wait = self.rl_beacons.hit(vid)
+        if wait:
+            raise ApiError(
+                "rate_limited",
+                "too many page views; limit beacons_per_visitor",
+                429,
+                limit="beacons_per_visitor",
+                retry_after=round(wait + 0.05, 1),
+            )
+        lv = self._live(vid, ip, ua, url, referrer)
+        t = now_ms()
+        lv.url, lv.title, lv.page_since, lv.last_activity = url, title, t, t
+        lv.pages += 1
+        self._views.append((lv.visit_id, vid, url, title, referrer, t))
+        if self.hub.count(f"v:{vid}") == 0:
+            self._start_leave(lv)
+        self._touch(vid)
+        self._rules_check(lv)
+
+    def stream_opened(self, party: Party) -> None:
+        lv = self._live(party.visitor_id, party.ip, party.user_agent)
+        if lv.leave_timer is not None:
+            lv.leave_timer.cancel()
+            lv.leave_timer = None
+        self._touch(lv.visitor_id)
+
+    def stream_closed(self, party: Party) -> None:
+        lv = self.live.get(party.visitor_id)
+        if lv is None or lv.left_at is not None:
+            return
+        if self.hub.count(f"v:{party.visitor_id}") == 0:
+            self._start_leave(lv)
+        self._touch(lv.visitor_id)
+
+    def _start_leave(self, lv: LiveVisitor) -> None:
+        if lv.leave_timer is not None:
+            lv.leave_timer.cancel()
+        lv.leave_timer = self.s.call_later(self.config.monitor_leave_grace, lambda: self._leave(lv))
+
+    def _leave(self, lv: LiveVisitor) -> None:
+        lv.leave_timer = None
+        if self.live.get(lv.visitor_id) is not lv or self.hub.count(f"v:{lv.visitor_id}"):
+            return
+        lv.left_at = now_ms()
+        if lv.invitation and lv.invitation["state"] == "pending":
+            lv.invitation["state"] = "expired"
+        self._touch(lv.visitor_id)
+
+    def _set_chat(self, lv: LiveVisitor, chat: Chat) -> None:
+        lv.chat_id = chat.id if chat.status in OPEN_STATUSES else None
+        lv.chat_status = chat.status if chat.status in OPEN_STATUSES else None
+        op = self.s.storage.operator(chat.operator_id) if chat.operator_id else None
+        lv.chat_operator = {"id": op.id, "name": op.display_name} if op else None
+
+    def chat_changed(self, chat: Chat) -> None:
+        """Called by the services after any change of a chat's status or operator."""
+        lv = self.live.get(chat.visitor_id)
+        if lv is None:
+            return
+        self._set_chat(lv, chat)
+        if chat.status == ACTIVE and lv.invitation and lv.invitation["state"] == "pending":
+            lv.invitation["state"] = "accepted"
+        self._touch(lv.visitor_id)
+
+    # -- monitor events -----------------------------------------------------------------------
+
+    def state_of(self, lv: LiveVisitor, t: int | None = None) -> str:
+        t = now_ms() if t is None else t
+        if lv.left_at is not None:
+            return "left"
+        if lv.chat_status == ACTIVE:
+            return "chatting"
+        if lv.chat_status == WAITING:
+            return "waiting"
+        if lv.invitation and lv.invitation["state"] == "pending":
+            return "invited"
+        if t - lv.last_activity > self.config.monitor_idle_after * 1000:
+            return "idle"
+        return "browsing"
+
+    def row(self, lv: LiveVisitor) -> dict:
+        lv.state = self.state_of(lv)
+        inv = lv.invitation
+        return {
+            "id": lv.visitor_id,
+            "state": lv.state,
+            "tabs": self.hub.count(f"v:{lv.visitor_id}"),
+            "url": lv.url,
+            "title": lv.title,
+            "page_since": lv.page_since,
+            "referrer": lv.referrer,
+            "search_terms": lv.search_terms,
+            "landing_url": lv.landing_url,
+            "pages": lv.pages,
+            "started_at": lv.started_at,
+            "last_activity": lv.last_activity,
+            "left_at": lv.left_at,
+            "visit_number": lv.visit_number,
+            "first_seen": lv.first_seen,
+            "previous_chats": lv.previous_chats,
+            "browser": lv.browser,
+            "os": lv.os,
+            "device": lv.device,
+            "ip": lv.ip,
+            "country": lv.country,
+            "chat_id": lv.chat_id,
+            "operator": lv.chat_operator,
+            "invitation": {k: inv[k] for k in ("id", "state", "operator", "message")}
+            if inv
+            else None,
+        }
+
+    def snapshot_event(self) -> dict:
+        return {"type": "visitors", "visitors": [self.row(lv) for lv in self.live.values()]}
+
+    def _touch(self, vid: int) -> None:
+        self._dirty.add(vid)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.s.call_later(self.COALESCE, self._flush_monitor)
+
+    def _flush_monitor(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        gone, self._gone = self._gone, set()
+        if self.hub.count("ops") == 0:
+            return
+        rows = [self.row(self.live[v]) for v in dirty if v in self.live]
+        if rows or gone:
+            self.hub.publish(
+                ["ops"], {"type": "visitors_changed", "visitors": rows, "gone": sorted(gone)}
+            )
+
+    # -- periodic -----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Every second: idle transitions, invitation expiry, rules, forgetting who left."""
+        t = now_ms()
+        keep_left = 60_000
+        rules = self.rules() if self.s.any_online() else []
+        for vid, lv in list(self.live.items()):
+            if lv.left_at is not None:
+                if t - lv.left_at > keep_left:
+                    del self.live[vid]
+                    self._gone.add(vid)
+                    self._touch(vid)
+                continue
+            inv = lv.invitation
+            if inv and inv["state"] == "pending" and t >= inv["expires_at"]:
+                inv["state"] = "expired"
+                self.hub.publish([f"v:{vid}"], {"type": "invitation_expired", "id": inv["id"]})
+            if rules:
+                self._rules_check(lv, rules, t)
+            if self.state_of(lv, t) != lv.state:
+                self._touch(vid)
+        if self._views:
+            self.flush_views()
+        mono = time.monotonic()
+        if mono - self._last_purge > 3600:
+            self._last_purge = mono
+            self.purge()
+
+    def flush_views(self) -> None:
+        """Group commit: all page views since the last flush in one transaction."""
+        views, self._views = self._views, []
+        pages: dict[int, tuple[int, int]] = {}
+        for visit_id, _vid, _u, _t, _r, ts in views:
+            n, _ = pages.get(visit_id, (0, 0))
+            pages[visit_id] = (n + 1, ts)
+        with db.atomic():
+            db.cursor().executemany(
+                "INSERT INTO page_view (visit_id, visitor_id, url, title, referrer, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                views,
+            )
+            db.cursor().executemany(
+                "UPDATE visit SET pages = pages + ?, last_seen = ? WHERE id = ?",
+                [(n, ts, visit_id) for visit_id, (n, ts) in pages.items()],
+            )
+
+    def purge(self) -> None:
+        """Delete page views older than ``[monitor] retention``; no cron needed."""
+        cutoff = now_ms() - int(self.config.monitor_retention * 1000)
+        n = db.execute_sql("DELETE FROM page_view WHERE ts < ?", (cutoff,)).rowcount
+        if n:
+            log.info("purged %d page views older than the retention", n)
+
+    # -- invitations --------------------------------------------------------------------------
+
+    def invite(self, operator_id: int | None, visitor_id: int, message: str) -> dict:
+        lv = self.live.get(visitor_id)
+        if lv is None or lv.left_at is not None:
+            raise ApiError(
+                "visitor_left",
+                f"visitor {visitor_id} is not on the site",
+                409,
+                visitor_id=visitor_id,
+            )
+        if lv.chat_status in OPEN_STATUSES:
+            raise ApiError(
+                "visitor_chatting",
+                f"visitor {visitor_id} is already in a chat",
+                409,
+                visitor_id=visitor_id,
+                chat_id=lv.chat_id,
+            )
+        inv = lv.invitation
+        if inv and inv["state"] == "pending":
+            return inv  # inviting twice does not make a second invitation
+        if operator_id is not None:
+            wait = self.rl_invites.hit(operator_id)
+            if wait:
+                raise ApiError(
+                    "rate_limited",
+                    "too many invitations; limit invitations_per_operator",
+                    429,
+                    limit="invitations_per_operator",
+                    retry_after=round(wait + 0.05, 1),
+                )
+            op = self.s.storage.operator(operator_id)
+            who = {"id": op.id, "name": op.display_name}
+        else:
+            who = None
+        t = now_ms()
+        ttl = self.config.monitor_invitation_ttl
+        inv = {
+            "id": secrets.token_urlsafe(9),
+            "state": "pending",
+            "operator": who,
+            "message": message,
+            "created_at": t,
+            "expires_at": t + int(ttl * 1000),
+        }
+        lv.invitation = inv
+        self.hub.publish([f"v:{visitor_id}"], self.invitation_event(inv))
+        self._touch(visitor_id)
+        return inv
+
+    def invitation_event(self, inv: dict) -> dict:
+        left = max(0, (inv["expires_at"] - now_ms()) / 1000)
+        return {
+            "type": "invitation",
+            "id": inv["id"],
+            "operator": inv["operator"],
+            "message": inv["message"],
+            "expires_in": round(left, 1),
+        }
+
+    def pending_invitation(self, visitor_id: int) -> dict | None:
+        lv = self.live.get(visitor_id)
+        inv = lv.invitation if lv else None
+        if inv and inv["state"] == "pending" and inv["expires_at"] > now_ms():
+            return inv
+        return None
+
+    def answer(self, visitor_id: int, invitation_id: str, accept: bool) -> dict:
+        inv = self.pending_invitation(visitor_id)
+        if inv is None or inv["id"] != invitation_id:
+            raise ApiError("not_found", "no such invitation, or it expired", 404)
+        inv["state"] = "accepted" if accept else "declined"
+        self.hub.publish(
+            [f"v:{visitor_id}"],
+            {"type": "invitation_answered", "id": inv["id"], "state": inv["state"]},
+        )
+        self._touch(visitor_id)
+        return inv
+
+    # -- rules --------------------------------------------------------------------------------
+
+    def rules(self) -> list[InviteRule]:
+        if self._rules is None:
+            q = InviteRule.select().where(InviteRule.enabled).order_by(InviteRule.id)
+            self._rules = list(q)
+        return self._rules
+
+    def rules_changed(self) -> None:
+        self._rules = None
+
+    def _rules_check(self, lv: LiveVisitor, rules=None, t: int | None = None) -> None:
+        if lv.auto_invited or lv.chat_status or lv.left_at is not None:
+            return
+        if lv.invitation and lv.invitation["state"] == "pending":
+            return
+        if rules is None:
+            rules = self.rules() if self.s.any_online() else []
+        t = now_ms() if t is None else t
+        for rule in rules:
+            if rule.matches(lv, t):
+                lv.auto_invited = True
+                self.invite(None, lv.visitor_id, rule.message)
+                return
+
+    def save_rule(self, body: Any, rule_id: int | None = None) -> InviteRule:
+        """Create or change an automatic invitation rule from a console request body."""
+        v = self.s.validate
+        args = v.fields(
+            body,
+            {
+                "name": ("name", rule_id is None),
+                "message": ("invitation", rule_id is None),
+                "enabled": ("bool", False),
+                "conditions": ("conditions", rule_id is None),
+            },
+            "an invitation rule",
+        )
+        if "message" in args and not args["message"].strip():
+            raise ApiError("invalid_field", "'message' must not be empty", field="message")
+        if rule_id is None:
+            rule = InviteRule.create(
+                name=args["name"],
+                message=args["message"],
+                enabled=args.get("enabled", True),
+                conditions=json.dumps(args["conditions"]),
+                created_at=now_ms(),
+            )
+        else:
+            rule = InviteRule.get_or_none(InviteRule.id == rule_id)
+            if rule is None:
+                raise ApiError("not_found", f"no rule {rule_id}", 404)
+            for k in ("name", "message", "enabled"):
+                if k in args:
+                    setattr(rule, k, args[k])
+            if "conditions" in args:
+                rule.conditions = json.dumps(args["conditions"])
+            rule.save()
+        self.rules_changed()
+        return InviteRule.get_by_id(rule.id)
+
+    def delete_rule(self, rule_id: int) -> None:
+        if InviteRule.delete().where(InviteRule.id == rule_id).execute() == 0:
+            raise ApiError("not_found", f"no rule {rule_id}", 404)
+        self.rules_changed()
+
+    def detail(self, visitor_id: int) -> dict:
+        """A visitor's visits with their page trails, and previous chats, for the console."""
+        v = self.s.storage.visitor_by_id(visitor_id)
+        if v is None:
+            raise ApiError("not_found", f"no visitor {visitor_id}", 404)
+        self.flush_views()
+        visits = []
+        for row in db.execute_sql(
+            "SELECT id, number, started_at, last_seen, landing_url, referrer, search_terms, ip, "
+            "browser, os, device, country, pages FROM visit WHERE visitor_id = ? "
+            "ORDER BY id DESC LIMIT 20",
+            (visitor_id,),
+        ).fetchall():
+            keys = (
+                "id",
+                "number",
+                "started_at",
+                "last_seen",
+                "landing_url",
+                "referrer",
+                "search_terms",
+                "ip",
+                "browser",
+                "os",
+                "device",
+                "country",
+                "pages",
+            )
+            visit = dict(zip(keys, row, strict=True))
+            visit["trail"] = [
+                {"url": u, "title": ti, "ts": ts}
+                for u, ti, ts in db.execute_sql(
+                    "SELECT url, title, ts FROM page_view WHERE visit_id = ? ORDER BY id LIMIT 500",
+                    (visit["id"],),
+                ).fetchall()
+            ]
+            visits.append(visit)
+        party = Party("operator")
+        chats = [self.s.summary(c, party) for c in self.s.storage.visitor_chats(visitor_id)[:50]]
+        lv = self.live.get(visitor_id)
+        return {
+            "visitor": self.row(lv) if lv else None,
+            "first_seen": v.created_at,
+            "visits": visits,
+            "chats": chats,
+        }
+
+
 ###############################################################################
 # 6. HTTP and WebSocket handlers ##############################################
 ###############################################################################
@@ -2498,6 +3332,15 @@ class _PollMixin:
             conn.wake()
 
 
+class TrackHandler(VisitorHandler):
+    """POST /api/visitor/track: a page-view beacon (token in the body: no preflight needed)."""
+
+    def post(self) -> None:
+        self.services.monitor.track(self.body_json(), self.ip, self.user_agent)
+        self.set_status(204)
+        self.finish()
+
+
 class VisitorPollHandler(_PollMixin, VisitorHandler):
     """POST /api/visitor/poll: long-poll for visitors."""
 
@@ -2723,6 +3566,49 @@ class ConsoleChatHandler(ConsoleHandler):
 
     def get(self, chat_id: str) -> None:
         self.reply(self.services.transcript(self.require(), _path_id(chat_id)))
+
+
+class ConsoleVisitorsHandler(ConsoleHandler):
+    """GET /api/console/visitors: everyone on the site now (the monitor's snapshot)."""
+
+    def get(self) -> None:
+        self.require()
+        self.reply({"visitors": self.services.monitor.snapshot_event()["visitors"]})
+
+
+class ConsoleVisitorHandler(ConsoleHandler):
+    """GET /api/console/visitors/ID: a visitor's visits, page trails and chats."""
+
+    def get(self, visitor_id: str) -> None:
+        self.require()
+        self.reply(self.services.monitor.detail(_path_id(visitor_id)))
+
+
+class InviteRulesHandler(ConsoleHandler):
+    """GET/POST /api/console/invite-rules: automatic invitation rules."""
+
+    def get(self) -> None:
+        self.require()
+        rules = InviteRule.select().order_by(InviteRule.id)
+        self.reply({"rules": [r.public() for r in rules], "conditions": list(RULE_CONDITIONS)})
+
+    def post(self) -> None:
+        self.require(admin=True)
+        self.reply({"rule": self.services.monitor.save_rule(self.body_json()).public()}, 201)
+
+
+class InviteRuleHandler(ConsoleHandler):
+    """PATCH/DELETE /api/console/invite-rules/ID: change or remove a rule."""
+
+    def patch(self, rule_id: str) -> None:
+        self.require(admin=True)
+        rule = self.services.monitor.save_rule(self.body_json(), _path_id(rule_id))
+        self.reply({"rule": rule.public()})
+
+    def delete(self, rule_id: str) -> None:
+        self.require(admin=True)
+        self.services.monitor.delete_rule(_path_id(rule_id))
+        self.reply({})
 
 
 class OfflineMessagesHandler(ConsoleHandler):
@@ -3045,6 +3931,7 @@ def routes(services: Services) -> list:
         (r"/api/visitor/token", VisitorTokenHandler, s),
         (r"/api/visitor/ws", VisitorSocket, s),
         (r"/api/visitor/poll", VisitorPollHandler, s),
+        (r"/api/visitor/track", TrackHandler, s),
         (r"/api/visitor/send", VisitorSendHandler, s),
         (r"/api/visitor/chats", VisitorChatsHandler, s),
         (r"/api/visitor/chats/([^/]+)", VisitorChatHandler, s),
@@ -3057,6 +3944,10 @@ def routes(services: Services) -> list:
         (r"/api/console/send", ConsoleSendHandler, s),
         (r"/api/console/chats", ConsoleChatsHandler, s),
         (r"/api/console/chats/([^/]+)", ConsoleChatHandler, s),
+        (r"/api/console/visitors", ConsoleVisitorsHandler, s),
+        (r"/api/console/visitors/([^/]+)", ConsoleVisitorHandler, s),
+        (r"/api/console/invite-rules", InviteRulesHandler, s),
+        (r"/api/console/invite-rules/([^/]+)", InviteRuleHandler, s),
         (r"/api/console/offline-messages", OfflineMessagesHandler, s),
         (r"/api/console/offline-messages/([^/]+)", OfflineMessageHandler, s),
         (r"/api/console/password", PasswordHandler, s),
@@ -3101,6 +3992,8 @@ def make_app(config: Config, storage: Storage | None = None) -> tornado.web.Appl
     ticker = tornado.ioloop.PeriodicCallback(services.tick, 1000)
     ticker.start()
     services.lag.start()
+    # Load the user-agent rules in the background so the first visitor does not wait for them.
+    loop.run_in_executor(None, services.monitor.ua.parse, "Mozilla/5.0 (X11; Linux x86_64)")
     secure = config.base_url().startswith("https://")
     app = tornado.web.Application(
         routes(services),
@@ -3175,6 +4068,7 @@ async def serve(config: Config) -> int:
     log.info("shutting down")
     server.stop()
     app.ticker.stop()
+    services.monitor.flush_views()
     for sub in list(services.hub._topics):
         if isinstance(sub, StreamSocket):
             sub.close(1001, "server shutting down")

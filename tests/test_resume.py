@@ -60,6 +60,7 @@ def test_operator_resumes_too(server):
 def test_server_restart_replays_with_the_same_cursors(server):
     bob, bob_ws, ann, ws, chat_id = _chat_with_operator(server)
     _op_say(bob_ws, chat_id, "before restart")
+    ws.wait(lambda e: e.get("text") == "before restart")
     cursor = max(_seqs(ws.events, chat_id))  # 4
     server.restart()
     # Bob comes back (within the grace, so the chat stays his) and writes while Ann is away.
