@@ -142,7 +142,10 @@ def parse_list(text: str) -> list[str]:
 
 
 def parse_port(text: str) -> int:
-    port = int(text)
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError("a port number from 0 to 65535") from None
     if not 0 <= port <= 65535:
         raise ValueError("a port number from 0 to 65535")
     return port
@@ -499,6 +502,11 @@ RULE_CONDITIONS = {
 }
 
 
+#: Chat columns for the raw query behind ``Storage.chat``.
+_CHAT_FIELDS = tuple(f.column_name for f in Chat._meta.sorted_fields)
+_CHAT_SQL = ", ".join(_CHAT_FIELDS)
+
+
 #: Migrations: entry N takes the schema from version N to N+1, in one transaction. Never edit
 #: a released step; append a new one.
 MIGRATIONS: list[list[str]] = [
@@ -579,6 +587,8 @@ class Storage:
     """
 
     def __init__(self, path: str, synchronous: str = "normal", busy_timeout: float = 5.0):
+        self._chats: dict[int, Chat] = {}
+        self._operators: dict[int, Operator] = {}
         self.path = path
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
@@ -642,7 +652,21 @@ class Storage:
     # -- chats and events ---------------------------------------------------------------------
 
     def chat(self, chat_id: int) -> Chat | None:
-        return Chat.get_or_none(Chat.id == chat_id)
+        """A chat by id, from a cache in front of the table (the hot path reads it per message).
+
+        Every write to a chat goes through this class, which keeps the cached object current.
+        """
+        c = self._chats.get(chat_id)
+        if c is None:
+            sql = f"SELECT {_CHAT_SQL} FROM chat WHERE id = ?"
+            row = db.execute_sql(sql, (chat_id,)).fetchone()
+            if row is None:
+                return None
+            c = Chat(**dict(zip(_CHAT_FIELDS, row, strict=True)))
+            if len(self._chats) >= 20_000:
+                del self._chats[next(iter(self._chats))]
+            self._chats[chat_id] = c
+        return c
 
     def open_chats(self) -> list[Chat]:
         return list(Chat.select().where(Chat.status.in_(OPEN_STATUSES)).order_by(Chat.id))
@@ -705,11 +729,20 @@ class Storage:
                     (chat.id, seq, ev["type"], ev["ts"], ev.get("client_id"), text),
                 )
                 out.append((ev, text))
-            changes = dict(chat_changes or {})
+            changes = {
+                ("operator_id" if k == "operator" else k): v
+                for k, v in (chat_changes or {}).items()
+            }
             changes["last_seq"] = seq
-            Chat.update(**changes).where(Chat.id == chat.id).execute()
-        for k, v in changes.items():
-            setattr(chat, k if k != "operator" else "operator_id", v)
+            db.execute_sql(
+                "UPDATE chat SET " + ", ".join(f"{k} = ?" for k in changes) + " WHERE id = ?",
+                (*changes.values(), chat.id),
+            )
+        cached = self._chats.get(chat.id)
+        # (Models compare equal by id, so no set here: both objects must change.)
+        for obj in (chat, cached) if cached is not None and cached is not chat else (chat,):
+            for k, v in changes.items():
+                setattr(obj, k, v)
         return out
 
     def create_chat(self, **fields) -> Chat:
@@ -722,6 +755,7 @@ class Storage:
             .where((Chat.id == chat_id) & (Chat.status == WAITING))
             .execute()
         )
+        self._chats.pop(chat_id, None)
         return n == 1
 
     # -- operators and sessions ---------------------------------------------------------------
@@ -730,7 +764,17 @@ class Storage:
         return Operator.select().count()
 
     def operator(self, operator_id: int) -> Operator | None:
-        return Operator.get_or_none(Operator.id == operator_id)
+        """An operator by id, cached; change operators only through ``update_operator``."""
+        op = self._operators.get(operator_id)
+        if op is None:
+            op = Operator.get_or_none(Operator.id == operator_id)
+            if op is not None:
+                self._operators[operator_id] = op
+        return op
+
+    def update_operator(self, operator_id: int, **changes: Any) -> None:
+        Operator.update(**changes).where(Operator.id == operator_id).execute()
+        self._operators.pop(operator_id, None)
 
     def operator_by_username(self, username: str) -> Operator | None:
         return Operator.get_or_none(Operator.username == username)
@@ -921,11 +965,14 @@ class ApiError(Exception):
     """A client error with a code from docs/PROTOCOL.md §8; never logged as a server fault."""
 
     def __init__(self, code: str, message: str, status: int = 400, **extra: Any):
+        # Messages and fields may quote what the client sent (a field name, say); a lone
+        # surrogate in it could not be encoded as UTF-8, so it is shown escaped.
+        message = _echoable_text(message)
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
-        self.extra = extra
+        self.extra = {k: _echoable_text(v) for k, v in extra.items()}
 
     def event(self, ref: Any = None) -> dict:
         return {
@@ -935,6 +982,20 @@ class ApiError(Exception):
             "message": self.message,
             **self.extra,
         }
+
+
+def _echoable_text(value: Any) -> Any:
+    """A string the server can send back: lone surrogates become ``\\udXXX`` escapes."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _request_id_ok(ref: Any) -> bool:
+    """A request ``id`` the server echoes in ``ref``: a string of up to 64 characters."""
+    if not isinstance(ref, str) or len(ref) > MAX_REQUEST_ID_CHARS:
+        return False
+    return _echoable_text(ref) == ref
 
 
 @dataclass(eq=False)
@@ -1057,16 +1118,26 @@ class Validator:
                     "invalid_field", "'status' must be online, away or offline", field=name
                 )
             return value
-        if kind == "password":
+        if kind in ("password", "secret"):
+            # Taken exactly as typed: no stripping, any printable characters.
             if not isinstance(value, str):
                 raise ApiError("invalid_field", f"'{name}' must be a string", field=name)
-            if len(value) < MIN_PASSWORD_CHARS:
+            if kind == "password" and len(value) < MIN_PASSWORD_CHARS:
                 raise ApiError(
                     "invalid_field",
                     f"'{name}' must have at least {MIN_PASSWORD_CHARS} characters",
                     field=name,
                 )
-            return _check_string(name, value, MAX_PASSWORD_CHARS, empty=True)
+            if len(value) > MAX_PASSWORD_CHARS:
+                raise ApiError(
+                    "too_long",
+                    f"'{name}' is {len(value)} characters; the limit is {MAX_PASSWORD_CHARS}",
+                    field=name,
+                    limit=MAX_PASSWORD_CHARS,
+                )
+            if "\x00" in value or _echoable_text(value) != value:
+                raise ApiError("invalid_field", f"'{name}' is not valid text", field=name)
+            return value
         if kind == "username":
             v = _check_string(name, value, 64)
             if not _USERNAME.fullmatch(v):
@@ -1693,7 +1764,7 @@ class Services:
             if not isinstance(cmd, dict):
                 raise ApiError("bad_json", "a command must be a JSON object")
             ref = cmd.get("id")
-            if ref is not None and not (isinstance(ref, str) and len(ref) <= MAX_REQUEST_ID_CHARS):
+            if ref is not None and not _request_id_ok(ref):
                 ref = None
                 raise ApiError(
                     "invalid_field", "'id' must be a string of up to 64 characters", field="id"
@@ -1738,7 +1809,8 @@ class Services:
         topics.extend(extra_topics)
         for ev, text in pairs:
             self.hub.publish(topics, ev, text)
-        self.monitor.chat_changed(chat)
+        if any(ev["type"] != "message" for ev, _ in pairs):
+            self.monitor.chat_changed(chat)
 
     def _rate(self, limiter: RateLimiter, key: Any, name: str, what: str) -> None:
         wait = limiter.hit(key)
@@ -2016,7 +2088,7 @@ class Services:
 
     def cmd_status(self, party: Party, stream: Any, status: str) -> dict:
         op_id = party.operator_id
-        Operator.update(status=status).where(Operator.id == op_id).execute()
+        self.storage.update_operator(op_id, status=status)
         self.present[op_id] = status
         if status == OFFLINE:
             self._requeue_chats_of(op_id)
@@ -2213,12 +2285,8 @@ class Services:
         return token, self.storage.create_visitor(token, ip, user_agent[:MAX_UA_CHARS])
 
     def visitor_party(self, token: Any, ip: str, user_agent: str) -> Party:
-        if not isinstance(token, str) or not token or len(token) > 256:
-            raise ApiError("bad_token", "a visitor token is required", 401)
-        v = self.storage.visitor_by_token(token)
-        if v is None:
-            raise ApiError("bad_token", "unknown visitor token; get a new one", 401)
-        return Party("visitor", visitor_id=v.id, ip=ip, user_agent=user_agent)
+        vid = self.monitor.visitor_id_for(token)
+        return Party("visitor", visitor_id=vid, ip=ip, user_agent=user_agent)
 
     # -- operators ----------------------------------------------------------------------------
 
@@ -2377,7 +2445,7 @@ class Services:
         if "password" in args:
             changes["password_hash"] = await self.hash_password(args["password"])
         if changes:
-            Operator.update(**changes).where(Operator.id == op.id).execute()
+            self.storage.update_operator(op.id, **changes)
         if args.get("disabled"):
             self.end_sessions(op.id, "disabled")
             self.operator_gone(op.id)
@@ -2391,7 +2459,7 @@ class Services:
     async def change_own_password(self, party: Party, body: Any) -> None:
         args = self.validate.fields(
             body,
-            {"current_password": ("token", True), "new_password": ("password", True)},
+            {"current_password": ("secret", True), "new_password": ("password", True)},
             "a password change",
         )
         op = self.storage.operator(party.operator_id)
@@ -3495,7 +3563,7 @@ class LoginHandler(ConsoleHandler):
         s = self.services
         body = self.body_json()
         args = s.validate.fields(
-            body, {"username": ("token", True), "password": ("token", True)}, "login"
+            body, {"username": ("token", True), "password": ("secret", True)}, "login"
         )
         token, op = await s.login(args["username"], args["password"], self.ip, self.user_agent)
         self.set_session_cookie(token)
@@ -3696,6 +3764,9 @@ class OperatorHandler(ConsoleHandler):
 class _Utf8Checking(tornado.websocket.WebSocketProtocol13):
     """Closes with 1007 (not a silent abort) on a text frame that is not UTF-8."""
 
+    _too_big = False
+    _draining = False
+
     def _handle_message(self, opcode: int, data: bytes):
         if opcode == 0x1 and not self._frame_compressed:
             try:
@@ -3704,6 +3775,52 @@ class _Utf8Checking(tornado.websocket.WebSocketProtocol13):
                 self.close(1007, "text frame is not valid UTF-8")
                 return None
         return super()._handle_message(opcode, data)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == 1009 and not self.server_terminated:
+            self._too_big = True
+        super().close(code, reason)
+        if reason == "ping timed out" and not self.client_terminated:
+            # Tornado's ping timeout: the peer answered nothing for a whole heartbeat, so it
+            # will not answer the close frame either. Free the connection now rather than
+            # after Tornado's 5 s close handshake (PROTOCOL §9: dropped within a heartbeat).
+            self._abort()
+
+    def _abort(self) -> None:
+        """After a 1009 close, drain instead of closing at once.
+
+        Tornado aborts right after sending the 1009 close frame, with the rest of the big
+        frame unread; closing a socket with unread input resets the connection, and the reset
+        can destroy the close frame before the client reads it. So: FIN after the frame, then
+        read and drop what the client still sends (at most 1 MiB, 5 s) before closing.
+        """
+        stream = self.stream
+        if self._draining:
+            self.client_terminated = self.server_terminated = True
+            return  # drain_then_close() closes the stream
+        if not self._too_big or stream is None or stream.closed():
+            super()._abort()
+            return
+        self._draining = True
+        self.client_terminated = self.server_terminated = True
+        try:
+            stream.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+        async def drain() -> None:
+            left = 1024 * 1024
+            while left > 0:
+                left -= len(await stream.read_bytes(65536, partial=True))
+
+        async def drain_then_close() -> None:
+            try:
+                await asyncio.wait_for(drain(), 5)
+            except (tornado.iostream.StreamClosedError, TimeoutError):
+                pass
+            stream.close()
+
+        asyncio.ensure_future(drain_then_close())
 
 
 class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
@@ -3732,6 +3849,23 @@ class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
         self.set_status(err.status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(encode(err.event()))
+
+    def check_xsrf_cookie(self) -> None:
+        # Only GET (the upgrade) is served; other methods answer 405 below, after the console
+        # socket's CSRF check like every console route.
+        if self.role == "operator":
+            ConsoleHandler.check_xsrf_cookie(self)
+
+    def log_exception(self, typ, value, tb) -> None:
+        if not isinstance(value, ApiError):
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if not isinstance(exc, ApiError):
+            code = _HTTP_CODES.get(status_code, "server_error")
+            exc = ApiError(code, self._reason, status_code)
+        self._refuse(exc)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         s = self.services
@@ -3783,6 +3917,10 @@ class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
     def deliver(self, text: str, event: dict | None) -> None:
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
+        held = getattr(self, "_held", None)
+        if held is not None:
+            held.append((text, event))
+            return
         try:
             self.write_message(text)
         except tornado.websocket.WebSocketClosedError:
@@ -3807,7 +3945,7 @@ class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
     def hello(self, cmd: Any) -> None:
         s = self.services
         ref = cmd.get("id") if isinstance(cmd, dict) else None
-        ref = ref if isinstance(ref, str) and len(ref) <= MAX_REQUEST_ID_CHARS else None
+        ref = ref if _request_id_ok(ref) else None
         try:
             if not isinstance(cmd, dict) or cmd.get("type") != "hello":
                 raise ApiError("hello_required", "the first frame must be a 'hello' command")
@@ -3822,8 +3960,11 @@ class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
         self._hello_done = True
         if self._hello_timer is not None:
             tornado.ioloop.IOLoop.current().remove_timeout(self._hello_timer)
+        # What attach() publishes (an operator's own presence) goes after the welcome.
+        self._held: list | None = []
         s.attach(self, self.party)
-        for text, ev in s.welcome(self.party, args.get("cursors", {})):
+        held, self._held = self._held, None
+        for text, ev in s.welcome(self.party, args.get("cursors", {})) + held:
             self.deliver(text, ev)
 
     def on_close(self) -> None:
@@ -4155,9 +4296,8 @@ async def passwd_cmd(config: Config, args) -> int:
         if op is None:
             raise ApiError("not_found", f"no operator {args.username!r}", 404)
         password = services.validate.kind("password", "password", _read_password(args))
-        Operator.update(password_hash=await services.hash_password(password)).where(
-            Operator.id == op.id
-        ).execute()
+        hashed = await services.hash_password(password)
+        services.storage.update_operator(op.id, password_hash=hashed)
         services.storage.delete_sessions(op.id)
     finally:
         services.storage.close()
@@ -4186,6 +4326,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--public-url", default=argparse.SUPPRESS, help="[server] public_url")
     p = argparse.ArgumentParser(
         prog="cutelive",
+        allow_abbrev=False,
         description="Cute Live Support: live-support chat for your web site.",
         parents=[common, net],
     )
@@ -4199,7 +4340,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("create-operator", "add an operator"),
         ("passwd", "set an operator's password"),
     ):
-        sp = sub.add_parser(name, parents=[common], help=helptext)
+        sp = sub.add_parser(name, parents=[common], help=helptext, allow_abbrev=False)
         sp.add_argument("username")
         sp.add_argument(
             "--password-stdin",
