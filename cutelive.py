@@ -2092,6 +2092,9 @@ class Services:
         self.present[op_id] = status
         if status == OFFLINE:
             self._requeue_chats_of(op_id)
+        elif self.hub.count(party.topic) == 0 and op_id not in self._grace:
+            # Set over plain HTTP with no stream open: present only for the grace period.
+            self._start_grace(op_id)
         self._presence_changed()
         return {"status": status}
 
