@@ -1,0 +1,1048 @@
+/* Cute Live Support: the visitor's chat window. Loaded on demand by widget.js (which owns the one
+ * global, window.CuteLive) into its Shadow DOM. Everything anyone typed is put into the page with
+ * textContent; only http(s) URLs become links. */
+(function () {
+  "use strict";
+  const CL = window.CuteLive;
+  const K = CL && CL._k;
+  if (!K || K.chat || !K.Stream) return;
+  const d = document;
+  const w = window;
+  const server = K.server;
+  const serverOrigin = new URL(server).origin;
+  const S = K.state; // persisted in localStorage "cutelive.state"
+  const EMAIL = /^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$/;
+
+  // -- small DOM helpers -----------------------------------------------------------------------
+
+  function h(tag, props, ...kids) {
+    const el = d.createElement(tag);
+    for (const k in props || {}) {
+      const v = props[k];
+      if (v == null || v === false) continue;
+      if (k === "class") el.className = v;
+      else if (k === "text") el.textContent = v;
+      else if (k.slice(0, 2) === "on") el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of kids.flat()) if (c != null && c !== false) el.append(c);
+    return el;
+  }
+  /** Replace an element's children, skipping null/false (replaceChildren would print "null"). */
+  const put = (el, ...kids) =>
+    el.replaceChildren(...kids.flat().filter((k) => k != null && k !== false));
+  const SVG = "http://www.w3.org/2000/svg";
+  function icon(paths) {
+    const s = d.createElementNS(SVG, "svg");
+    s.setAttribute("viewBox", "0 0 24 24");
+    s.setAttribute("class", "cl-icon");
+    s.setAttribute("aria-hidden", "true");
+    for (const p of paths.split("|")) {
+      const e = d.createElementNS(SVG, "path");
+      e.setAttribute("d", p);
+      s.append(e);
+    }
+    return s;
+  }
+  const I = {
+    min: "M5 12h14",
+    close: "M6 6l12 12|M18 6 6 18",
+    pop: "M14 4h6v6|M20 4l-9 9|M19 14v5a1 1 0 0 1-1 1H5a1 1 0 0 1-1-1V6a1 1 0 0 1 1-1h5",
+    send: "M22 2 11 13|M22 2l-7 20-4-9-9-4 20-7z",
+    chat: "M21 12a8 8 0 0 1-11.6 7.1L4 20l1.1-4.4A8 8 0 1 1 21 12z",
+    mail: "M4 6h16v12H4z|M4 7l8 6 8-6",
+    check: "M20 6 9 17l-5-5",
+  };
+  const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+  /** Text with http(s) URLs as links; nothing else is ever interpreted. */
+  function linkify(text) {
+    const frag = d.createDocumentFragment();
+    let last = 0;
+    String(text).replace(URL_RE, (m, at) => {
+      if (at < last) return m;
+      const url = m.replace(/[),.;:!?\]}'"]+$/, "");
+      frag.append(text.slice(last, at));
+      const href = K.safeUrl(url);
+      frag.append(
+        href ? h("a", { href, target: "_blank", rel: "noopener noreferrer", text: url }) : url,
+      );
+      last = at + url.length;
+      return m;
+    });
+    frag.append(text.slice(last));
+    return frag;
+  }
+  const hhmm = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const cid = () =>
+    Date.now().toString(36) +
+    "-" +
+    Math.random().toString(36).slice(2, 10) +
+    Math.random().toString(36).slice(2, 6);
+  const look = () => K.look();
+  const txt = (key, dflt) => {
+    const v = look()[key];
+    return typeof v === "string" && v.trim() ? v : dflt;
+  };
+
+  // -- state -----------------------------------------------------------------------------------
+
+  let token = K.lsGet("token") || null;
+  let stream = null;
+  let conn = "idle";
+  let welcomed = false;
+  const chats = {};
+  let cur = null;
+  let outbox = (K.jget("outbox") || []).filter((m) => !m.acked);
+  let starting = K.jget("starting");
+  let leaving = null;
+  let popup = null;
+  const profile = K.jget("profile") || {};
+  const save = () => {
+    S.live = !!(cur && (cur.status === "waiting" || cur.status === "active"));
+    K.save();
+  };
+  const saveOutbox = () => K.jset("outbox", outbox.length ? outbox : null);
+
+  // -- the window --------------------------------------------------------------------------------
+
+  const el = {};
+  const win = h("div", {
+    class: "cl-window cl-hidden" + (K.page ? " cl-page" : ""),
+    role: "dialog",
+    "aria-label": "Live Support chat",
+  });
+  el.avatar = h("div", { class: "cl-avatar" }, icon(I.chat));
+  el.title = h("div", { class: "cl-title" });
+  el.sub = h("div", { class: "cl-sub" });
+  const hbtn = (cls, label, ic, fn) =>
+    h(
+      "button",
+      { type: "button", class: "cl-hbtn " + cls, title: label, "aria-label": label, onclick: fn },
+      icon(ic),
+    );
+  el.pop = hbtn("cl-popout", "Open in a new window", I.pop, () => popOut());
+  el.min = hbtn("cl-minimize", "Minimise", I.min, () => minimize());
+  el.end = hbtn("cl-end", "End chat", I.close, () => askEnd());
+  win.append(
+    h(
+      "div",
+      { class: "cl-head" },
+      el.avatar,
+      h("div", { class: "cl-head-text" }, el.title, el.sub),
+      h(
+        "div",
+        { class: "cl-head-actions" },
+        K.page ? null : el.pop,
+        K.page ? null : el.min,
+        el.end,
+      ),
+    ),
+  );
+  el.banner = h(
+    "div",
+    { class: "cl-banner cl-hidden", role: "status" },
+    h("span", { class: "cl-spin" }),
+    "Reconnecting\u2026",
+  );
+  el.confirm = h(
+    "div",
+    { class: "cl-confirm cl-hidden" },
+    h("span", { text: "End this chat?" }),
+    h("button", {
+      type: "button",
+      class: "cl-btn cl-danger cl-confirm-end",
+      text: "End chat",
+      onclick: () => endChat(),
+    }),
+    h("button", {
+      type: "button",
+      class: "cl-btn cl-ghost",
+      text: "Cancel",
+      onclick: () => el.confirm.classList.add("cl-hidden"),
+    }),
+  );
+  el.body = h("div", { class: "cl-body" });
+  win.append(
+    el.banner,
+    el.confirm,
+    el.body,
+    h("div", { class: "cl-foot", text: "Cute Live Support" }),
+  );
+  K.wrap.append(win);
+
+  // The pre-chat / leave-a-message form: one form, two modes, so typed text survives a switch.
+  const field = (label, input, hint) =>
+    h(
+      "label",
+      { class: "cl-field" },
+      h("span", { class: "cl-label" }, label, hint ? h("em", { text: hint }) : null),
+      input,
+    );
+  el.name = h("input", {
+    class: "cl-input cl-in-name",
+    name: "name",
+    maxlength: 100,
+    autocomplete: "name",
+  });
+  el.email = h("input", {
+    class: "cl-input cl-in-email",
+    name: "email",
+    type: "email",
+    maxlength: 254,
+    autocomplete: "email",
+  });
+  el.text = h("textarea", {
+    class: "cl-input cl-in-text",
+    name: "message",
+    rows: 4,
+    maxlength: 5000,
+  });
+  el.intro = h("p", { class: "cl-intro" });
+  el.emailHint = h("em");
+  el.formErr = h("p", { class: "cl-error", role: "alert" });
+  el.submit = h("button", { type: "submit", class: "cl-btn cl-primary cl-submit" });
+  el.form = h(
+    "form",
+    { class: "cl-form", novalidate: true, onsubmit: (e) => (e.preventDefault(), submitForm()) },
+    el.intro,
+    field("Your name", el.name),
+    h(
+      "label",
+      { class: "cl-field" },
+      h("span", { class: "cl-label" }, "E-mail", el.emailHint),
+      el.email,
+    ),
+    field("Message", el.text),
+    el.formErr,
+    el.submit,
+  );
+  el.name.value = profile.name || "";
+  el.email.value = profile.email || "";
+  el.text.value = (S.draft && S.draft.text) || "";
+  el.form.addEventListener("input", () => {
+    S.draft = { text: el.text.value };
+    K.jset("profile", { name: el.name.value, email: el.email.value });
+    save();
+  });
+
+  // The conversation.
+  el.items = h("div", { class: "cl-items" });
+  el.pending = h("div", { class: "cl-pending-list" });
+  el.waiting = h(
+    "div",
+    { class: "cl-waiting cl-hidden" },
+    h("span", { class: "cl-dots" }, h("i"), h("i"), h("i")),
+    h("span", { class: "cl-waiting-text" }),
+  );
+  el.typing = h(
+    "div",
+    { class: "cl-typing cl-hidden", "aria-live": "polite" },
+    h("span", { class: "cl-dots" }, h("i"), h("i"), h("i")),
+    h("span", { class: "cl-typing-text" }),
+  );
+  el.log = h(
+    "div",
+    { class: "cl-log", role: "log", "aria-live": "polite" },
+    el.items,
+    el.pending,
+    el.waiting,
+    el.typing,
+  );
+  el.input = h("textarea", {
+    class: "cl-compose-input",
+    rows: 1,
+    maxlength: 5000,
+    placeholder: "Type your message\u2026",
+    "aria-label": "Message",
+  });
+  el.send = h(
+    "button",
+    { type: "button", class: "cl-send", title: "Send", "aria-label": "Send" },
+    icon(I.send),
+  );
+  el.compose = h("div", { class: "cl-compose" }, el.input, el.send);
+  el.ended = h(
+    "div",
+    { class: "cl-ended cl-hidden" },
+    h("span", { class: "cl-ended-text", text: "This chat has ended." }),
+    h("button", {
+      type: "button",
+      class: "cl-btn cl-primary cl-new",
+      text: "Start a new chat",
+      onclick: () => newChat(),
+    }),
+  );
+  el.chat = h("div", { class: "cl-chat" }, el.log, el.compose, el.ended);
+
+  el.thanks = h("div", { class: "cl-thanks" });
+  el.loading = h(
+    "div",
+    { class: "cl-loading" },
+    h("span", { class: "cl-spin" }),
+    h("span", { text: "Connecting\u2026" }),
+  );
+
+  // -- rendering ---------------------------------------------------------------------------------
+
+  function restyle() {
+    const a = look();
+    const color = /^#[0-9a-f]{3,8}$/i.test(a.color || "") ? a.color : "";
+    const fg = /^#[0-9a-f]{3,8}$/i.test(a.color_text || "") ? a.color_text : "";
+    win.style.setProperty("--cl-accent", color || "#4f46e5");
+    win.style.setProperty("--cl-on-accent", fg || "#ffffff");
+    win.classList.toggle("cl-left", a.position === "left");
+    render();
+  }
+
+  let shown = null;
+  function viewName() {
+    if (S.thanks) return "thanks";
+    if (cur && cur.id !== S.dismissed) return cur.status === "missed" ? "offline" : "chat";
+    if (S.chat && S.chat !== S.dismissed && !welcomed) return "loading";
+    return K.online || starting ? "prechat" : "offline";
+  }
+
+  function render() {
+    const v = viewName();
+    if (v !== shown) {
+      shown = v;
+      put(
+        el.body,
+        v === "chat"
+          ? el.chat
+          : v === "thanks"
+            ? el.thanks
+            : v === "loading"
+              ? el.loading
+              : el.form,
+      );
+      win.setAttribute("data-view", v);
+      if (v === "chat") renderLog();
+    }
+    if (v === "prechat" || v === "offline") renderForm(v);
+    if (v === "thanks") renderThanks();
+    renderHead();
+    if (v === "chat") renderChatState();
+  }
+
+  function renderHead() {
+    const op = cur && cur.id !== S.dismissed && cur.status === "active" && cur.operator;
+    el.title.textContent = op ? op.name : txt("title", "Live Support");
+    let sub;
+    if (op) sub = "Support \u00b7 online";
+    else if (shown === "chat" && cur.status === "waiting")
+      sub = txt("waiting", "Waiting for an operator\u2026");
+    else if (shown === "chat") sub = "Chat ended";
+    else sub = K.online ? "We\u2019re online" : "Leave us a message";
+    el.sub.textContent = sub;
+    put(
+      el.avatar,
+      op
+        ? h("span", { text: (op.name || "?").trim().charAt(0).toUpperCase() || "?" })
+        : icon(I.chat),
+    );
+    el.avatar.classList.toggle("cl-online", !!op || (shown !== "chat" && K.online));
+    const open =
+      cur && cur.id !== S.dismissed && (cur.status === "waiting" || cur.status === "active");
+    el.end.title = open ? "End chat" : "Close";
+    el.end.setAttribute("aria-label", el.end.title);
+    if (!open) el.confirm.classList.add("cl-hidden");
+  }
+
+  function renderForm(mode) {
+    const missed = cur && cur.id !== S.dismissed && cur.status === "missed";
+    const off = mode === "offline";
+    el.form.setAttribute("data-mode", mode);
+    el.intro.textContent = missed
+      ? "Sorry, nobody was free to answer. Leave a message and we\u2019ll reply by e-mail."
+      : off
+        ? txt(
+            "offline_prompt",
+            "We\u2019re away right now. Leave a message and we\u2019ll get back to you by e-mail.",
+          )
+        : txt("greeting", "Hi there! Ask us anything \u2014 we usually reply in a few minutes.");
+    el.emailHint.textContent = off ? "" : " (optional)";
+    el.email.required = off;
+    if (missed && !el.text.value) {
+      el.text.value = cur.events
+        .filter((e) => e.type === "message" && e.from === "visitor")
+        .map((e) => e.text)
+        .join("\n");
+    }
+    if (missed && !el.name.value) el.name.value = cur.name || "";
+    if (missed && !el.email.value) el.email.value = cur.email || "";
+    const busy = off ? !!leaving : !!starting;
+    el.submit.disabled = busy;
+    el.submit.textContent = busy
+      ? conn === "connected"
+        ? "Sending\u2026"
+        : "Connecting\u2026"
+      : off
+        ? txt("button_send", "Send message")
+        : txt("button_start", "Start chat");
+  }
+
+  function renderThanks() {
+    const t = S.thanks || {};
+    put(
+      el.thanks,
+      h("div", { class: "cl-thanks-icon" }, icon(I.check)),
+      h("h3", {
+        class: "cl-thanks-title",
+        text: txt("thanks", "Thank you! Your message has been sent."),
+      }),
+      h("p", {
+        class: "cl-thanks-text",
+        text: t.email ? "We\u2019ll reply to " + t.email + " as soon as we can." : "",
+      }),
+      h("button", {
+        type: "button",
+        class: "cl-btn cl-ghost cl-done",
+        text: "Done",
+        onclick: () => doneThanks(),
+      }),
+    );
+  }
+
+  function renderChatState() {
+    const open = cur.status === "waiting" || cur.status === "active";
+    el.compose.classList.toggle("cl-hidden", !open);
+    el.ended.classList.toggle("cl-hidden", open);
+    el.waiting.classList.toggle("cl-hidden", cur.status !== "waiting");
+    el.waiting.lastChild.textContent = txt("waiting", "Waiting for an operator\u2026");
+    if (!open) showTyping(false);
+  }
+
+  function sysLine(text) {
+    return h("div", { class: "cl-sys" }, h("span", { text }));
+  }
+
+  function eventNode(ev, prev) {
+    const who = ev.operator && ev.operator.name ? ev.operator.name : "The operator";
+    switch (ev.type) {
+      case "chat_started":
+        return sysLine("Chat started \u00b7 " + hhmm(ev.ts));
+      case "chat_accepted":
+        return sysLine(who + " joined the chat");
+      case "chat_requeued":
+        return sysLine(who + " left. Waiting for another operator\u2026");
+      case "chat_missed":
+        return sysLine("Nobody could answer in time.");
+      case "chat_closed":
+        return sysLine(
+          ev.by === "visitor"
+            ? "You ended the chat"
+            : ev.by === "operator"
+              ? who + " ended the chat"
+              : "The chat was closed",
+        );
+      case "message": {
+        const mine = ev.from === "visitor";
+        const same =
+          prev &&
+          prev.type === "message" &&
+          prev.from === ev.from &&
+          (mine || (prev.operator && ev.operator && prev.operator.id === ev.operator.id));
+        return h(
+          "div",
+          {
+            class: "cl-msg " + (mine ? "cl-me" : "cl-them") + (same ? " cl-cont" : ""),
+            "data-seq": ev.seq,
+          },
+          !mine && !same ? h("div", { class: "cl-from", text: who }) : null,
+          h("div", { class: "cl-bubble" }, linkify(ev.text)),
+          h("div", { class: "cl-time", text: hhmm(ev.ts) }),
+        );
+      }
+    }
+    return null;
+  }
+
+  const nearBottom = () => el.log.scrollHeight - el.log.scrollTop - el.log.clientHeight < 80;
+  const toBottom = () => (el.log.scrollTop = el.log.scrollHeight);
+
+  function renderLog() {
+    if (!cur) return;
+    put(el.items);
+    let prev = null;
+    for (const ev of cur.events) {
+      const n = eventNode(ev, prev);
+      if (n) el.items.append(n);
+      prev = ev;
+    }
+    renderPending();
+    requestAnimationFrame(toBottom);
+  }
+
+  function renderPending() {
+    put(
+      el.pending,
+      ...outbox
+        .filter((m) => cur && m.chat_id === cur.id)
+        .map((m) =>
+          h(
+            "div",
+            { class: "cl-msg cl-me cl-pending" + (m.failed ? " cl-failed" : "") },
+            h("div", { class: "cl-bubble" }, linkify(m.text)),
+            h("div", { class: "cl-time", text: m.failed || (m.acked ? "Sent" : "Sending\u2026") }),
+          ),
+        ),
+    );
+  }
+
+  let typingTimer = null;
+  function showTyping(on, secs) {
+    clearTimeout(typingTimer);
+    const op = cur && cur.operator;
+    el.typing.lastChild.textContent =
+      (op && op.name ? op.name : "The operator") + " is typing\u2026";
+    const stick = nearBottom();
+    el.typing.classList.toggle("cl-hidden", !on);
+    if (on) typingTimer = setTimeout(() => showTyping(false), (secs || 6) * 1000);
+    if (stick) toBottom();
+  }
+
+  function renderConn() {
+    el.banner.classList.toggle("cl-hidden", conn !== "reconnecting");
+    win.setAttribute("data-connection", conn);
+    if (shown === "prechat" || shown === "offline") renderForm(shown);
+  }
+
+  // -- unread badge and title flash -----------------------------------------------------------
+
+  let flashT = null;
+  let origTitle = "";
+  function flash(msg) {
+    if (flashT) return;
+    origTitle = d.title;
+    let on = false;
+    flashT = setInterval(() => {
+      if (d.title !== msg && d.title !== origTitle) origTitle = d.title; // the page changed it
+      on = !on;
+      d.title = on ? msg : origTitle;
+    }, 1000);
+  }
+  function stopFlash() {
+    if (!flashT) return;
+    clearInterval(flashT);
+    flashT = null;
+    d.title = origTitle;
+  }
+  const viewing = () => S.open && !d.hidden;
+
+  function updateUnread() {
+    let n = 0;
+    if (cur) {
+      if (viewing()) {
+        S.seenChat = cur.id;
+        S.seenSeq = cur.events.length ? cur.events[cur.events.length - 1].seq : 0;
+      } else {
+        const seen = S.seenChat === cur.id ? S.seenSeq || 0 : 0;
+        for (const e of cur.events)
+          if (e.type === "message" && e.from === "operator" && e.seq > seen) n++;
+      }
+    }
+    if (n > (S.unread || 0)) {
+      const last = cur.events[cur.events.length - 1];
+      const who = last && last.operator && last.operator.name;
+      flash("\ud83d\udcac " + (who ? who + " replied" : "New message"));
+    }
+    if (!n) stopFlash();
+    S.unread = n;
+    K.setUnread(S.open ? 0 : n);
+    save();
+  }
+
+  // -- events from the server --------------------------------------------------------------------
+
+  function getChat(id) {
+    return (chats[id] = chats[id] || { id, status: "waiting", operator: null, events: [] });
+  }
+
+  function setCurrent(c) {
+    if (cur === c) return;
+    cur = c;
+    S.chat = c ? c.id : null;
+    if (shown === "chat") renderLog();
+  }
+
+  function onWelcome(ev) {
+    welcomed = true;
+    K.setOnline(!!ev.online);
+    for (const s of ev.chats || []) {
+      const c = getChat(s.id);
+      if (!c.events.length)
+        Object.assign(c, { status: s.status, operator: s.operator, name: s.name, email: s.email });
+    }
+    const open = (ev.chats || []).filter((s) => s.status === "waiting" || s.status === "active");
+    if (open.length) setCurrent(chats[Math.max(...open.map((s) => s.id))]);
+    else if (S.chat && chats[S.chat] && !cur) setCurrent(chats[S.chat]);
+    render();
+    flush();
+  }
+
+  function onEvent(ev) {
+    if (ev.type === "availability") return K.setOnline(ev.online);
+    if (ev.type === "appearance") {
+      K.config.appearance = ev.appearance || {};
+      K.setOnline(K.online);
+      return restyle();
+    }
+    if (ev.type === "reset") return reload(ev.chat_id);
+    if (ev.type === "typing") {
+      if (ev.from === "operator" && cur && ev.chat_id === cur.id)
+        showTyping(ev.typing, ev.expires_in);
+      return;
+    }
+    if (ev.type === "error") return;
+    if (ev.chat_id == null) return;
+    const c = getChat(ev.chat_id);
+    apply(c, ev);
+    if (!cur || c.id > cur.id) {
+      setCurrent(c);
+      if (S.dismissed === c.id) S.dismissed = null;
+    }
+    if (c === cur && shown === "chat") {
+      const stick = nearBottom() || (ev.type === "message" && ev.from === "visitor");
+      const n = eventNode(ev, c.events[c.events.length - 2]);
+      if (n) el.items.append(n);
+      if (ev.type === "message") renderPending();
+      if (stick) toBottom();
+    }
+    render();
+    updateUnread();
+  }
+
+  function apply(c, ev) {
+    c.events.push(ev);
+    switch (ev.type) {
+      case "chat_started":
+        Object.assign(c, { status: "waiting", name: ev.name, email: ev.email });
+        break;
+      case "message":
+        if (ev.from === "operator") showTyping(false);
+        if (outbox.some((m) => m.client_id === ev.client_id)) {
+          outbox = outbox.filter((m) => m.client_id !== ev.client_id);
+          saveOutbox();
+        }
+        break;
+      case "chat_accepted":
+        Object.assign(c, { status: "active", operator: ev.operator });
+        break;
+      case "chat_requeued":
+        Object.assign(c, { status: "waiting", operator: null });
+        break;
+      case "chat_missed":
+        c.status = "missed";
+        break;
+      case "chat_closed":
+        c.status = "closed";
+        break;
+    }
+  }
+
+  function reload(id) {
+    const c = chats[id];
+    if (c) c.events = [];
+    fetch(server + "/api/visitor/chats/" + encodeURIComponent(id), {
+      headers: { Authorization: "Bearer " + token },
+      credentials: "omit",
+      cache: "no-store",
+    })
+      .then((r) => (r.ok ? r.json() : null))
+      .then(
+        (j) => {
+          if (!j) {
+            delete chats[id];
+            if (cur && cur.id === id) cur = null;
+            if (S.chat === id) S.chat = null;
+          } else {
+            const c = getChat(id);
+            Object.assign(c, {
+              status: j.chat.status,
+              operator: j.chat.operator,
+              name: j.chat.name,
+              email: j.chat.email,
+            });
+            for (const ev of j.events) {
+              if (ev.seq === (stream.cursors[id] || 0) + 1) {
+                stream.cursors[id] = ev.seq;
+                apply(c, ev);
+              }
+            }
+          }
+          shown = null;
+          render();
+          updateUnread();
+        },
+        () => {},
+      );
+  }
+
+  // -- commands ---------------------------------------------------------------------------------
+
+  let flushing = false;
+  async function flush() {
+    if (flushing || conn !== "connected") return;
+    flushing = true;
+    try {
+      if (starting) await doStart();
+      if (leaving) await doLeave();
+      for (const m of outbox.slice()) {
+        if (m.acked || m.failed) continue;
+        try {
+          await stream.send({
+            type: "message",
+            chat_id: m.chat_id,
+            text: m.text,
+            client_id: m.client_id,
+          });
+          m.acked = true;
+        } catch (e) {
+          if (e.error === "disconnected" || e.error === "timeout") break;
+          if (e.error === "rate_limited") {
+            setTimeout(flush, (e.retry_after || 5) * 1000);
+            break;
+          }
+          m.failed =
+            e.error === "chat_closed" ? "Not delivered: the chat has ended" : "Not delivered";
+        }
+      }
+    } catch (e) {
+      /* disconnected: retried on the next welcome */
+    } finally {
+      flushing = false;
+      saveOutbox();
+      if (shown === "chat") renderPending();
+      render();
+    }
+  }
+
+  function formError(e) {
+    const f = e.field ? " (" + e.field + ")" : "";
+    if (e.error === "rate_limited") return "Too many requests. Please wait a moment and try again.";
+    if (e.field === "email") return "Please enter a valid e-mail address.";
+    if (e.error === "too_long") return "That is too long" + f + ".";
+    return (e.message || "Something went wrong") + f;
+  }
+
+  async function doStart() {
+    try {
+      const ack = await stream.send(Object.assign({ type: "start_chat" }, starting));
+      starting = null;
+      K.jset("starting", null);
+      el.text.value = "";
+      S.draft = null;
+      if (ack.chat) setCurrent(getChat(ack.chat.id));
+    } catch (e) {
+      if (e.error === "disconnected" || e.error === "timeout") throw e;
+      starting = null;
+      K.jset("starting", null);
+      if (e.error === "chat_already_open" && e.chat_id) {
+        setCurrent(getChat(e.chat_id));
+        stream.send({ type: "sync", cursors: Object.assign({}, stream.cursors) }).catch(() => {});
+      } else {
+        el.formErr.textContent = formError(e);
+      }
+    }
+  }
+
+  async function doLeave() {
+    try {
+      await stream.send(Object.assign({ type: "leave_message" }, leaving));
+      S.thanks = { email: leaving.email };
+      if (cur && cur.status === "missed") S.dismissed = cur.id;
+      leaving = null;
+      el.text.value = "";
+      S.draft = null;
+      save();
+    } catch (e) {
+      if (e.error === "disconnected" || e.error === "timeout") throw e;
+      leaving = null;
+      el.formErr.textContent = formError(e);
+    }
+  }
+
+  function submitForm() {
+    const name = el.name.value.trim();
+    const email = el.email.value.trim();
+    const text = el.text.value.trim();
+    const off = shown === "offline";
+    let err = "";
+    if (!name) err = "Please tell us your name.";
+    else if ((off || email) && !EMAIL.test(email)) err = "Please enter a valid e-mail address.";
+    else if (!text) err = "Please write a message.";
+    el.formErr.textContent = err;
+    if (err) return;
+    K.jset("profile", { name, email });
+    const page = {
+      page_url: location.href.slice(0, 2048),
+      page_title: (d.title || "").slice(0, 512),
+    };
+    if (off) {
+      leaving = Object.assign({ name, email, text }, page);
+      if (cur && cur.status === "missed") leaving.chat_id = cur.id;
+    } else {
+      starting = Object.assign({ name, text, client_id: cid() }, page);
+      if (email) starting.email = email;
+      K.jset("starting", starting);
+    }
+    render();
+    connect();
+    flush();
+  }
+
+  function sendTyped() {
+    const text = el.input.value.trim();
+    if (!text || !cur) return;
+    el.input.value = "";
+    autosize();
+    typingOn = false; // sending a message ends typing (server side too)
+    outbox.push({ client_id: cid(), chat_id: cur.id, text });
+    saveOutbox();
+    renderPending();
+    toBottom();
+    flush();
+  }
+
+  let typingOn = false;
+  let typingAt = 0;
+  function typing() {
+    const has = el.input.value.trim() !== "";
+    const now = Date.now();
+    if (!cur || conn !== "connected") return;
+    if (has && (!typingOn || now - typingAt >= 3000)) {
+      typingOn = true;
+      typingAt = now;
+      stream.send({ type: "typing", chat_id: cur.id, typing: true }).catch(() => {});
+    } else if (!has && typingOn) {
+      typingOn = false;
+      stream.send({ type: "typing", chat_id: cur.id, typing: false }).catch(() => {});
+    }
+  }
+  function autosize() {
+    el.input.style.height = "auto";
+    el.input.style.height = Math.min(el.input.scrollHeight, 120) + "px";
+  }
+  el.input.addEventListener("input", () => (autosize(), typing()));
+  el.input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      sendTyped();
+    }
+  });
+  el.send.addEventListener("click", () => (sendTyped(), el.input.focus()));
+
+  function askEnd() {
+    if (cur && cur.id !== S.dismissed && (cur.status === "waiting" || cur.status === "active")) {
+      el.confirm.classList.remove("cl-hidden");
+    } else if (K.page) {
+      w.close();
+    } else {
+      minimize();
+    }
+  }
+
+  function endChat() {
+    el.confirm.classList.add("cl-hidden");
+    if (!cur) return;
+    stream
+      .send({ type: "close", chat_id: cur.id })
+      .then((ack) => {
+        if (ack.chat && cur && ack.chat.id === cur.id && cur.status !== "closed")
+          cur.status = "closed";
+        render();
+      })
+      .catch(() => {
+        el.banner.classList.remove("cl-hidden");
+      });
+  }
+
+  function newChat() {
+    if (cur) {
+      S.dismissed = cur.id;
+      delete stream.cursors[cur.id];
+    }
+    cur = null;
+    S.chat = null;
+    save();
+    render();
+    el.text.focus();
+  }
+
+  function doneThanks() {
+    S.thanks = null;
+    if (cur && cur.status === "missed") newChat();
+    save();
+    render();
+  }
+
+  // -- connection ---------------------------------------------------------------------------------
+
+  let tokenP = null;
+  function newToken() {
+    if (!tokenP) {
+      tokenP = fetch(server + "/api/visitor/token", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: "{}",
+        credentials: "omit",
+      })
+        .then((r) => (r.ok ? r.json() : Promise.reject(r)))
+        .then((j) => {
+          token = j.token;
+          K.lsSet("token", token);
+        })
+        .finally(() => (tokenP = null));
+    }
+    return tokenP;
+  }
+
+  function connect() {
+    if (stream) return;
+    if (!token) {
+      conn = "reconnecting";
+      renderConn();
+      newToken().then(connect, () => setTimeout(connect, 5000));
+      return;
+    }
+    const hint = K.jget("transport");
+    stream = new K.Stream({
+      base: server,
+      role: "visitor",
+      token: () => token,
+      headers: () => ({ Authorization: "Bearer " + token }),
+      preferPoll: !!(hint && hint.poll > Date.now() - 5 * 60 * 1000),
+      onState: (s) => {
+        conn = s;
+        K.live = s === "connected";
+        renderConn();
+      },
+      onWelcome,
+      onEvent,
+      onTransport: (m) => K.jset("transport", m === "poll" ? { poll: Date.now() } : null),
+      onBadToken: () => {
+        // The server forgot us (or the token was revoked): start over as a new visitor.
+        token = null;
+        K.lsSet("token", null);
+        for (const k in chats) delete chats[k];
+        for (const k in stream.cursors) delete stream.cursors[k];
+        cur = null;
+        S.chat = null;
+        outbox = [];
+        saveOutbox();
+        render();
+        return newToken();
+      },
+    });
+    if (S.chat && S.chat !== S.dismissed) stream.cursors[S.chat] = 0; // replay the whole transcript
+    stream.start();
+  }
+
+  d.addEventListener("visibilitychange", () => {
+    if (stream) stream.kick();
+    if (!d.hidden) updateUnread();
+  });
+  w.addEventListener("online", () => stream && stream.kick());
+  w.addEventListener("pageshow", (e) => e.persisted && stream && stream.kick());
+
+  // -- pop-out: the token crosses by postMessage, never in the URL ------------------------------
+
+  function popOut() {
+    const p = w.open(server + "/chat", "cutelive_chat", "popup=yes,width=420,height=660");
+    if (!p) return;
+    popup = p;
+    minimize();
+  }
+  w.addEventListener("message", (e) => {
+    if (!popup || e.source !== popup || e.origin !== serverOrigin) return;
+    if (e.data && e.data.cutelive === "ready" && token) {
+      popup.postMessage({ cutelive: "token", token }, serverOrigin);
+    }
+  });
+
+  function fromOpener() {
+    return new Promise((resolve) => {
+      const op = w.opener;
+      if (!op || op === w) return resolve();
+      const done = () => {
+        clearTimeout(t);
+        w.removeEventListener("message", on);
+        resolve();
+      };
+      const on = (e) => {
+        const m = e.data;
+        if (e.source !== op || !m || m.cutelive !== "token" || typeof m.token !== "string") return;
+        if (!/^[A-Za-z0-9_-]{16,128}$/.test(m.token)) return;
+        if (m.token !== token) {
+          token = m.token;
+          K.lsSet("token", token);
+          S.chat = null;
+          S.dismissed = null;
+          S.thanks = null;
+          outbox = [];
+          saveOutbox();
+        }
+        done();
+      };
+      const t = setTimeout(done, 2000);
+      w.addEventListener("message", on);
+      try {
+        op.postMessage({ cutelive: "ready" }, "*");
+      } catch (x) {
+        done();
+      }
+    });
+  }
+
+  // -- open / minimise ----------------------------------------------------------------------------
+
+  function open() {
+    S.open = true;
+    S.min = false;
+    win.classList.remove("cl-hidden");
+    K.showLauncher(false);
+    connect();
+    render();
+    updateUnread();
+    requestAnimationFrame(() => {
+      if (shown === "chat") {
+        toBottom();
+        if (!K.page || w.innerWidth > 480) el.input.focus();
+      }
+    });
+  }
+
+  function minimize() {
+    if (K.page) return;
+    S.open = false;
+    S.min = true;
+    win.classList.add("cl-hidden");
+    K.showLauncher(true);
+    updateUnread();
+  }
+
+  K.chat = {
+    open,
+    minimize,
+    restore() {
+      restyle();
+      const go = () => {
+        if (K.page || S.open) open();
+        else {
+          connect(); // a chat is going on: keep it live for the badge and the title
+          K.showLauncher(true);
+        }
+      };
+      if (K.page) fromOpener().then(go);
+      else go();
+    },
+    availability() {
+      render();
+    },
+    restyle,
+    connection: () => conn,
+    transport: () => (stream ? stream.transport : null),
+  };
+  restyle();
+})();

@@ -1,0 +1,102 @@
+"""Helpers for the browser tests: Debian's Chromium, a second-origin host site, shadow DOM access.
+
+The widget lives in an open Shadow DOM; Playwright's CSS selectors pierce open shadow roots, so
+``page.locator(".cl-window")`` finds it. The host site is served from ``http://localhost:PORT``
+while the server is ``http://127.0.0.1:PORT``: two origins, as on a customer's site.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import os
+import threading
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def require_chromium() -> str:
+    """The Chromium binary, or a failure that says how to install it (never a skip)."""
+    if not os.path.exists(CHROMIUM):
+        raise AssertionError(
+            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. "
+            "Install it with: apt-get install chromium"
+        )
+    return CHROMIUM
+
+
+def launch(playwright):
+    """Launch Debian's Chromium (Playwright's own browser download is never used)."""
+    return playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS)
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep the test output quiet
+        pass
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+
+class HostSite:
+    """A customer's web site on a second origin: plain files from a temporary directory."""
+
+    def __init__(self, root: Path, server_url: str):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.server_url = server_url
+        handler = functools.partial(_Handler, directory=str(self.root))
+        self.httpd = http.server.ThreadingHTTPServer(("localhost", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://localhost:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def page(
+        self, name: str, title: str, body: str = "", head: str = "", widget: bool = True
+    ) -> str:
+        """Write a host page that embeds the widget with the one-tag snippet; its URL."""
+        tag = f'<script async src="{self.server_url}/widget.js"></script>' if widget else ""
+        links = " · ".join(f'<a href="{n}.html">{n}</a>' for n in ("page1", "page2", "page3"))
+        (self.root / f"{name}.html").write_text(
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}</title>{head}</head>"
+            "<body style='font:16px/1.5 Georgia,serif;margin:0;padding:24px 32px;"
+            "background:#fbfaf7;color:#1f2937'>"
+            f"<nav>{links}</nav><h1>{html.escape(title)}</h1>{body}{tag}</body></html>"
+        )
+        return f"{self.url}/{name}.html"
+
+    def copy_demo(self, name: str) -> str:
+        """Copy a page of the server's demo site, pointing its widget tag at the server."""
+        text = (ROOT / "assets" / "demo" / name).read_text()
+        text = text.replace('src="/widget.js"', f'src="{self.server_url}/widget.js"')
+        text = text.replace('href="demo.css"', f'href="{self.server_url}/demo/demo.css"')
+        (self.root / name).write_text(text)
+        return f"{self.url}/{name}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
