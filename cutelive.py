@@ -2216,6 +2216,8 @@ class Services:
             "online": self.any_online(),
             "heartbeat": self.config.realtime_heartbeat,
             "appearance": dict(self.settings()["appearance"]),
+            # Public anyway (browsers see them refused); the pop-out window checks its opener.
+            "origins": self.allowed_origins(),
         }
 
     def settings_view(self) -> dict:
