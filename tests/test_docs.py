@@ -88,7 +88,7 @@ def test_readme_commands_and_sections():
         assert re.search(rf"(?m)^#+ .*{heading}", readme), heading
     assert "python3 cutelive.py" in readme
     assert "pip install -r requirements-test.txt" in readme
-    for dep in ("tornado", "peewee", "argon2-cffi"):
+    for dep in ("tornado", "peewee", "argon2-cffi", "ua-parser", "maxminddb"):
         assert dep in readme
 
 
