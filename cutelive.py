@@ -27,7 +27,10 @@ import argparse
 import asyncio
 import collections
 import configparser
+import email.errors
+import email.headerregistry
 import email.message
+import email.policy
 import email.utils
 import getpass
 import hashlib
@@ -86,6 +89,14 @@ POLL_BUFFER_MAX = 500
 CLOSE_SESSION_ENDED = 4001
 CLOSE_NO_HELLO = 4002
 CLOSE_BAD_TOKEN = 4003
+
+
+def split_url(text: str) -> urllib.parse.SplitResult | None:
+    """``urlsplit`` that answers None for what it cannot parse (``http://[x`` raises)."""
+    try:
+        return urllib.parse.urlsplit(text)
+    except ValueError:
+        return None
 
 
 def now_ms() -> int:
@@ -175,8 +186,13 @@ def parse_synchronous(text: str) -> str:
 def parse_origins(text: str) -> list[str]:
     origins = parse_list(text)
     for o in origins:
-        u = urllib.parse.urlsplit(o)
-        if u.scheme not in ("http", "https") or not u.netloc or u.path not in ("", "/"):
+        u = split_url(o)
+        if (
+            u is None
+            or u.scheme not in ("http", "https")
+            or not u.netloc
+            or u.path not in ("", "/")
+        ):
             raise ValueError("origins such as https://www.example.com, separated by spaces")
     return [o.rstrip("/").lower() for o in origins]
 
@@ -184,8 +200,8 @@ def parse_origins(text: str) -> list[str]:
 def parse_public_url(text: str) -> str:
     if not text:
         return ""
-    u = urllib.parse.urlsplit(text)
-    if u.scheme not in ("http", "https") or not u.netloc:
+    u = split_url(text)
+    if u is None or u.scheme not in ("http", "https") or not u.netloc:
         raise ValueError("an http:// or https:// URL such as https://chat.example.com")
     return text.rstrip("/")
 
@@ -255,6 +271,7 @@ SETTINGS: list[Setting] = [
     Setting("limits", "chats_per_ip", "10/1m", parse_rate, "New chats per IP address."),
     Setting("limits", "requests_per_ip", "300/1m", parse_rate, "HTTP requests per IP."),
     Setting("limits", "sockets_per_ip", "50", parse_positive_int, "Open WebSockets per IP."),
+    Setting("limits", "commands_per_socket", "100/10s", parse_rate, "Frames per WebSocket."),
     Setting("mail", "smtp_host", "", parse_str, "SMTP server; empty: no e-mail."),
     Setting("mail", "smtp_port", "587", parse_port, "SMTP port."),
     Setting("mail", "smtp_security", "starttls", parse_str, "none, starttls or tls."),
@@ -439,6 +456,7 @@ class OfflineMessage(BaseModel):
     ip = peewee.TextField(default="")
     created_at = peewee.IntegerField()
     read = peewee.BooleanField(default=False)
+    client_id = peewee.TextField(null=True)
 
     def public(self) -> dict:
         return {
@@ -569,6 +587,11 @@ MIGRATIONS: list[list[str]] = [
             id INTEGER PRIMARY KEY, name TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,
             message TEXT NOT NULL, conditions TEXT NOT NULL DEFAULT '{}',
             created_at INTEGER NOT NULL)""",
+    ],
+    [
+        "ALTER TABLE offline_message ADD COLUMN client_id TEXT",
+        "ALTER TABLE visit ADD COLUMN ended_at INTEGER",
+        "CREATE UNIQUE INDEX offline_message_client ON offline_message(visitor_id, client_id)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -843,8 +866,8 @@ class Hub:
                 if not subs:
                     del self._subs[t]
 
-    def subscribers(self, topic: str) -> list:
-        return list(self._subs.get(topic, ()))
+    def all_subscribers(self) -> list:
+        return list(self._topics)
 
     def count(self, topic: str) -> int:
         return len(self._subs.get(topic, ()))
@@ -937,15 +960,6 @@ class RateLimiter:
         b[0] = tokens
         return (1 - tokens) / self.rate
 
-    def peek(self, key: Any, now: float | None = None) -> float:
-        """Seconds until a token is free (0: one is), without taking it."""
-        now = time.monotonic() if now is None else now
-        b = self._buckets.get(key)
-        if b is None:
-            return 0.0
-        tokens = min(self.count, b[0] + (now - b[1]) * self.rate)
-        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-
     def forget_idle(self, now: float | None = None) -> None:
         """Drop full buckets so that memory stays bounded by the active keys."""
         now = time.monotonic() if now is None else now
@@ -1016,7 +1030,7 @@ class Party:
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _USERNAME = re.compile(r"[a-z0-9._-]{1,64}")
 
 #: Fields the server owns; a client sending them gets ``forbidden_field``.
@@ -1056,11 +1070,13 @@ def _check_int(name: str, value: Any) -> int:
     return value
 
 
-def _check_cursors(name: str, value: Any) -> dict[int, int]:
+def _check_cursors(name: str, value: Any, limit: int = 1000) -> dict[int, int]:
     if not isinstance(value, dict):
         raise ApiError("invalid_field", "'cursors' must be an object of chat id to seq", field=name)
-    if len(value) > 1000:
-        raise ApiError("too_long", "'cursors' names more than 1000 chats", field=name, limit=1000)
+    if len(value) > limit:
+        raise ApiError(
+            "too_long", f"'cursors' names more than {limit} chats", field=name, limit=limit
+        )
     out = {}
     for k, v in value.items():
         if not (isinstance(k, str) and k.isascii() and k.isdigit() and 0 < int(k) < 2**62):
@@ -1112,6 +1128,8 @@ class Validator:
             return _check_bool(name, value)
         if kind == "cursors":
             return _check_cursors(name, value)
+        if kind == "visitor_cursors":  # a visitor has few chats; each costs a lookup
+            return _check_cursors(name, value, 100)
         if kind == "status":
             if value not in (ONLINE, AWAY, OFFLINE):
                 raise ApiError(
@@ -1202,8 +1220,8 @@ class Validator:
 #: The commands each party may send, with their fields: ``{field: (kind, required)}``.
 COMMANDS: dict[str, dict[str, dict[str, tuple[str, bool]]]] = {
     "visitor": {
-        "hello": {"token": ("token", True), "cursors": ("cursors", False)},
-        "sync": {"cursors": ("cursors", True)},
+        "hello": {"token": ("token", True), "cursors": ("visitor_cursors", False)},
+        "sync": {"cursors": ("visitor_cursors", True)},
         "ping": {},
         "start_chat": {
             "name": ("name", True),
@@ -1237,6 +1255,7 @@ COMMANDS: dict[str, dict[str, dict[str, tuple[str, bool]]]] = {
             "page_url": ("url", False),
             "page_title": ("title", False),
             "chat_id": ("int", False),
+            "client_id": ("client_id", False),
         },
     },
     "operator": {
@@ -1288,8 +1307,8 @@ def _check_appearance(key: str, value: Any) -> str:
     if kind == "position" and v not in ("left", "right"):
         raise ApiError("invalid_field", f"'{key}' must be left or right", field=field_name)
     if kind == "image":
-        u = urllib.parse.urlsplit(v)
-        if not (u.scheme in ("http", "https") and u.netloc) and not (
+        u = split_url(v)
+        if not (u is not None and u.scheme in ("http", "https") and u.netloc) and not (
             v.startswith("/") and not v.startswith("//")
         ):
             raise ApiError(
@@ -1312,12 +1331,14 @@ class PollConn:
         self.waiter: asyncio.Future | None = None
         self.last_poll = time.monotonic()
         self.closed = False
-        self.close_code: int | None = None
 
     def deliver(self, text: str, event: dict | None) -> None:
         if len(self.buffer) >= POLL_BUFFER_MAX:
+            # Chat events come back from the database by the cursors, and snapshots are sent
+            # afresh (see Services.poll_collect); of the rest, keep the newest.
             self.overflow = True
-            self.buffer = [(t, e) for t, e in self.buffer if not (e and "seq" in e)]
+            rest = [(t, e) for t, e in self.buffer if not (e and "seq" in e)]
+            self.buffer = rest[-POLL_BUFFER_MAX // 2 :]
         self.buffer.append((text, event))
         self.wake()
 
@@ -1327,7 +1348,6 @@ class PollConn:
 
     def close(self, code: int, reason: str = "") -> None:
         self.closed = True
-        self.close_code = code
         self.wake()
 
 
@@ -1406,14 +1426,38 @@ class Mailer:
     def enabled(self) -> bool:
         return bool(self.host and self.to_address)
 
+    #: The only headers a notification may have; anything else means an injection attempt.
+    HEADERS = {
+        b"subject",
+        b"from",
+        b"to",
+        b"reply-to",
+        b"date",
+        b"message-id",
+        b"content-type",
+        b"content-transfer-encoding",
+        b"mime-version",
+    }
+
     def offline_message(self, msg: OfflineMessage, base_url: str) -> email.message.EmailMessage:
+        """The notification for an offline message; raises ApiError if it cannot be made safe.
+
+        Visitors control the name and address. The validator refuses control characters, and
+        the email package would decode an RFC 2047 encoded word (``=?utf-8?q?=0D=0A...?=``)
+        back into a line break on output, so encoded-word openers are broken up here, and the
+        finished header block is checked to hold exactly the headers written.
+        """
+        name = msg.name.replace("=?", "=\u200b?")
         m = email.message.EmailMessage()
-        # Header values come from visitors: EmailMessage refuses CR/LF in them, and the
-        # validator already refused control characters, so no header can be injected.
-        m["Subject"] = f"Offline message from {msg.name}"
+        m["Subject"] = f"Offline message from {name}"
         m["From"] = self.from_address or f"cutelive@{socket.gethostname()}"
         m["To"] = self.to_address
-        m["Reply-To"] = email.utils.formataddr((msg.name, msg.email))
+        try:
+            m["Reply-To"] = email.headerregistry.Address(display_name=name, addr_spec=msg.email)
+        except (ValueError, IndexError, email.errors.HeaderParseError):
+            raise ApiError(
+                "invalid_field", "'email' cannot be used as a reply address", field="email"
+            ) from None
         m["Date"] = email.utils.formatdate(localtime=True)
         m["Message-ID"] = email.utils.make_msgid(domain="cutelive")
         lines = [
@@ -1426,6 +1470,21 @@ class Mailer:
             f"-- \nCute Live Support, {base_url}/console/",
         ]
         m.set_content("\n".join(lines))
+        try:
+            head = m.as_bytes(policy=email.policy.SMTP).split(b"\r\n\r\n", 1)[0]
+        except (ValueError, UnicodeError, email.errors.MessageError):
+            head = b"?"
+        names = [
+            line.split(b":", 1)[0].strip().lower()
+            for line in head.split(b"\r\n")
+            if line and not line[:1].isspace()
+        ]
+        if len(names) != len(set(names)) or not set(names) <= self.HEADERS:
+            raise ApiError(
+                "invalid_field",
+                "the name or e-mail address cannot be put in an e-mail",
+                field="name",
+            )
         return m
 
     def send(self, m: email.message.EmailMessage) -> None:
@@ -1483,6 +1542,7 @@ class Services:
         self.rl_messages = RateLimiter(*lim.limits_visitor_messages)
         self.rl_chats = RateLimiter(*lim.limits_chats_per_ip)
         self.rl_requests = RateLimiter(*lim.limits_requests_per_ip)
+        self.rl_frames = RateLimiter(*lim.limits_commands_per_socket)
         self.sockets_per_ip: collections.Counter = collections.Counter()
         n, period = config.operators_login_failures
         self._login_fail_account = (n, period)
@@ -1529,8 +1589,16 @@ class Services:
         if self._ticks % 5 == 0 and self._session_streams:
             self._end_vanished_sessions()
         if self._ticks % 60 == 0:
-            for rl in (self.rl_messages, self.rl_chats, self.rl_requests):
+            for rl in (
+                self.rl_messages,
+                self.rl_chats,
+                self.rl_requests,
+                self.monitor.rl_beacons,
+                self.monitor.rl_invites,
+                self.rl_frames,
+            ):
                 rl.forget_idle(mono)
+            self._forget_login_failures(mono)
 
     def _end_vanished_sessions(self) -> None:
         """Close streams whose session row is gone (``cutelive passwd``, expiry, another tool)."""
@@ -1557,14 +1625,7 @@ class Services:
         return any(s == ONLINE for s in self.present.values())
 
     def _presence_changed(self) -> None:
-        ops = []
-        for op_id, status in sorted(self.present.items()):
-            if status == OFFLINE:
-                continue
-            op = self.storage.operator(op_id)
-            if op is not None:
-                ops.append({"id": op.id, "display_name": op.display_name, "status": status})
-        self.hub.publish(["ops"], {"type": "operators", "operators": ops})
+        self.hub.publish(["ops"], self.operators_event())
         online = self.any_online()
         if online != self._online:
             self._online = online
@@ -1668,9 +1729,13 @@ class Services:
             op = self.storage.operator(party.operator_id)
             ev["operator"] = op.public(self.effective_status(op.id))
             out = [(encode(ev), ev)]
-            for snap in (self.queue_event(), self.operators_event(), self.monitor.snapshot_event()):
+            for snap in self.snapshots():
                 out.append((encode(snap), snap))
         return out + replay
+
+    def snapshots(self) -> list[dict]:
+        """What an operator's console needs besides chat events: queue, team, visitors."""
+        return [self.queue_event(), self.operators_event(), self.monitor.snapshot_event()]
 
     def may_see(self, party: Party, chat: Chat) -> bool:
         if party.role == "visitor":
@@ -1731,6 +1796,9 @@ class Services:
         have = dict(cursors)
         if conn.overflow:
             conn.overflow = False
+            if conn.party.role == "operator":
+                for snap in self.snapshots():
+                    out.append(encode(snap))
             for text, ev in self.replay(conn.party, cursors)[0]:
                 out.append(text)
                 if ev and "seq" in ev:
@@ -1739,7 +1807,8 @@ class Services:
             # A lost answer leaves the client behind what we handed out: replay the difference.
             for chat_id, sent in conn.delivered.items():
                 cur = cursors.get(chat_id, 0)
-                if cur < sent:
+                chat = self.storage.chat(chat_id) if cur < sent else None
+                if chat is not None and self.may_see(conn.party, chat):
                     for text, ev in self._stored(chat_id, cur):
                         out.append(text)
                         have[chat_id] = ev["seq"]
@@ -1759,32 +1828,39 @@ class Services:
 
     def dispatch(self, party: Party, stream: Any, cmd: Any) -> dict:
         """Run one command; returns the reply event (ack, pong or error). Never raises."""
-        ref = None
+        ref = cmd.get("id") if isinstance(cmd, dict) else None
+        ref = ref if _request_id_ok(ref) else None
         try:
-            if not isinstance(cmd, dict):
-                raise ApiError("bad_json", "a command must be a JSON object")
-            ref = cmd.get("id")
-            if ref is not None and not _request_id_ok(ref):
-                ref = None
-                raise ApiError(
-                    "invalid_field", "'id' must be a string of up to 64 characters", field="id"
-                )
-            ctype = cmd.get("type")
-            schema = COMMANDS[party.role].get(ctype) if isinstance(ctype, str) else None
-            if schema is None or ctype == "hello":
-                if ctype == "hello":
-                    raise ApiError("unknown_type", "'hello' is only the first frame of a WebSocket")
-                raise ApiError(
-                    "unknown_type",
-                    f"unknown command type {str(ctype)[:40]!r}; see docs/PROTOCOL.md §5",
-                )
-            args = self.validate.fields(cmd, schema, f"'{ctype}'")
-            result = getattr(self, f"cmd_{ctype}")(party, stream, **args)
-            if ctype == "ping":
-                return {"type": "pong", "ref": ref}
-            return {"type": "ack", "ref": ref, **(result or {})}
+            return self.run_command(party, stream, cmd)
         except ApiError as e:
             return e.event(ref)
+        except Exception:  # a bug: log it, answer it, keep the connection
+            log.exception("command %.40r failed", cmd.get("type"))
+            return ApiError("server_error", "internal error; it has been logged", 500).event(ref)
+
+    def run_command(self, party: Party, stream: Any, cmd: Any) -> dict:
+        """Run one command; returns its ack (or pong), raises ApiError for the error."""
+        if not isinstance(cmd, dict):
+            raise ApiError("bad_json", "a command must be a JSON object")
+        ref = cmd.get("id")
+        if ref is not None and not _request_id_ok(ref):
+            raise ApiError(
+                "invalid_field", "'id' must be a string of up to 64 characters", field="id"
+            )
+        ctype = cmd.get("type")
+        schema = COMMANDS[party.role].get(ctype) if isinstance(ctype, str) else None
+        if schema is None or ctype == "hello":
+            if ctype == "hello":
+                raise ApiError("unknown_type", "'hello' is only the first frame of a WebSocket")
+            raise ApiError(
+                "unknown_type",
+                f"unknown command type {str(ctype)[:40]!r}; see docs/PROTOCOL.md §5",
+            )
+        args = self.validate.fields(cmd, schema, f"'{ctype}'")
+        result = getattr(self, f"cmd_{ctype}")(party, stream, **args)
+        if ctype == "ping":
+            return {"type": "pong", "ref": ref}
+        return {"type": "ack", "ref": ref, **(result or {})}
 
     def cmd_ping(self, party: Party, stream: Any) -> None:
         return None
@@ -1847,6 +1923,7 @@ class Services:
         self._rate(self.rl_chats, party.ip, "chats_per_ip", "new chats from this address")
         self._rate(self.rl_messages, party.visitor_id, "visitor_messages", "messages")
         chat, pairs = self._create_chat(party, name, email, page_url, page_title, text, client_id)
+        self.monitor.chat_started(party.visitor_id)
         return {"chat": self.summary(chat, party), "message": pairs[-1][0]}
 
     def _create_chat(
@@ -2055,7 +2132,6 @@ class Services:
         if chat is None or chat.status != WAITING:
             return
         self._end_chat(chat, MISSED, {"type": "chat_missed", "reason": "queue_timeout"})
-        self._queue_changed()
 
     def cmd_accept(self, party: Party, stream: Any, chat_id: int) -> dict:
         chat = self._chat_for(party, chat_id)
@@ -2099,12 +2175,27 @@ class Services:
         return {"status": status}
 
     def cmd_leave_message(
-        self, party, stream, name, email, text, page_url="", page_title="", chat_id=None
+        self,
+        party,
+        stream,
+        name,
+        email,
+        text,
+        page_url="",
+        page_title="",
+        chat_id=None,
+        client_id=None,
     ) -> dict:
         if chat_id is not None:
             self._chat_for(party, chat_id)
-        self._rate(self.rl_messages, party.visitor_id, "visitor_messages", "messages")
-        msg = OfflineMessage.create(
+        if client_id is not None:
+            again = OfflineMessage.get_or_none(
+                (OfflineMessage.visitor == party.visitor_id)
+                & (OfflineMessage.client_id == client_id)
+            )
+            if again is not None:
+                return {"offline_message": {"id": again.id, "created_at": again.created_at}}
+        msg = OfflineMessage(
             visitor=party.visitor_id,
             chat=chat_id,
             name=name,
@@ -2114,9 +2205,15 @@ class Services:
             page_title=page_title,
             ip=party.ip,
             created_at=now_ms(),
+            client_id=client_id,
         )
-        if self.mailer.enabled:
-            self._send_mail(self.mailer.offline_message(msg, self.base_url))
+        # Built before anything is stored, so an address that cannot be mailed stores nothing.
+        mail = self.mailer.offline_message(msg, self.base_url) if self.mailer.enabled else None
+        self._rate(self.rl_chats, party.ip, "chats_per_ip", "chats and messages from this address")
+        self._rate(self.rl_messages, party.visitor_id, "visitor_messages", "messages")
+        msg.save(force_insert=True)
+        if mail is not None:
+            self._send_mail(mail)
         self.hub.publish(["ops"], {"type": "offline_message", "message": msg.public()})
         return {"offline_message": {"id": msg.id, "created_at": msg.created_at}}
 
@@ -2186,6 +2283,9 @@ class Services:
             "visitor_streams": hub.count("visitors"),
             "operator_streams": hub.count("ops"),
             "poll_conns": len(self.poll_conns),
+            "held_polls": sum(
+                1 for c in self.poll_conns.values() if c.waiter is not None and not c.waiter.done()
+            ),
             "waiting_chats": len(self._waiting),
             "operators_present": len(self.present),
             "open_files": self.fd_guard._real_count(),
@@ -2342,6 +2442,17 @@ class Services:
             )
         return await self.create_operator(username, display_name, password, True)
 
+    def _forget_login_failures(self, mono: float) -> None:
+        """Drop failure records older than their window, so memory stays bounded."""
+        for table, (_, period) in (
+            (self._login_failures, self._login_fail_account),
+            (self._login_ip_failures, self._login_fail_ip),
+        ):
+            for key in [k for k, q in table.items() if not q or mono - q[-1] > period]:
+                del table[key]
+        for key in [k for k, until in self._locked_until.items() if until <= mono]:
+            del self._locked_until[key]
+
     def _login_throttled(self, username: str, ip: str) -> float:
         mono = time.monotonic()
         until = self._locked_until.get(username, 0)
@@ -2386,11 +2497,15 @@ class Services:
             self._login_failed(username, ip)
             raise ApiError("login_failed", "wrong username or password", 401)
         self._login_failures.pop(username, None)
+        return self.new_session(op, ip, user_agent), op
+
+    def new_session(self, op: Operator, ip: str, user_agent: str) -> str:
+        """A console session for the operator; returns its cookie value."""
         token = secrets.token_urlsafe(32)
         self.storage.create_session(
             token, op.id, self.config.operators_session_lifetime, ip, user_agent[:MAX_UA_CHARS]
         )
-        return token, op
+        return token
 
     def operator_party(self, session_token: str | None, ip: str, user_agent: str) -> Party | None:
         if not session_token:
@@ -2490,9 +2605,8 @@ SEARCH_ENGINES = {
 
 def search_terms(referrer: str) -> str:
     """The search keywords in a search engine's referrer URL, where the engine still sends them."""
-    try:
-        u = urllib.parse.urlsplit(referrer)
-    except ValueError:
+    u = split_url(referrer)
+    if u is None:
         return ""
     host = (u.hostname or "").lower()
     for engine, param in SEARCH_ENGINES.items():
@@ -2512,6 +2626,10 @@ def _clip(value: Any, limit: int) -> str:
     except UnicodeEncodeError:
         value = value.encode("utf-8", "replace").decode("utf-8")
     return value[:limit]
+
+
+#: A visitor whose visit was cut by a server restart (not by leaving) resumes it within this.
+VISIT_RESUME = 30 * 60
 
 
 class UserAgents:
@@ -2627,6 +2745,8 @@ class Monitor:
         self.live: dict[int, LiveVisitor] = {}
         self._tokens: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._views: list[tuple] = []
+        self._ended: list[tuple[int, int]] = []
+        self._landing: list[tuple] = []
         self._dirty: set[int] = set()
         self._gone: set[int] = set()
         self._flush_scheduled = False
@@ -2663,6 +2783,10 @@ class Monitor:
         browser, os_, device = self.ua.parse(ua)
         country = self.geo.country(ip)
         terms = search_terms(referrer)
+        if lv is None:
+            resumed = self._resume_visit(vid, t)
+            if resumed is not None:
+                return resumed
         with db.atomic():
             row = db.execute_sql(
                 "SELECT created_at, (SELECT COALESCE(MAX(number), 0) FROM visit WHERE "
@@ -2709,12 +2833,66 @@ class Monitor:
             last_activity=t,
             previous_chats=chats,
         )
-        for chat in self.s.storage.visitor_chats(vid, open_only=True)[:1]:
+        return self._went_live(lv)
+
+    def _went_live(self, lv: LiveVisitor) -> LiveVisitor:
+        for chat in self.s.storage.visitor_chats(lv.visitor_id, open_only=True)[:1]:
             self._set_chat(lv, chat)
-        self.live[vid] = lv
-        self._gone.discard(vid)
-        self._touch(vid)
+        self.live[lv.visitor_id] = lv
+        self._gone.discard(lv.visitor_id)
+        self._touch(lv.visitor_id)
         return lv
+
+    def _resume_visit(self, vid: int, t: int) -> LiveVisitor | None:
+        """After a restart, a visitor who never left carries on with the visit it had."""
+        row = db.execute_sql(
+            "SELECT v.id, v.number, v.started_at, v.last_seen, v.landing_url, v.referrer, "
+            "v.search_terms, v.ip, v.user_agent, v.browser, v.os, v.device, v.country, v.pages, "
+            "r.created_at, (SELECT COUNT(*) FROM chat WHERE visitor_id = ?) "
+            "FROM visit v JOIN visitor r ON r.id = v.visitor_id "
+            "WHERE v.visitor_id = ? AND v.ended_at IS NULL ORDER BY v.id DESC LIMIT 1",
+            (vid, vid),
+        ).fetchone()
+        if row is None or t - row[3] > VISIT_RESUME * 1000:
+            return None
+        (
+            visit_id,
+            number,
+            started,
+            last_seen,
+            landing,
+            referrer,
+            terms,
+            ip,
+            ua,
+            browser,
+            os_,
+            device,
+            country,
+            pages,
+            first_seen,
+            chats,
+        ) = row
+        lv = LiveVisitor(
+            visitor_id=vid,
+            visit_id=visit_id,
+            visit_number=number,
+            first_seen=first_seen,
+            started_at=started,
+            ip=ip,
+            user_agent=ua,
+            browser=browser,
+            os=os_,
+            device=device,
+            country=country,
+            landing_url=landing,
+            referrer=referrer,
+            search_terms=terms,
+            last_activity=last_seen,
+            pages=pages,
+            previous_chats=chats,
+        )
+        return self._went_live(lv)
 
     def track(self, body: Any, ip: str, ua: str) -> None:
         """A page view beacon: ``{"token", "url", "title", "referrer"}``."""
@@ -2727,11 +2905,13 @@ class Monitor:
         url = _clip(body.get("url"), MAX_URL_CHARS)
         if not isinstance(body.get("url"), str) or not url:
             raise ApiError("invalid_field", "'url' is required", field="url")
-        if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+        u = split_url(url)
+        if u is None or u.scheme.lower() not in ("http", "https") or not u.netloc:
             raise ApiError("invalid_field", "'url' must be an http(s) URL", field="url")
         title = _clip(body.get("title"), MAX_TITLE_CHARS)
         referrer = _clip(body.get("referrer"), MAX_URL_CHARS)
-        if referrer and urllib.parse.urlsplit(referrer).scheme.lower() not in ("http", "https"):
+        r = split_url(referrer) if referrer else None
+        if r is None or r.scheme.lower() not in ("http", "https"):
             referrer = ""
         wait = self.rl_beacons.hit(vid)
         if wait:
@@ -2744,6 +2924,9 @@ class Monitor:
             )
         lv = self._live(vid, ip, ua, url, referrer)
         t = now_ms()
+        if not lv.landing_url:  # the visit began with a stream (pop-out, restored window)
+            lv.landing_url, lv.referrer, lv.search_terms = url, referrer, search_terms(referrer)
+            self._landing.append((url, referrer, lv.search_terms, lv.visit_id))
         lv.url, lv.title, lv.page_since, lv.last_activity = url, title, t, t
         lv.pages += 1
         self._views.append((lv.visit_id, vid, url, title, referrer, t))
@@ -2779,6 +2962,8 @@ class Monitor:
         lv.left_at = now_ms()
         if lv.invitation and lv.invitation["state"] == "pending":
             lv.invitation["state"] = "expired"
+        # The visit is over: a later arrival starts the next one (written with the page views).
+        self._ended.append((lv.left_at, lv.visit_id))
         self._touch(lv.visitor_id)
 
     def _set_chat(self, lv: LiveVisitor, chat: Chat) -> None:
@@ -2793,9 +2978,18 @@ class Monitor:
         if lv is None:
             return
         self._set_chat(lv, chat)
-        if chat.status == ACTIVE and lv.invitation and lv.invitation["state"] == "pending":
-            lv.invitation["state"] = "accepted"
         self._touch(lv.visitor_id)
+
+    def chat_started(self, visitor_id: int) -> None:
+        """A chat the visitor started itself ends any pending invitation ("superseded")."""
+        inv = self.pending_invitation(visitor_id)
+        if inv is not None:
+            inv["state"] = "superseded"
+            self.hub.publish(
+                [f"v:{visitor_id}"],
+                {"type": "invitation_answered", "id": inv["id"], "state": "superseded"},
+            )
+            self._touch(visitor_id)
 
     # -- monitor events -----------------------------------------------------------------------
 
@@ -2873,12 +3067,13 @@ class Monitor:
         t = now_ms()
         keep_left = 60_000
         rules = self.rules() if self.s.any_online() else []
-        for vid, lv in list(self.live.items()):
+        forget = []
+        # No copy of the whole table: a list of 15,000 (id, visitor) pairs every second gets
+        # promoted by the garbage collector and triggers full collections (lag spikes).
+        for vid, lv in self.live.items():
             if lv.left_at is not None:
                 if t - lv.left_at > keep_left:
-                    del self.live[vid]
-                    self._gone.add(vid)
-                    self._touch(vid)
+                    forget.append(vid)
                 continue
             inv = lv.invitation
             if inv and inv["state"] == "pending" and t >= inv["expires_at"]:
@@ -2888,7 +3083,11 @@ class Monitor:
                 self._rules_check(lv, rules, t)
             if self.state_of(lv, t) != lv.state:
                 self._touch(vid)
-        if self._views:
+        for vid in forget:
+            del self.live[vid]
+            self._gone.add(vid)
+            self._touch(vid)
+        if self._views or self._ended or self._landing:
             self.flush_views()
         mono = time.monotonic()
         if mono - self._last_purge > 3600:
@@ -2896,8 +3095,10 @@ class Monitor:
             self.purge()
 
     def flush_views(self) -> None:
-        """Group commit: all page views since the last flush in one transaction."""
+        """Group commit: page views, visit ends and landing pages since the last flush."""
         views, self._views = self._views, []
+        ended, self._ended = self._ended, []
+        landing, self._landing = self._landing, []
         pages: dict[int, tuple[int, int]] = {}
         for visit_id, _vid, _u, _t, _r, ts in views:
             n, _ = pages.get(visit_id, (0, 0))
@@ -2912,13 +3113,36 @@ class Monitor:
                 "UPDATE visit SET pages = pages + ?, last_seen = ? WHERE id = ?",
                 [(n, ts, visit_id) for visit_id, (n, ts) in pages.items()],
             )
+            db.cursor().executemany(
+                "UPDATE visit SET landing_url = ?, referrer = ?, search_terms = ? WHERE id = ?",
+                landing,
+            )
+            db.cursor().executemany(
+                "UPDATE visit SET ended_at = ?, last_seen = MAX(last_seen, ?) WHERE id = ?",
+                [(t, t, visit_id) for t, visit_id in ended],
+            )
+
+    def shutdown(self) -> None:
+        """Before a stop: write what is pending, and when each visitor on the site was seen."""
+        t = now_ms()
+        db.cursor().executemany(
+            "UPDATE visit SET last_seen = ? WHERE id = ?",
+            [(t, lv.visit_id) for lv in self.live.values() if lv.left_at is None],
+        )
+        self.flush_views()
 
     def purge(self) -> None:
         """Delete page views older than ``[monitor] retention``; no cron needed."""
         cutoff = now_ms() - int(self.config.monitor_retention * 1000)
-        n = db.execute_sql("DELETE FROM page_view WHERE ts < ?", (cutoff,)).rowcount
+        # In batches, one per tick, so that a purge after a long downtime never stalls the loop.
+        n = db.execute_sql(
+            "DELETE FROM page_view WHERE id IN (SELECT id FROM page_view WHERE ts < ? LIMIT 5000)",
+            (cutoff,),
+        ).rowcount
         if n:
             log.info("purged %d page views older than the retention", n)
+        if n == 5000:
+            self._last_purge = 0.0  # more to do: the next tick continues
 
     # -- invitations --------------------------------------------------------------------------
 
@@ -3168,8 +3392,8 @@ class _Common:
         return self.request.headers.get("User-Agent", "")[:MAX_UA_CHARS]
 
     def own_origin(self, origin: str) -> bool:
-        o = urllib.parse.urlsplit(origin.lower())
-        if o.netloc and o.netloc == self.request.host.lower():
+        o = split_url(origin.lower())
+        if o is not None and o.netloc and o.netloc == self.request.host.lower():
             return True
         pub = self.services.config.server_public_url
         return bool(pub) and origin.lower().rstrip("/") == pub.lower()
@@ -3274,7 +3498,9 @@ class MetricsHandler(BaseHandler):
     """GET /api/metrics: load figures for monitoring and bench/; loopback clients only."""
 
     def get(self) -> None:
-        if not ipaddress.ip_address(self.request.remote_ip or "0.0.0.0").is_loopback:
+        # self.ip honours trusted proxies; anything relayed by a proxy is not local.
+        relayed = "X-Forwarded-For" in self.request.headers or "X-Real-Ip" in self.request.headers
+        if relayed or not ipaddress.ip_address(self.ip or "0.0.0.0").is_loopback:
             raise ApiError("not_found", "no such path", 404)
         self.reply(self.services.metrics(reset=self.get_query_argument("reset", "") == "1"))
 
@@ -3358,8 +3584,9 @@ class _PollMixin:
         body = self.body_json()
         if not isinstance(body, dict):
             raise ApiError("bad_json", "expected a JSON object")
+        kind = "visitor_cursors" if party.role == "visitor" else "cursors"
         args = s.validate.fields(
-            body, {"conn": ("token", False), "cursors": ("cursors", False)}, "a poll"
+            body, {"conn": ("token", False), "cursors": (kind, False)}, "a poll"
         )
         cursors = args.get("cursors", {})
         conn = s.poll_conns.get(args.get("conn") or "")
@@ -3371,27 +3598,33 @@ class _PollMixin:
             conn = None
         if conn is None:
             conn = s.new_poll_conn(party)
-            events = [t for t, _ in s.welcome(party, cursors)]
-            for chat_id in cursors:
-                conn.delivered[chat_id] = cursors[chat_id]
-            self._send_poll(conn, events + s.poll_collect(conn, cursors))
+            pairs = s.welcome(party, cursors)
+            # Only what was really sent counts as delivered (never a chat that got a reset).
+            for _, ev in pairs:
+                if ev and "seq" in ev:
+                    conn.delivered[ev["chat_id"]] = ev["seq"]
+            sent = {**cursors, **conn.delivered}
+            self._send_poll(conn, [t for t, _ in pairs] + s.poll_collect(conn, sent))
             return
         if conn.waiter is not None and not conn.waiter.done():
             conn.waiter.set_result(None)  # a newer poll replaces a held one
         conn.last_poll = time.monotonic()
         events = s.poll_collect(conn, cursors)
         if not events and not conn.closed:
-            conn.waiter = asyncio.get_running_loop().create_future()
+            waiter = conn.waiter = asyncio.get_running_loop().create_future()
             self._conn = conn
             try:
-                await asyncio.wait_for(asyncio.shield(conn.waiter), s.config.realtime_poll_timeout)
+                await asyncio.wait_for(asyncio.shield(waiter), s.config.realtime_poll_timeout)
             except TimeoutError:
                 pass
-            conn.waiter = None
+            superseded = conn.waiter is not waiter
+            if not superseded:
+                conn.waiter = None
             conn.last_poll = time.monotonic()
             if self.request.connection.stream.closed():
                 return
-            events = s.poll_collect(conn, cursors)
+            # A newer poll of the same conn took over: it collects the events, this one ends.
+            events = [] if superseded else s.poll_collect(conn, cursors)
         self._send_poll(conn, events)
 
     def _send_poll(self, conn: PollConn, events: list[str]) -> None:
@@ -3425,29 +3658,7 @@ class VisitorSendHandler(VisitorHandler):
     """POST /api/visitor/send: one command, answered by its ack or error."""
 
     def post(self) -> None:
-        party = self.party()
-        reply = self.services.dispatch(party, None, self.body_json())
-        if reply["type"] == "error":
-            raise ApiError(
-                reply["error"],
-                reply["message"],
-                _error_status(reply),
-                **{k: v for k, v in reply.items() if k not in ("type", "error", "message")},
-            )
-        self.reply(reply)
-
-
-def _error_status(reply: dict) -> int:
-    return {
-        "not_found": 404,
-        "rate_limited": 429,
-        "chat_taken": 409,
-        "chat_closed": 409,
-        "chat_already_open": 409,
-        "status_not_online": 409,
-        "forbidden": 403,
-        "bad_token": 401,
-    }.get(reply["error"], 400)
+        self.reply(self.services.run_command(self.party(), None, self.body_json()))
 
 
 class VisitorChatsHandler(VisitorHandler):
@@ -3468,7 +3679,7 @@ class VisitorChatHandler(VisitorHandler):
 
 
 def _path_id(text: str) -> int:
-    n = int(text) if text.isdigit() and len(text) < 18 else 0
+    n = int(text) if text.isascii() and text.isdigit() and len(text) < 18 else 0
     if n <= 0:
         raise ApiError("not_found", "no such id", 404)
     return n
@@ -3503,9 +3714,6 @@ class ConsoleHandler(BaseHandler):
             if not op.is_admin:
                 raise ApiError("forbidden", "only administrators may do this", 403)
         return self.party
-
-    def operator(self) -> Operator:
-        return self.services.storage.operator(self.require().operator_id)
 
     def set_session_cookie(self, token: str) -> None:
         self.set_cookie(
@@ -3555,7 +3763,7 @@ class SetupHandler(ConsoleHandler):
             "setup",
         )
         op = await s.setup_first_admin(**args)
-        token, op = await s.login(args["username"], args["password"], self.ip, self.user_agent)
+        token = s.new_session(op, self.ip, self.user_agent)
         self.set_session_cookie(token)
         log.info("first administrator %r created", op.username)
         self.reply({"operator": op.public(s.effective_status(op.id))}, 201)
@@ -3596,16 +3804,7 @@ class ConsoleSendHandler(ConsoleHandler):
     """POST /api/console/send: one operator command."""
 
     def post(self) -> None:
-        party = self.require()
-        reply = self.services.dispatch(party, None, self.body_json())
-        if reply["type"] == "error":
-            raise ApiError(
-                reply["error"],
-                reply["message"],
-                _error_status(reply),
-                **{k: v for k, v in reply.items() if k not in ("type", "error", "message")},
-            )
-        self.reply(reply)
+        self.reply(self.services.run_command(self.require(), None, self.body_json()))
 
 
 class ConsoleChatsHandler(ConsoleHandler):
@@ -3623,9 +3822,9 @@ class ConsoleChatsHandler(ConsoleHandler):
             )
         limit = self.get_query_argument("limit", "50")
         before = self.get_query_argument("before", "0")
-        if not (limit.isdigit() and 1 <= int(limit) <= 200):
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 200):
             raise ApiError("invalid_field", "limit must be 1 to 200", field="limit")
-        if not (before.isdigit() and len(before) < 18):
+        if not (before.isascii() and before.isdigit() and len(before) < 18):
             raise ApiError("invalid_field", "before must be a chat id", field="before")
         mine = party.operator_id if status == "mine" else None
         chats = s.storage.list_chats(
@@ -3872,7 +4071,9 @@ class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
             exc = ApiError(code, self._reason, status_code)
         self._refuse(exc)
 
-    async def get(self, *args: Any, **kwargs: Any) -> None:
+    def get(self, *args: Any, **kwargs: Any):
+        # Not a coroutine itself: it returns WebSocketHandler.get's, which Tornado awaits for
+        # the socket's whole life, so a held socket carries no extra coroutine frame of ours.
         s = self.services
         try:
             self.check_request_rate()
@@ -3888,7 +4089,7 @@ class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
             self.authenticate()
         except ApiError as e:
             return self._refuse(e)
-        await super().get(*args, **kwargs)
+        return super().get(*args, **kwargs)
 
     def check_party_origin(self) -> None:
         if not self.visitor_origin_allowed():
@@ -3927,9 +4128,16 @@ class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
             held.append((text, event))
             return
         try:
-            self.write_message(text)
+            self.write_message(text).add_done_callback(self._written)
         except tornado.websocket.WebSocketClosedError:
             pass
+
+    @staticmethod
+    def _written(fut: asyncio.Future) -> None:
+        # Retrieve the write's outcome: a peer that left mid-write is normal, and an unretrieved
+        # WebSocketClosedError would be logged as "Task exception was never retrieved".
+        if not fut.cancelled():
+            fut.exception()
 
     def on_message(self, message: str | bytes) -> None:
         if isinstance(message, bytes):
@@ -3945,7 +4153,21 @@ class StreamSocket(_Common, tornado.websocket.WebSocketHandler):
         if not getattr(self, "_hello_done", False):
             self.hello(cmd)
             return
-        self.send(self.services.dispatch(self.party, self, cmd))
+        s = self.services
+        wait = s.rl_frames.hit(id(self))
+        if wait:
+            ref = cmd.get("id") if isinstance(cmd, dict) else None
+            self.send(
+                ApiError(
+                    "rate_limited",
+                    "too many commands on this socket; limit commands_per_socket",
+                    429,
+                    limit="commands_per_socket",
+                    retry_after=round(wait + 0.05, 1),
+                ).event(ref if _request_id_ok(ref) else None)
+            )
+            return
+        self.send(s.dispatch(self.party, self, cmd))
 
     def hello(self, cmd: Any) -> None:
         s = self.services
@@ -4214,8 +4436,8 @@ async def serve(config: Config) -> int:
     log.info("shutting down")
     server.stop()
     app.ticker.stop()
-    services.monitor.flush_views()
-    for sub in list(services.hub._topics):
+    services.monitor.shutdown()
+    for sub in services.hub.all_subscribers():
         if isinstance(sub, StreamSocket):
             sub.close(1001, "server shutting down")
         elif isinstance(sub, PollConn):

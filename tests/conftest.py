@@ -112,8 +112,6 @@ class Server:
             if m:
                 self.port = int(m.group(1))
                 break
-        # The setup-token line follows right after the listening lines when there is one.
-        time.sleep(0)  # noqa: the token is read lazily by setup_token_from_log
         return self
 
     @property
@@ -123,6 +121,10 @@ class Server:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    def metrics(self) -> dict:
+        """The server's load figures (GET /api/metrics, loopback only)."""
+        return requests.get(self.url + "/api/metrics", timeout=TIMEOUT).json()
 
     def setup_token_from_log(self) -> str:
         def find():

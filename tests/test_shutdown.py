@@ -139,7 +139,10 @@ async def _run(server):
     readers = [asyncio.ensure_future(c.reader()) for c in clients]
     send_until = time.monotonic() + 6
     writers = [asyncio.ensure_future(c.writer(send_until)) for c in clients]
-    await asyncio.sleep(2.5)  # mid-burst
+    # SIGTERM mid-burst: once 1,000 messages have been acknowledged, with the burst going on.
+    deadline = time.monotonic() + 30
+    while sum(len(c.acked) for c in clients) < 1000 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
     before = sum(len(c.acked) for c in clients)
     rc = await asyncio.get_running_loop().run_in_executor(None, server.stop, signal.SIGTERM)
     acked_at_stop = {cid: seq for c in clients for cid, seq in c.acked.items()}
