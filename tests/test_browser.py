@@ -673,6 +673,9 @@ def test_widget_and_console_recover_after_a_server_restart(server, host, browser
 
     expect(page.locator(".cl-banner")).to_be_hidden(timeout=40_000)
     expect(op.locator(".conn.connected")).to_be_visible(timeout=40_000)
+    # A restart is not a blocked WebSocket: nobody fell back to long-poll (PROTOCOL.md §9).
+    assert page.evaluate("CuteLive.status().transport") == "ws"
+    assert op.locator(".conn").inner_text() == "Connected"
     page.locator(".cl-compose-input").fill("After the restart")
     page.locator(".cl-compose-input").press("Enter")
     expect(op.locator(".msg.them .bubble", has_text="After the restart")).to_be_visible(timeout=T)

@@ -58,8 +58,15 @@
     key: "M21 2l-2 2m-7.6 7.6a5.5 5.5 0 1 1-7.8 7.8 5.5 5.5 0 0 1 7.8-7.8zm0 0L15.5 7.5m0 0 3 3L22 7l-3-3m-3.5 3.5L19 4",
     brush: "M12 20h9|M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4z",
     copy: "M9 9h11v11H9z|M5 15H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v1",
+    globe:
+      "M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20z|M2 12h20|M12 2a15 15 0 0 1 4 10 15 15 0 0 1-4 10 15 15 0 0 1-4-10 15 15 0 0 1 4-10z",
+    zap: "M13 2 3 14h9l-1 8 10-12h-9l1-8z",
+    search: "M11 19a8 8 0 1 0 0-16 8 8 0 0 0 0 16z|M21 21l-4.3-4.3",
+    wave: "M7 11V6a2 2 0 0 1 4 0v5|M11 10V4a2 2 0 0 1 4 0v7|M15 9a2 2 0 0 1 4 0v5a7 7 0 0 1-7 7h-1a7 7 0 0 1-6-3.4L3.3 14a2 2 0 0 1 3.4-2L8 14",
   };
   const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+  /** What the widget shows when an invitation has no message of its own. */
+  const INVITE_TEXT = "Hi! Can we help you with anything?";
   function safeHttp(u) {
     try {
       const x = new URL(u);
@@ -102,12 +109,45 @@
           hhmm(ts);
   }
   function ago(ts) {
-    const s = Math.max(0, Math.round((Date.now() - ts) / 1000));
+    const s = Math.max(0, Math.floor((Date.now() - ts) / 1000));
     if (s < 60) return s + " s";
     const m = Math.floor(s / 60);
     if (m < 60) return m + " min";
     const hr = Math.floor(m / 60);
     return hr < 24 ? hr + " h " + pad(m % 60) + " min" : Math.floor(hr / 24) + " d";
+  }
+  /** A duration as it ticks: "42 s", "4 min 07 s", "1 h 05 min". */
+  function dur(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 60) return s + " s";
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + " min " + pad(s % 60) + " s";
+    return Math.floor(m / 60) + " h " + pad(m % 60) + " min";
+  }
+  /** host + path of a URL, for a compact line; the text itself if it is not a URL. */
+  function shortUrl(u) {
+    try {
+      const x = new URL(u);
+      return x.host + (x.pathname === "/" ? "" : x.pathname) + x.search + x.hash;
+    } catch (e) {
+      return u || "";
+    }
+  }
+  /** The path (and query) of a URL: pages of one site, told apart. */
+  function pathOf(u) {
+    try {
+      const x = new URL(u);
+      return x.pathname + x.search + x.hash;
+    } catch (e) {
+      return u || "";
+    }
+  }
+  function hostOf(u) {
+    try {
+      return new URL(u).host || u;
+    } catch (e) {
+      return u || "";
+    }
   }
   function browserOf(ua) {
     if (!ua) return "\u2014";
@@ -139,6 +179,88 @@
     if (!b) return ua.length > 60 ? ua.slice(0, 60) + "\u2026" : ua;
     return b + (o ? " on " + o[0] : "");
   }
+  // -- the monitor's vocabulary ----------------------------------------------------------------
+
+  const ROW_H = 60; // px: every monitor row has the same height (the list is virtual)
+  const STATE_LABEL = {
+    browsing: "Browsing",
+    idle: "Idle",
+    invited: "Invited",
+    waiting: "Waiting for a chat",
+    chatting: "Chatting",
+    left: "Left",
+  };
+  const STATE_FILTER = [["", "All states"]].concat(
+    Object.keys(STATE_LABEL).map((k) => [k, STATE_LABEL[k].replace(" for a chat", "")]),
+  );
+  const STATE_RANK = { chatting: 0, waiting: 1, invited: 2, browsing: 3, idle: 4, left: 5 };
+  const INV_LABEL = {
+    pending: "invitation pending",
+    accepted: "accepted the invitation",
+    declined: "declined the invitation",
+    expired: "invitation expired",
+  };
+  const INVITE_ERRORS = {
+    visitor_left: "This visitor has left the site.",
+    visitor_chatting: "This visitor is already in a chat.",
+    status_not_online: "Set your status to Online to invite visitors.",
+    rate_limited: "Too many invitations in a short time. Please wait a moment.",
+    disconnected: "Not connected \u2014 try again in a moment.",
+  };
+  /** Sort keys (ascending); SORT_DIR is the direction of a column's first click. */
+  const SORTS = {
+    visitor: (r) => r.id,
+    page: (r) => String(r.title || r.url || "").toLowerCase(),
+    from: (r) => String(r.search_terms || hostOf(r.referrer) || "\uffff").toLowerCase(),
+    pages: (r) => r.pages,
+    time: (r, now) => (r.left_at || now) - r.started_at,
+    device: (r) => String(r.browser + " " + r.os).toLowerCase(),
+    state: (r) => (r.state in STATE_RANK ? STATE_RANK[r.state] : 9),
+  };
+  for (const k of ["visitor", "pages", "time", "state"]) SORTS[k].numeric = true;
+  const SORT_DIR = { visitor: -1, pages: -1, time: -1 };
+  const COLUMNS = [
+    ["visitor", "Visitor"],
+    ["page", "Current page"],
+    ["from", "Came from"],
+    ["pages", "Pages"],
+    ["time", "On site"],
+    ["device", "Browser & IP"],
+    ["state", "State"],
+    [null, ""],
+  ];
+  const chatsText = (n) => (n === 1 ? "1 chat before" : n + " chats before");
+  const hms = (ts) =>
+    new Date(ts).toLocaleTimeString([], {
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hour12: false,
+    });
+  /** Where a visitor came from: search keywords, the referring site, or "Direct". */
+  function sourceOf(r, long) {
+    if (r.search_terms)
+      return [
+        long ? h("span", { class: "kw", text: "Search" }) : icon(I.search, "kw-icon"),
+        (long ? " " : "") + "\u201c" + r.search_terms + "\u201d",
+        long && r.referrer ? h("div", {}, extLink(r.referrer)) : null,
+      ].filter(Boolean);
+    if (r.referrer) return [long ? extLink(r.referrer) : hostOf(r.referrer)];
+    return [h("span", { class: "muted", text: "Direct" })];
+  }
+  /** An invitation rule's conditions in words. */
+  function ruleText(c) {
+    const out = [];
+    if (c.url_contains) out.push("page URL contains \u201c" + c.url_contains + "\u201d");
+    if (c.referrer_contains) out.push("came from \u201c" + c.referrer_contains + "\u201d");
+    if (c.min_pages) out.push("at least " + c.min_pages + (c.min_pages === 1 ? " page" : " pages"));
+    if (c.min_time_on_page) out.push(c.min_time_on_page + " s on the page");
+    if (c.min_time_on_site) out.push(c.min_time_on_site + " s on the site");
+    if (c.returning === true) out.push("returning visitors");
+    if (c.returning === false) out.push("new visitors");
+    return out.length ? out.join(" \u00b7 ") : "Every visitor";
+  }
+
   const cid = () => Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
   const store = {
     get(k) {
@@ -509,7 +631,15 @@
       this.queueKnown = null;
       this.team = [];
       this.inbox = [];
-      this.view = saved.view && saved.view.kind !== "chat" ? saved.view : { kind: "home" };
+      // The live traffic monitor ("Visitors"): the view operators open first.
+      this.view = saved.view && saved.view.kind !== "chat" ? saved.view : { kind: "visitors" };
+      this.vis = new Map(); // visitor id -> monitor row (docs/PROTOCOL.md §7.5)
+      this.visKnown = false;
+      this.mon = Object.assign(
+        { key: "time", dir: 1, q: "", state: "", ret: "" },
+        saved.mon || {},
+        { list: [], dirty: true, detail: null },
+      );
       this.conn = "connecting";
       this.timers = [];
       for (const t of saved.tabs || []) {
@@ -546,6 +676,11 @@
         this.updateTitle();
       };
       d.addEventListener("visibilitychange", this.onVis);
+      this.onKey = (e) => {
+        if (e.key === "Escape" && this.mon.detail && !d.querySelector("dialog[open]"))
+          this.closeDetail();
+      };
+      d.addEventListener("keydown", this.onKey);
       w.addEventListener("focus", this.onVis);
       w.addEventListener("online", this.onVis);
       this.render();
@@ -553,6 +688,8 @@
 
     stop() {
       this.stream.stop();
+      cancelAnimationFrame(this.monRaf);
+      d.removeEventListener("keydown", this.onKey);
       for (const t of this.timers) clearInterval(t);
       d.removeEventListener("visibilitychange", this.onVis);
       w.removeEventListener("focus", this.onVis);
@@ -566,6 +703,7 @@
           return { id, seen: c.seen, outbox: c.outbox.length ? c.outbox : undefined };
         }),
         view: this.view,
+        mon: { key: this.mon.key, dir: this.mon.dir, state: this.mon.state, ret: this.mon.ret },
       });
     }
 
@@ -607,6 +745,16 @@
       switch (ev.type) {
         case "queue":
           return this.setQueue(ev.chats || []);
+        case "visitors":
+          this.vis = new Map();
+          for (const r of ev.visitors || []) this.vis.set(r.id, r);
+          this.visKnown = true;
+          this.monChanged();
+          return this.monFrame(); // the first view at once, not a frame later
+        case "visitors_changed":
+          for (const r of ev.visitors || []) this.vis.set(r.id, r);
+          for (const id of ev.gone || []) this.vis.delete(id);
+          return this.monChanged(ev.visitors || []);
         case "offline_message":
           if (ev.message && !this.inbox.some((m) => m.id === ev.message.id)) {
             this.inbox.unshift(ev.message);
@@ -663,6 +811,15 @@
       if (ev.chat_id == null || ev.seq == null) return;
       const c = this.chat(ev.chat_id);
       this.apply(c, ev);
+      const inv = ev.type === "chat_started" && ev.invitation;
+      if (inv && inv.operator && inv.operator.id === this.me.id && !this.tabs.includes(c.id)) {
+        // The visitor accepted my invitation, and the chat is mine already (its events reach
+        // only the operator it is assigned to). Bring it to the front unless I am in a chat.
+        toast("A visitor accepted your invitation.", "ok");
+        alerts.beep(false);
+        this.openTab(c.id, this.view.kind !== "chat");
+        this.loadSummary(c);
+      }
       if (!this.tabs.includes(c.id)) this.openTab(c.id, false);
       if (this.view.kind === "chat" && this.view.id === c.id) this.appendEvent(c, ev);
       else this.renderTabs();
@@ -750,6 +907,17 @@
       this.renderTabs();
     }
 
+    /** The chat's summary with what events do not carry (browser, IP, visitor id). */
+    async loadSummary(c) {
+      try {
+        const j = await api("GET", "/api/console/chats/" + c.id);
+        c.summary = Object.assign(c.summary || {}, j.chat, { status: c.summary.status });
+      } catch (e) {
+        return;
+      }
+      if (this.view.kind === "chat" && this.view.id === c.id) this.renderSide(c);
+    }
+
     setQueue(list) {
       const before = this.queueKnown;
       this.queue = list;
@@ -814,6 +982,9 @@
     tick() {
       for (const el of d.querySelectorAll("[data-since]"))
         el.textContent = ago(Number(el.getAttribute("data-since")));
+      const now = Date.now();
+      for (const el of d.querySelectorAll("[data-dur]"))
+        el.textContent = dur(now - Number(el.getAttribute("data-dur")));
     }
 
     // -- commands --
@@ -1076,6 +1247,8 @@
 
     renderTop() {
       const cur = this.me.status || "offline";
+      this.mon.force = true; // Invite buttons depend on my status
+      this.monSchedule();
       put(
         this.el.status,
         ...["online", "away", "offline"].map((s) =>
@@ -1194,15 +1367,20 @@
           h("span", { class: "nav-label", text: label }),
           count ? h("span", { class: "count hot", text: String(count) }) : null,
         );
+      const visitors = item("visitors", "Visitors", I.globe);
+      visitors.append((this.el.visCount = h("span", { class: "count vis-count" })));
       put(
         this.el.nav,
+        visitors,
         item("home", "Chats", I.chat),
         item("inbox", "Inbox", I.inbox, unreadInbox),
         item("history", "History", I.history),
         this.me.is_admin ? item("operators", "Operators", I.users) : null,
+        this.me.is_admin ? item("rules", "Invitation rules", I.zap) : null,
         this.me.is_admin ? item("widget", "Widget", I.brush) : null,
         item("embed", "Embed code", I.code),
       );
+      this.renderVisCount();
     }
 
     renderTeam() {
@@ -1292,7 +1470,10 @@
     renderView() {
       const v = this.view;
       this.el.view.className = "view view-" + v.kind;
+      this.mon.body = null; // the monitor's DOM, while it is the view
       if (v.kind === "chat" && this.chats[v.id]) return this.renderChat(this.chats[v.id]);
+      if (v.kind === "visitors") return this.renderVisitors();
+      if (v.kind === "rules" && this.me.is_admin) return this.renderRules();
       if (v.kind === "inbox") return this.renderInbox();
       if (v.kind === "history") return this.renderHistory();
       if (v.kind === "operators" && this.me.is_admin) return this.renderOperators();
@@ -1333,6 +1514,942 @@
               )
             : null,
         ),
+      );
+    }
+
+    // -- the live traffic monitor: "Visitors" (docs/PROTOCOL.md §7.5) --
+    //
+    // Rows live in this.vis (id -> row), seeded by `visitors` and updated by `visitors_changed`.
+    // Drawing waits for the next animation frame, so a burst of updates costs one redraw, and
+    // only the rows in sight exist in the DOM (a pool of row elements, moved and refilled as the
+    // list scrolls): 10,000 visitors draw as fast as 10. Every field is the visitor's own text.
+
+    monChanged(rows) {
+      const m = this.mon;
+      m.dirty = true;
+      if (m.detail && (!rows || rows.some((r) => r.id === m.detail.id))) m.detail.rowChanged = true;
+      this.monSchedule();
+    }
+
+    monSchedule() {
+      if (this.monRaf || !this.mon) return;
+      this.monRaf = requestAnimationFrame(() => {
+        this.monRaf = 0;
+        this.monFrame();
+      });
+    }
+
+    onlineCount() {
+      let n = 0;
+      for (const r of this.vis.values()) if (r.state !== "left") n++;
+      return n;
+    }
+
+    renderVisCount() {
+      const n = (this.mon.online = this.onlineCount());
+      const e = this.el && this.el.visCount;
+      if (!e) return;
+      e.textContent = n ? n.toLocaleString("en") : "";
+      e.classList.toggle("hidden", !n);
+    }
+
+    monFrame() {
+      const m = this.mon;
+      if (m.dirty) this.renderVisCount(); // and m.online
+      if (this.view.kind !== "visitors" || !m.body) return;
+      if (m.dirty) {
+        m.dirty = false;
+        m.list = this.monList();
+        m.force = true;
+        m.body.style.height = m.list.length * ROW_H + "px";
+        this.monHeader();
+      }
+      this.monRows();
+      const det = m.detail;
+      if (det && det.rowChanged) {
+        det.rowChanged = false;
+        this.renderDetailNow();
+        const r = this.vis.get(det.id);
+        if (r && det.data && (r.pages !== det.pages || r.visit_number !== det.visit))
+          this.loadDetail();
+      }
+    }
+
+    /** The rows that pass the filters, sorted (ties by id). */
+    monList() {
+      const m = this.mon;
+      const q = m.q.trim().toLowerCase();
+      const now = Date.now();
+      const key = SORTS[m.key] || SORTS.time;
+      const dir = m.dir;
+      let out = [];
+      if (!q && !m.state && !m.ret) out = Array.from(this.vis.values());
+      else
+        for (const r of this.vis.values()) {
+          if (m.state && r.state !== m.state) continue;
+          if (m.ret === "returning" && !(r.visit_number > 1)) continue;
+          if (m.ret === "new" && r.visit_number > 1) continue;
+          if (
+            q &&
+            !String(r.title || "")
+              .toLowerCase()
+              .includes(q) &&
+            !String(r.url || "")
+              .toLowerCase()
+              .includes(q)
+          )
+            continue;
+          out.push(r);
+        }
+      if (key.numeric) {
+        // Numbers: compare in place (no allocation: this runs for every batch of updates).
+        out.sort((a, b) => (key(a, now) - key(b, now) || a.id - b.id) * dir);
+        return out;
+      }
+      const keyed = out.map((r) => [key(r, now), r]);
+      keyed.sort((a, b) => (a[0] < b[0] ? -dir : a[0] > b[0] ? dir : (a[1].id - b[1].id) * dir));
+      return keyed.map((x) => x[1]);
+    }
+
+    monHeader() {
+      const m = this.mon;
+      const online = m.online;
+      m.count.setAttribute("data-count", String(online));
+      put(
+        m.count,
+        h("span", { class: "live-dot" }),
+        h("strong", { text: online.toLocaleString("en") }),
+        " online",
+      );
+      const shown = m.list.length;
+      m.shown.textContent =
+        shown !== this.vis.size ? shown.toLocaleString("en") + " shown (filtered)" : "";
+      for (const b of m.thead.querySelectorAll("[data-sort]")) {
+        const on = b.getAttribute("data-sort") === m.key;
+        b.classList.toggle("on", on);
+        b.setAttribute("aria-sort", on ? (m.dir > 0 ? "ascending" : "descending") : "none");
+        b.lastChild.textContent = on ? (m.dir > 0 ? "\u2191" : "\u2193") : "";
+      }
+      m.empty.classList.toggle("hidden", shown > 0);
+      m.empty.lastChild.textContent = !this.visKnown
+        ? "Connecting\u2026"
+        : this.vis.size
+          ? "No visitor matches these filters."
+          : "Nobody is on the site right now. Visitors appear here the moment they open a page with the widget.";
+    }
+
+    /** Fill the rows in sight (plus a few above and below) from the pool. */
+    monRows() {
+      const m = this.mon;
+      const top = m.scroll.scrollTop - m.body.offsetTop;
+      const first = Math.max(0, Math.floor(top / ROW_H) - 4);
+      const last = Math.min(m.list.length, Math.ceil((top + m.scroll.clientHeight) / ROW_H) + 4);
+      while (m.pool.length < last - first) m.pool.push(this.monRowEl());
+      const online = this.me.status === "online";
+      const now = Date.now();
+      m.pool.forEach((slot, i) => {
+        const idx = first + i;
+        if (idx >= last) {
+          if (slot.r) {
+            slot.r = null;
+            slot.el.classList.add("hidden");
+          }
+          return;
+        }
+        if (m.force || slot.r !== m.list[idx] || slot.i !== idx)
+          this.monFill(slot, m.list[idx], idx, online, now);
+      });
+      m.force = false;
+    }
+
+    monRowEl() {
+      const cell = (cls, ...kids) => h("div", { class: "mon-c " + cls, role: "cell" }, ...kids);
+      const s = {};
+      s.who = h("div", { class: "l1 vid" });
+      s.ret = h("div", { class: "l2" });
+      s.page = h("a", { class: "l1 page-link", target: "_blank", rel: "noopener noreferrer" });
+      s.url = h("div", { class: "l2" });
+      s.src = h("div", { class: "l1" });
+      s.land = h("div", { class: "l2" });
+      s.pages = h("div", { class: "l1 num" });
+      s.time = h("div", { class: "l1 num" });
+      s.since = h("span");
+      s.onpage = h("div", { class: "l2" }, "page ", s.since);
+      s.onpage.title = "Time on the current page";
+      s.dev = h("div", { class: "l1" });
+      s.ip = h("div", { class: "l2" });
+      s.pill = h("span", { class: "pill" });
+      s.sub = h("div", { class: "l2" });
+      s.btn = h("button", { type: "button", class: "btn small" });
+      s.el = h(
+        "div",
+        { class: "mon-row hidden", role: "row", tabindex: 0 },
+        cell("c-who", s.who, s.ret),
+        cell("c-page", s.page, s.url),
+        cell("c-from", s.src, s.land),
+        cell("c-pages", s.pages),
+        cell("c-time", s.time, s.onpage),
+        cell("c-dev", s.dev, s.ip),
+        cell("c-state", h("div", { class: "l1" }, s.pill), s.sub),
+        cell("c-act", s.btn),
+      );
+      this.mon.body.append(s.el);
+      return s;
+    }
+
+    monFill(s, r, idx, online, now) {
+      s.r = r;
+      s.i = idx;
+      const det = this.mon.detail;
+      s.el.className =
+        "mon-row st-" + r.state + (det && det.id === r.id ? " on" : "") + (idx % 2 ? " odd" : "");
+      s.el.style.transform = "translateY(" + idx * ROW_H + "px)";
+      s.el.setAttribute("data-visitor", r.id);
+      s.who.textContent = "#" + r.id;
+      if (r.visit_number > 1)
+        put(
+          s.ret,
+          h("span", { class: "ret", text: "Returning" }),
+          " visit " +
+            r.visit_number +
+            (r.previous_chats ? " \u00b7 " + chatsText(r.previous_chats) : ""),
+        );
+      else put(s.ret, "New visitor");
+      // Current page: only an http(s) URL becomes a link.
+      const href = safeHttp(r.url);
+      s.page.textContent = r.title || r.url || "\u2014";
+      if (href) s.page.setAttribute("href", href);
+      else s.page.removeAttribute("href");
+      s.page.title = r.url || "";
+      s.url.textContent = shortUrl(r.url);
+      s.url.title = r.url || "";
+      put(s.src, ...sourceOf(r));
+      s.src.title = r.referrer || "";
+      s.land.textContent = r.landing_url ? "Landed on " + pathOf(r.landing_url) : "";
+      s.land.title = r.landing_url || "";
+      s.pages.textContent = String(r.pages);
+      if (r.left_at) {
+        s.time.removeAttribute("data-dur");
+        s.time.textContent = dur(r.left_at - r.started_at);
+        s.since.removeAttribute("data-since");
+        s.onpage.firstChild.textContent = "left ";
+        s.since.textContent = hhmm(r.left_at);
+      } else {
+        s.time.setAttribute("data-dur", r.started_at);
+        s.time.textContent = dur(now - r.started_at);
+        s.onpage.firstChild.textContent = "this page ";
+        s.since.setAttribute("data-since", r.page_since || r.started_at);
+        s.since.textContent = ago(r.page_since || r.started_at);
+      }
+      s.dev.textContent = [r.browser, r.os].filter(Boolean).join(" \u00b7 ") || "Unknown browser";
+      s.dev.title = s.dev.textContent + (r.device ? " \u00b7 " + r.device : "");
+      s.ip.textContent = [r.device, r.ip, r.country].filter(Boolean).join(" \u00b7 ");
+      s.pill.className = "pill st-" + r.state;
+      s.pill.textContent = this.stateText(r);
+      s.pill.title = s.pill.textContent;
+      put(s.sub, ...this.subText(r));
+      this.actButton(s.btn, r, online);
+    }
+
+    stateText(r) {
+      if (r.state === "chatting") {
+        const op = r.operator;
+        return "Chatting with " + (op ? (op.id === this.me.id ? "you" : op.name) : "an operator");
+      }
+      return STATE_LABEL[r.state] || r.state;
+    }
+
+    /** The line under the state: open tabs and the answer to the last invitation. */
+    subText(r) {
+      const out = [];
+      if (r.state !== "left" && r.tabs)
+        out.push(h("span", { class: "tabs-n", text: r.tabs === 1 ? "1 tab" : r.tabs + " tabs" }));
+      const inv = r.invitation;
+      if (inv) {
+        if (out.length) out.push(" \u00b7 ");
+        out.push(
+          h("span", {
+            class: "inv inv-" + inv.state,
+            title:
+              "Invitation" +
+              (inv.operator ? " from " + inv.operator.name : " (automatic)") +
+              (inv.message ? ": " + inv.message : ""),
+            text: INV_LABEL[inv.state] || inv.state,
+          }),
+        );
+      }
+      return out;
+    }
+
+    /** The row's (and the detail's) action: Invite, Invited (pending), Open chat, or none. */
+    actButton(b, r, online) {
+      const inv = r.invitation;
+      b.disabled = false;
+      b.classList.remove("hidden");
+      b.removeAttribute("title");
+      if (r.state === "left") {
+        b.classList.add("hidden");
+        b.removeAttribute("data-act");
+      } else if (r.chat_id && (r.state === "chatting" || r.state === "waiting")) {
+        b.className = "btn ghost small open-chat";
+        b.textContent = "Open chat";
+        b.setAttribute("data-act", "chat");
+      } else if (inv && inv.state === "pending") {
+        b.className = "btn ghost small invited";
+        b.textContent = "Invited";
+        b.disabled = true;
+        b.title = "Waiting for the visitor to answer";
+        b.removeAttribute("data-act");
+      } else {
+        b.className = "btn primary small invite";
+        b.textContent = "Invite";
+        b.setAttribute("data-act", "invite");
+        b.disabled = !online;
+        b.title = online ? "Invite this visitor to chat" : "Go online to invite visitors";
+      }
+    }
+
+    monAct(act, id) {
+      const r = this.vis.get(id);
+      if (act === "invite") return this.inviteDialog(id);
+      if (act === "chat" && r && r.chat_id) return this.openTranscript(r.chat_id);
+    }
+
+    monSort(key) {
+      const m = this.mon;
+      if (m.key === key) m.dir = -m.dir;
+      else {
+        m.key = key;
+        m.dir = SORT_DIR[key] || 1;
+      }
+      m.dirty = true;
+      this.save();
+      this.monSchedule();
+    }
+
+    renderVisitors() {
+      const m = this.mon;
+      const search = h("input", {
+        type: "search",
+        class: "mon-q",
+        name: "q",
+        placeholder: "Filter by page title or URL\u2026",
+        "aria-label": "Filter by current page",
+        value: m.q,
+      });
+      search.addEventListener("input", () => {
+        m.q = search.value;
+        m.dirty = true;
+        this.monSchedule();
+      });
+      const select = (name, label, opts) => {
+        const sel = h(
+          "select",
+          { class: "select", name, "aria-label": label },
+          ...opts.map(([v, l]) => h("option", { value: v, text: l })),
+        );
+        sel.value = m[name];
+        sel.addEventListener("change", () => {
+          m[name] = sel.value;
+          m.dirty = true;
+          this.monSchedule();
+        });
+        return sel;
+      };
+      m.count = h("div", { class: "mon-count", role: "status" });
+      m.shown = h("span", { class: "muted small" });
+      m.thead = h(
+        "div",
+        { class: "mon-head-row", role: "row" },
+        ...COLUMNS.map(([key, label]) =>
+          key
+            ? h(
+                "button",
+                {
+                  type: "button",
+                  class: "mon-th",
+                  role: "columnheader",
+                  "data-sort": key,
+                  title: "Sort by " + label.toLowerCase(),
+                  onclick: () => this.monSort(key),
+                },
+                label,
+                h("span", { class: "arrow" }),
+              )
+            : h("div", { class: "mon-th", role: "columnheader" }),
+        ),
+      );
+      m.body = h("div", { class: "mon-body", role: "rowgroup" });
+      m.empty = h("div", { class: "mon-empty hidden" }, icon(I.globe), h("p"));
+      m.scroll = h(
+        "div",
+        { class: "mon-scroll", role: "table", "aria-label": "Visitors on the site" },
+        m.thead,
+        m.body,
+        m.empty,
+      );
+      m.pool = [];
+      m.scroll.addEventListener("scroll", () => this.monSchedule(), { passive: true });
+      m.body.addEventListener("click", (e) => {
+        const row = e.target.closest(".mon-row");
+        if (!row) return;
+        const id = Number(row.getAttribute("data-visitor"));
+        const b = e.target.closest("button[data-act]");
+        if (b) return this.monAct(b.getAttribute("data-act"), id);
+        if (e.target.closest("a[href]")) return; // the page link opens the page
+        this.openDetail(id);
+      });
+      m.body.addEventListener("keydown", (e) => {
+        const row = e.target.closest(".mon-row");
+        if (row && e.target === row && e.key === "Enter")
+          this.openDetail(Number(row.getAttribute("data-visitor")));
+      });
+      m.drawer = h("aside", { class: "mon-detail hidden", "aria-label": "Visitor details" });
+      put(
+        this.el.view,
+        h(
+          "div",
+          { class: "mon" },
+          h(
+            "div",
+            { class: "mon-top" },
+            h("div", { class: "mon-title" }, h("h2", { text: "Visitors" }), m.count, m.shown),
+            h(
+              "div",
+              { class: "mon-filters" },
+              h("label", { class: "mon-search" }, icon(I.search), search),
+              select("state", "State", STATE_FILTER),
+              select("ret", "New or returning", [
+                ["", "New and returning"],
+                ["returning", "Returning only"],
+                ["new", "New only"],
+              ]),
+            ),
+          ),
+          m.scroll,
+          m.drawer,
+        ),
+      );
+      m.dirty = true;
+      if (m.detail) this.renderDetail();
+      this.monFrame();
+    }
+
+    // -- the monitor's detail panel: the visitor now, page trails, earlier visits, chats --
+
+    openDetail(id) {
+      const m = this.mon;
+      m.detail = { id, data: null, pages: null, visit: null };
+      m.force = true;
+      this.renderDetail();
+      this.monSchedule();
+      this.loadDetail();
+    }
+
+    closeDetail() {
+      const m = this.mon;
+      m.detail = null;
+      m.force = true;
+      if (m.drawer) m.drawer.classList.add("hidden");
+      this.monSchedule();
+    }
+
+    async loadDetail() {
+      const det = this.mon.detail;
+      if (!det) return;
+      if (det.busy) {
+        det.again = true;
+        return;
+      }
+      det.busy = true;
+      const r = this.vis.get(det.id);
+      det.pages = r ? r.pages : det.pages;
+      det.visit = r ? r.visit_number : det.visit;
+      try {
+        det.data = await api("GET", "/api/console/visitors/" + det.id);
+        det.error = null;
+      } catch (e) {
+        det.error = e.message || "Could not load the visitor.";
+      }
+      det.busy = false;
+      if (this.mon.detail !== det) return;
+      if (det.again) {
+        det.again = false;
+        return this.loadDetail();
+      }
+      this.renderDetailHistory();
+    }
+
+    renderDetail() {
+      const m = this.mon;
+      const det = m.detail;
+      if (!m.drawer || !det) return;
+      m.drawer.classList.remove("hidden");
+      m.dHead = h("div", { class: "det-head" });
+      m.dNow = h("dl", { class: "det-now" });
+      m.dHist = h("div", { class: "det-hist" });
+      put(m.drawer, m.dHead, m.dNow, m.dHist);
+      this.renderDetailNow();
+      this.renderDetailHistory();
+    }
+
+    detailRow() {
+      const det = this.mon.detail;
+      return this.vis.get(det.id) || (det.data && det.data.visitor) || null;
+    }
+
+    renderDetailNow() {
+      const m = this.mon;
+      const det = m.detail;
+      if (!det || !m.dNow) return;
+      const r = this.detailRow();
+      const btn = h("button", {
+        type: "button",
+        class: "btn small",
+        onclick: (e) => {
+          const act = e.currentTarget.getAttribute("data-act");
+          if (act) this.monAct(act, det.id);
+        },
+      });
+      if (r) this.actButton(btn, r, this.me.status === "online");
+      put(
+        m.dHead,
+        h(
+          "div",
+          { class: "det-title" },
+          h("h3", { text: "Visitor #" + det.id }),
+          r ? h("span", { class: "pill st-" + r.state, text: this.stateText(r) }) : null,
+        ),
+        r ? btn : null,
+        h(
+          "button",
+          {
+            type: "button",
+            class: "icon-btn det-close",
+            title: "Close",
+            "aria-label": "Close",
+            onclick: () => this.closeDetail(),
+          },
+          icon(I.x),
+        ),
+      );
+      if (!r) {
+        put(
+          m.dNow,
+          h("p", { class: "muted", text: det.data ? "Not on the site now." : "Loading\u2026" }),
+        );
+        return;
+      }
+      const kv = (label, ...value) =>
+        h(
+          "div",
+          { class: "kv" },
+          h("dt", { text: label }),
+          h("dd", {}, ...(value.filter((v) => v != null && v !== "").length ? value : ["\u2014"])),
+        );
+      const page = h(
+        "span",
+        { class: "page" },
+        r.title ? h("span", { class: "page-title", text: r.title }) : null,
+        r.url ? extLink(r.url) : null,
+      );
+      const left = !!r.left_at;
+      put(
+        m.dNow,
+        kv("Current page", page),
+        left
+          ? kv("Left", when(r.left_at))
+          : kv(
+              "On this page for",
+              h("span", { "data-since": r.page_since, text: ago(r.page_since) }),
+            ),
+        kv(
+          "Time on site",
+          left
+            ? dur(r.left_at - r.started_at)
+            : h("span", { "data-dur": r.started_at, text: dur(Date.now() - r.started_at) }),
+        ),
+        kv("Pages this visit", String(r.pages)),
+        left ? null : kv("Open tabs", String(r.tabs)),
+        kv("Came from", ...sourceOf(r, true)),
+        kv("Landing page", r.landing_url ? extLink(r.landing_url) : null),
+        kv("Browser", [r.browser, r.os, r.device].filter(Boolean).join(" \u00b7 ")),
+        kv("IP address", r.ip + (r.country ? " (" + r.country + ")" : "")),
+        kv(
+          "Visit",
+          (r.visit_number > 1 ? "Returning: visit " + r.visit_number : "First visit") +
+            (r.first_seen ? " \u00b7 first seen " + when(r.first_seen) : ""),
+        ),
+        r.invitation
+          ? kv(
+              "Invitation",
+              (INV_LABEL[r.invitation.state] || r.invitation.state) +
+                (r.invitation.operator
+                  ? " \u00b7 from " + r.invitation.operator.name
+                  : " \u00b7 automatic"),
+              r.invitation.message
+                ? h("div", { class: "muted small", text: r.invitation.message })
+                : null,
+            )
+          : null,
+      );
+    }
+
+    renderDetailHistory() {
+      const m = this.mon;
+      const det = m.detail;
+      if (!det || !m.dHist) return;
+      if (det.error) return put(m.dHist, h("p", { class: "form-error", text: det.error }));
+      const j = det.data;
+      if (!j) return put(m.dHist, h("p", { class: "muted", text: "Loading the page trail\u2026" }));
+      const trail = (v) =>
+        h(
+          "ol",
+          { class: "trail" },
+          ...v.trail.map((p, i) =>
+            h(
+              "li",
+              { class: i === v.trail.length - 1 ? "last" : "" },
+              h("time", { text: hms(p.ts) }),
+              h(
+                "div",
+                { class: "trail-page" },
+                h("span", { class: "trail-title", text: p.title || "(no title)" }),
+                extLink(p.url),
+              ),
+            ),
+          ),
+        );
+      const here = j.visitor && j.visitor.state !== "left";
+      const [cur, ...earlier] = j.visits;
+      put(
+        m.dHist,
+        cur
+          ? h(
+              "section",
+              { class: "det-sec" },
+              h("h4", {
+                text:
+                  (here ? "Page trail of this visit" : "Page trail of the last visit") +
+                  " (" +
+                  cur.trail.length +
+                  ")",
+              }),
+              trail(cur),
+            )
+          : null,
+        earlier.length
+          ? h(
+              "section",
+              { class: "det-sec" },
+              h("h4", { text: "Earlier visits (" + earlier.length + ")" }),
+              ...earlier.map((v) =>
+                h(
+                  "details",
+                  { class: "visit" },
+                  h(
+                    "summary",
+                    {},
+                    h("strong", { text: "Visit " + v.number }),
+                    " \u00b7 " +
+                      when(v.started_at) +
+                      " \u00b7 " +
+                      v.pages +
+                      (v.pages === 1 ? " page" : " pages"),
+                    v.search_terms || v.referrer
+                      ? h("div", {
+                          class: "muted small ellipsis-line",
+                          text:
+                            "from " +
+                            (v.search_terms
+                              ? "search \u201c" + v.search_terms + "\u201d"
+                              : v.referrer),
+                        })
+                      : null,
+                  ),
+                  trail(v),
+                ),
+              ),
+            )
+          : null,
+        h(
+          "section",
+          { class: "det-sec" },
+          h("h4", { text: "Chats (" + j.chats.length + ")" }),
+          j.chats.length
+            ? h(
+                "ul",
+                { class: "det-chats" },
+                ...j.chats.map((c) =>
+                  h(
+                    "li",
+                    {},
+                    h(
+                      "button",
+                      { type: "button", class: "link", onclick: () => this.openTranscript(c.id) },
+                      (c.name || "Visitor") + " \u00b7 " + when(c.created_at),
+                    ),
+                    " ",
+                    h("span", { class: "pill " + c.status, text: c.status }),
+                    c.operator
+                      ? h("span", { class: "muted small", text: " with " + c.operator.name })
+                      : null,
+                  ),
+                ),
+              )
+            : h("p", { class: "muted small", text: "No chats yet." }),
+        ),
+      );
+    }
+
+    inviteDialog(id) {
+      const r = this.vis.get(id);
+      const msg = h("textarea", {
+        name: "message",
+        rows: 3,
+        maxlength: 500,
+        placeholder: INVITE_TEXT,
+      });
+      this.dialog(
+        "Invite visitor #" + id + " to chat",
+        [
+          r && (r.title || r.url)
+            ? h("p", {
+                class: "muted dialog-note",
+                text: "Now on \u201c" + (r.title || r.url) + "\u201d",
+              })
+            : null,
+          field(
+            "Message (optional)",
+            msg,
+            "The visitor sees your name and this message at once, on whatever page they are.",
+          ),
+        ],
+        "Send invitation",
+        async () => {
+          try {
+            await this.stream.send({ type: "invite", visitor_id: id, message: msg.value.trim() });
+          } catch (e) {
+            throw { message: INVITE_ERRORS[e.error] || e.message || "Could not invite." };
+          }
+          toast("Invitation sent.", "ok");
+        },
+      );
+      requestAnimationFrame(() => msg.focus());
+    }
+
+    // -- administration: automatic invitation rules --
+
+    async renderRules() {
+      const body = h("div", {}, h("p", { class: "muted", text: "Loading\u2026" }));
+      put(
+        this.el.view,
+        h(
+          "div",
+          { class: "panel" },
+          h(
+            "div",
+            { class: "panel-head" },
+            h("h2", { text: "Invitation rules" }),
+            h("p", {
+              class: "muted",
+              text: "Invite visitors automatically when a rule matches. Rules fire only while an operator is online, at most once per visitor and visit.",
+            }),
+            h("button", {
+              type: "button",
+              class: "btn primary add-rule",
+              text: "Add rule",
+              onclick: () => this.ruleDialog(null),
+            }),
+          ),
+          body,
+        ),
+      );
+      let j;
+      try {
+        j = await api("GET", "/api/console/invite-rules");
+      } catch (e) {
+        put(body, h("p", { class: "form-error", text: e.message }));
+        return;
+      }
+      if (this.view.kind !== "rules") return;
+      if (!j.rules.length) {
+        put(
+          body,
+          h(
+            "div",
+            { class: "empty" },
+            icon(I.zap),
+            h("p", { text: "No rules yet. Add one to greet visitors on the pages that matter." }),
+          ),
+        );
+        return;
+      }
+      put(
+        body,
+        h(
+          "table",
+          { class: "table rules" },
+          h(
+            "thead",
+            {},
+            h("tr", {}, ...["Rule", "When", "Message", "On", ""].map((t) => h("th", { text: t }))),
+          ),
+          h(
+            "tbody",
+            {},
+            ...j.rules.map((rule) => {
+              const on = h("input", { type: "checkbox", class: "switch", "aria-label": "Enabled" });
+              on.checked = rule.enabled;
+              on.addEventListener("change", () =>
+                this.patchRule(
+                  rule,
+                  { enabled: on.checked },
+                  "Rule " + (on.checked ? "enabled." : "disabled."),
+                ),
+              );
+              return h(
+                "tr",
+                { class: rule.enabled ? "" : "disabled", "data-rule": rule.id },
+                h("td", {}, h("strong", { text: rule.name })),
+                h("td", { class: "rule-when", text: ruleText(rule.conditions) }),
+                h("td", { class: "rule-msg", text: rule.message }),
+                h("td", {}, on),
+                h(
+                  "td",
+                  { class: "actions" },
+                  h("button", {
+                    type: "button",
+                    class: "btn ghost small edit",
+                    text: "Edit",
+                    onclick: () => this.ruleDialog(rule),
+                  }),
+                  h("button", {
+                    type: "button",
+                    class: "btn danger-ghost small delete",
+                    text: "Delete",
+                    onclick: () => this.deleteRule(rule),
+                  }),
+                ),
+              );
+            }),
+          ),
+        ),
+      );
+    }
+
+    async patchRule(rule, patch, done) {
+      try {
+        await api("PATCH", "/api/console/invite-rules/" + rule.id, patch);
+        toast(done || "Saved.", "ok");
+      } catch (e) {
+        toast(e.message || "Could not save.", "error");
+      }
+      if (this.view.kind === "rules") this.renderRules();
+    }
+
+    deleteRule(rule) {
+      this.dialog(
+        "Delete the rule \u201c" + rule.name + "\u201d?",
+        [h("p", { class: "muted", text: "Invitations it already sent stay as they are." })],
+        "Delete",
+        async () => {
+          await api("DELETE", "/api/console/invite-rules/" + rule.id);
+          toast("Rule deleted.", "ok");
+          if (this.view.kind === "rules") this.renderRules();
+        },
+      );
+    }
+
+    ruleDialog(rule) {
+      const c = (rule && rule.conditions) || {};
+      const text = (name, value, placeholder) =>
+        h("input", { name, value: value == null ? "" : value, placeholder, maxlength: 500 });
+      const num = (name, value) =>
+        h("input", {
+          name,
+          type: "number",
+          min: 0,
+          step: 1,
+          value: value == null ? "" : value,
+          placeholder: "any",
+        });
+      const f = {
+        name: h("input", {
+          name: "name",
+          required: true,
+          maxlength: 100,
+          value: rule ? rule.name : "",
+        }),
+        message: h("textarea", { name: "message", required: true, rows: 3, maxlength: 500 }),
+        url_contains: text("url_contains", c.url_contains, "/pricing"),
+        referrer_contains: text("referrer_contains", c.referrer_contains, "google."),
+        min_pages: num("min_pages", c.min_pages),
+        min_time_on_page: num("min_time_on_page", c.min_time_on_page),
+        min_time_on_site: num("min_time_on_site", c.min_time_on_site),
+        returning: h(
+          "select",
+          { class: "select", name: "returning" },
+          h("option", { value: "", text: "New and returning visitors" }),
+          h("option", { value: "true", text: "Returning visitors only" }),
+          h("option", { value: "false", text: "New visitors only" }),
+        ),
+        enabled: h("input", { type: "checkbox", name: "enabled" }),
+      };
+      f.message.value = rule ? rule.message : "";
+      f.returning.value = c.returning == null ? "" : String(c.returning);
+      f.enabled.checked = rule ? rule.enabled : true;
+      this.dialog(
+        rule ? "Edit the rule" : "Add an invitation rule",
+        [
+          field("Name", f.name, "For you; visitors do not see it."),
+          field("Message", f.message, "What the visitor reads in the invitation."),
+          h("h3", { class: "dialog-sub", text: "When (all of these)" }),
+          h(
+            "div",
+            { class: "two" },
+            field("Page URL contains", f.url_contains),
+            field("Came from (referrer contains)", f.referrer_contains),
+          ),
+          h(
+            "div",
+            { class: "three" },
+            field("At least pages", f.min_pages),
+            field("Seconds on the page", f.min_time_on_page),
+            field("Seconds on the site", f.min_time_on_site),
+          ),
+          field("Who", f.returning),
+          h("label", { class: "check" }, f.enabled, h("span", { text: "Enabled" })),
+        ],
+        rule ? "Save" : "Add rule",
+        async () => {
+          const conditions = {};
+          for (const k of ["url_contains", "referrer_contains"])
+            if (f[k].value.trim()) conditions[k] = f[k].value.trim();
+          for (const k of ["min_pages", "min_time_on_page", "min_time_on_site"]) {
+            const v = f[k].value.trim();
+            if (!v) continue;
+            if (!/^\d+$/.test(v)) throw { message: "Counts and seconds are whole numbers." };
+            conditions[k] = Number(v);
+          }
+          if (f.returning.value) conditions.returning = f.returning.value === "true";
+          const body = {
+            name: f.name.value.trim(),
+            message: f.message.value.trim(),
+            enabled: f.enabled.checked,
+            conditions,
+          };
+          if (!body.name || !body.message) throw { message: "A name and a message, please." };
+          await (
+            rule
+              ? api("PATCH", "/api/console/invite-rules/" + rule.id, body)
+              : api("POST", "/api/console/invite-rules", body)
+          ).catch((e) => {
+            throw { message: (e.field ? e.field + ": " : "") + (e.message || "Could not save.") };
+          });
+          toast(rule ? "Rule saved." : "Rule added.", "ok");
+          if (this.view.kind === "rules") this.renderRules();
+        },
       );
     }
 
@@ -1401,8 +2518,35 @@
       const sys = (text) =>
         h("div", { class: "sys" }, h("span", { text: text + " \u00b7 " + hhmm(ev.ts) }));
       switch (ev.type) {
-        case "chat_started":
-          return sys("Chat started");
+        case "chat_started": {
+          const inv = ev.invitation;
+          if (!inv) return sys("Chat started");
+          // From an invitation: its message was the first thing the visitor saw.
+          const op = inv.operator;
+          const byMe = op && op.id === this.me.id;
+          return h(
+            "div",
+            { class: "started" },
+            sys(
+              "Chat started from " +
+                (byMe
+                  ? "your invitation"
+                  : op
+                    ? op.name + "\u2019s invitation"
+                    : "an automatic invitation"),
+            ),
+            h(
+              "div",
+              { class: "msg me invited" },
+              h("div", {
+                class: "msg-from",
+                text: byMe ? "You (invitation)" : op ? op.name : "Invitation",
+              }),
+              h("div", { class: "bubble" }, linkify(inv.message || INVITE_TEXT)),
+              h("div", { class: "msg-time", text: hhmm(ev.ts) }),
+            ),
+          );
+        }
         case "chat_accepted":
           return sys((ev.operator && ev.operator.id === this.me.id ? "You" : who) + " joined");
         case "chat_requeued":
@@ -1629,6 +2773,20 @@
           ),
           s.closed_at ? row("Ended", when(s.closed_at)) : null,
           row("Chat", "#" + c.id),
+          s.visitor_id
+            ? row(
+                "Visits",
+                h("button", {
+                  type: "button",
+                  class: "link visitor-link",
+                  text: "Visitor #" + s.visitor_id + ": page trail and visits",
+                  onclick: () => {
+                    this.show({ kind: "visitors" });
+                    this.openDetail(s.visitor_id);
+                  },
+                }),
+              )
+            : null,
         ),
       );
     }

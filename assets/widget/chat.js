@@ -1,11 +1,12 @@
 /* Cute Live Support: the visitor's chat window. Loaded on demand by widget.js (which owns the one
- * global, window.CuteLive) into its Shadow DOM. Everything anyone typed is put into the page with
- * textContent; only http(s) URLs become links. */
+ * global, window.CuteLive) into its Shadow DOM; the stream it talks over is presence.js's (K.stream),
+ * which hands it every chat event. Everything anyone typed is put into the page with textContent;
+ * only http(s) URLs become links. */
 (function () {
   "use strict";
   const CL = window.CuteLive;
   const K = CL && CL._k;
-  if (!K || K.chat || !K.Stream) return;
+  if (!K || K.chat || !K.connect) return;
   const d = document;
   const w = window;
   const server = K.server;
@@ -53,6 +54,7 @@
     mail: "M4 6h16v12H4z|M4 7l8 6 8-6",
     check: "M20 6 9 17l-5-5",
   };
+  const INVITE_TEXT = "Hi! Can we help you with anything?";
   const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
   /** Text with http(s) URLs as links; nothing else is ever interpreted. */
   function linkify(text) {
@@ -86,10 +88,9 @@
 
   // -- state -----------------------------------------------------------------------------------
 
-  let token = K.lsGet("token") || null;
-  let stream = null;
-  let conn = "idle";
+  let conn = K.conn || "idle";
   let welcomed = false;
+  let reloading = false;
   const chats = {};
   let cur = null;
   let outbox = (K.jget("outbox") || []).filter((m) => !m.acked);
@@ -298,6 +299,7 @@
   function viewName() {
     if (S.thanks) return "thanks";
     if (cur && cur.id !== S.dismissed) return cur.status === "missed" ? "offline" : "chat";
+    if (K.accepting || reloading) return "loading";
     if (S.chat && S.chat !== S.dismissed && !welcomed) return "loading";
     return K.online || starting ? "prechat" : "offline";
   }
@@ -420,8 +422,26 @@
   function eventNode(ev, prev) {
     const who = ev.operator && ev.operator.name ? ev.operator.name : "The operator";
     switch (ev.type) {
-      case "chat_started":
-        return sysLine("Chat started \u00b7 " + hhmm(ev.ts));
+      case "chat_started": {
+        const line = sysLine("Chat started \u00b7 " + hhmm(ev.ts));
+        const inv = ev.invitation;
+        if (!inv) return line;
+        // Started from an invitation: its message is the operator's first bubble.
+        const from =
+          inv.operator && inv.operator.name ? inv.operator.name : txt("title", "Live Support");
+        return h(
+          "div",
+          { class: "cl-started" },
+          line,
+          h(
+            "div",
+            { class: "cl-msg cl-them cl-invited" },
+            h("div", { class: "cl-from", text: from }),
+            h("div", { class: "cl-bubble" }, linkify(inv.message || INVITE_TEXT)),
+            h("div", { class: "cl-time", text: hhmm(ev.ts) }),
+          ),
+        );
+      }
       case "chat_accepted":
         return sysLine(who + " joined the chat");
       case "chat_requeued":
@@ -582,12 +602,6 @@
   }
 
   function onEvent(ev) {
-    if (ev.type === "availability") return K.setOnline(ev.online);
-    if (ev.type === "appearance") {
-      K.config.appearance = ev.appearance || {};
-      K.setOnline(K.online);
-      return restyle();
-    }
     if (ev.type === "reset") return reload(ev.chat_id);
     if (ev.type === "typing") {
       if (ev.from === "operator" && cur && ev.chat_id === cur.id)
@@ -645,7 +659,7 @@
     const c = chats[id];
     if (c) c.events = [];
     fetch(server + "/api/visitor/chats/" + encodeURIComponent(id), {
-      headers: { Authorization: "Bearer " + token },
+      headers: { Authorization: "Bearer " + K.token() },
       credentials: "omit",
       cache: "no-store",
     })
@@ -665,17 +679,22 @@
               email: j.chat.email,
             });
             for (const ev of j.events) {
-              if (ev.seq === (stream.cursors[id] || 0) + 1) {
-                stream.cursors[id] = ev.seq;
+              if (ev.seq === (K.stream.cursors[id] || 0) + 1) {
+                K.stream.cursors[id] = ev.seq;
                 apply(c, ev);
               }
             }
+            if (!cur && S.chat === id) setCurrent(c);
           }
+          reloading = false;
           shown = null;
           render();
           updateUnread();
         },
-        () => {},
+        () => {
+          reloading = false;
+          render();
+        },
       );
   }
 
@@ -691,7 +710,7 @@
       for (const m of outbox.slice()) {
         if (m.acked || m.failed) continue;
         try {
-          await stream.send({
+          await K.stream.send({
             type: "message",
             chat_id: m.chat_id,
             text: m.text,
@@ -728,7 +747,7 @@
 
   async function doStart() {
     try {
-      const ack = await stream.send(Object.assign({ type: "start_chat" }, starting));
+      const ack = await K.stream.send(Object.assign({ type: "start_chat" }, starting));
       starting = null;
       K.jset("starting", null);
       el.text.value = "";
@@ -740,7 +759,9 @@
       K.jset("starting", null);
       if (e.error === "chat_already_open" && e.chat_id) {
         setCurrent(getChat(e.chat_id));
-        stream.send({ type: "sync", cursors: Object.assign({}, stream.cursors) }).catch(() => {});
+        K.stream
+          .send({ type: "sync", cursors: Object.assign({}, K.stream.cursors) })
+          .catch(() => {});
       } else {
         el.formErr.textContent = formError(e);
       }
@@ -749,7 +770,7 @@
 
   async function doLeave() {
     try {
-      await stream.send(Object.assign({ type: "leave_message" }, leaving));
+      await K.stream.send(Object.assign({ type: "leave_message" }, leaving));
       S.thanks = { email: leaving.email };
       if (cur && cur.status === "missed") S.dismissed = cur.id;
       leaving = null;
@@ -814,10 +835,10 @@
     if (has && (!typingOn || now - typingAt >= 3000)) {
       typingOn = true;
       typingAt = now;
-      stream.send({ type: "typing", chat_id: cur.id, typing: true }).catch(() => {});
+      K.stream.send({ type: "typing", chat_id: cur.id, typing: true }).catch(() => {});
     } else if (!has && typingOn) {
       typingOn = false;
-      stream.send({ type: "typing", chat_id: cur.id, typing: false }).catch(() => {});
+      K.stream.send({ type: "typing", chat_id: cur.id, typing: false }).catch(() => {});
     }
   }
   function autosize() {
@@ -846,7 +867,7 @@
   function endChat() {
     el.confirm.classList.add("cl-hidden");
     if (!cur) return;
-    stream
+    K.stream
       .send({ type: "close", chat_id: cur.id })
       .then((ack) => {
         if (ack.chat && cur && ack.chat.id === cur.id && cur.status !== "closed")
@@ -861,7 +882,7 @@
   function newChat() {
     if (cur) {
       S.dismissed = cur.id;
-      delete stream.cursors[cur.id];
+      delete K.stream.cursors[cur.id];
     }
     cur = null;
     S.chat = null;
@@ -877,74 +898,21 @@
     render();
   }
 
-  // -- connection ---------------------------------------------------------------------------------
+  // -- connection (the stream is presence.js's: K.connect, K.stream) -----------------------------
 
-  let tokenP = null;
-  function newToken() {
-    if (!tokenP) {
-      tokenP = fetch(server + "/api/visitor/token", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: "{}",
-        credentials: "omit",
-      })
-        .then((r) => (r.ok ? r.json() : Promise.reject(r)))
-        .then((j) => {
-          token = j.token;
-          K.lsSet("token", token);
-        })
-        .finally(() => (tokenP = null));
-    }
-    return tokenP;
+  const connect = () => K.connect();
+
+  /** The server forgot our token (presence.js gets a new one): start over as a new visitor. */
+  function forget() {
+    for (const k in chats) delete chats[k];
+    cur = null;
+    S.chat = null;
+    outbox = [];
+    saveOutbox();
+    render();
   }
 
-  function connect() {
-    if (stream) return;
-    if (!token) {
-      conn = "reconnecting";
-      renderConn();
-      newToken().then(connect, () => setTimeout(connect, 5000));
-      return;
-    }
-    const hint = K.jget("transport");
-    stream = new K.Stream({
-      base: server,
-      role: "visitor",
-      token: () => token,
-      headers: () => ({ Authorization: "Bearer " + token }),
-      preferPoll: !!(hint && hint.poll > Date.now() - 5 * 60 * 1000),
-      onState: (s) => {
-        conn = s;
-        K.live = s === "connected";
-        renderConn();
-      },
-      onWelcome,
-      onEvent,
-      onTransport: (m) => K.jset("transport", m === "poll" ? { poll: Date.now() } : null),
-      onBadToken: () => {
-        // The server forgot us (or the token was revoked): start over as a new visitor.
-        token = null;
-        K.lsSet("token", null);
-        for (const k in chats) delete chats[k];
-        for (const k in stream.cursors) delete stream.cursors[k];
-        cur = null;
-        S.chat = null;
-        outbox = [];
-        saveOutbox();
-        render();
-        return newToken();
-      },
-    });
-    if (S.chat && S.chat !== S.dismissed) stream.cursors[S.chat] = 0; // replay the whole transcript
-    stream.start();
-  }
-
-  d.addEventListener("visibilitychange", () => {
-    if (stream) stream.kick();
-    if (!d.hidden) updateUnread();
-  });
-  w.addEventListener("online", () => stream && stream.kick());
-  w.addEventListener("pageshow", (e) => e.persisted && stream && stream.kick());
+  d.addEventListener("visibilitychange", () => !d.hidden && updateUnread());
 
   // -- pop-out: the token crosses by postMessage, never in the URL ------------------------------
 
@@ -956,15 +924,28 @@
   }
   w.addEventListener("message", (e) => {
     if (!popup || e.source !== popup || e.origin !== serverOrigin) return;
-    if (e.data && e.data.cutelive === "ready" && token) {
-      popup.postMessage({ cutelive: "token", token }, serverOrigin);
+    if (e.data && e.data.cutelive === "ready" && K.token()) {
+      popup.postMessage({ cutelive: "token", token: K.token() }, serverOrigin);
     }
   });
 
-  function fromOpener() {
+  /** May a window of this origin hand us a token? Our own origin, or one of the sites allowed
+   * to use the widget (GET /api/widget/config `origins`; empty: any site). */
+  function openerAllowed(origin) {
+    const list = K.config.origins;
+    origin = String(origin).toLowerCase();
+    return (
+      origin === serverOrigin.toLowerCase() ||
+      (Array.isArray(list) &&
+        (!list.length || list.some((o) => String(o).toLowerCase() === origin)))
+    );
+  }
+
+  async function fromOpener() {
+    const op = w.opener;
+    if (!op || op === w) return;
+    await K.configP; // K.config.origins (if it cannot be had: our own origin only)
     return new Promise((resolve) => {
-      const op = w.opener;
-      if (!op || op === w) return resolve();
       const done = () => {
         clearTimeout(t);
         w.removeEventListener("message", on);
@@ -973,10 +954,9 @@
       const on = (e) => {
         const m = e.data;
         if (e.source !== op || !m || m.cutelive !== "token" || typeof m.token !== "string") return;
-        if (!/^[A-Za-z0-9_-]{16,128}$/.test(m.token)) return;
-        if (m.token !== token) {
-          token = m.token;
-          K.lsSet("token", token);
+        if (!/^[A-Za-z0-9_-]{16,128}$/.test(m.token) || !openerAllowed(e.origin)) return;
+        if (m.token !== K.token()) {
+          K.lsSet("token", m.token);
           S.chat = null;
           S.dismissed = null;
           S.thanks = null;
@@ -1041,8 +1021,41 @@
       render();
     },
     restyle,
-    connection: () => conn,
-    transport: () => (stream ? stream.transport : null),
+    // From presence.js: the stream's state, welcome and events.
+    state(s) {
+      conn = s;
+      renderConn();
+    },
+    welcome: onWelcome,
+    event: onEvent,
+    forget,
+    /** An invitation was accepted (presence.js): show its chat, or say why not. */
+    accepted(chat, text, err) {
+      if (chat) {
+        S.dismissed = null;
+        S.thanks = null;
+        setCurrent(getChat(chat.id));
+        save();
+      } else {
+        if (text && !el.text.value) el.text.value = text;
+        el.formErr.textContent =
+          err && err.error === "not_found"
+            ? "Sorry, that invitation has expired. You can still write to us here."
+            : formError(err || {});
+      }
+      render();
+    },
   };
   restyle();
+  // Catch up with what the stream brought before we were loaded.
+  if (K.welcome) onWelcome(K.welcome);
+  for (const ev of K.takeBacklog()) onEvent(ev);
+  // The visitor's last chat, if the stream is not replaying it: reload its transcript.
+  if (K.stream && S.chat && S.chat !== S.dismissed && !(S.chat in K.stream.cursors)) {
+    K.stream.cursors[S.chat] = 0;
+    if (welcomed) {
+      reloading = true;
+      reload(S.chat);
+    }
+  }
 })();

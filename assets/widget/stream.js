@@ -11,6 +11,7 @@
   "use strict";
 
   const MAX_WS_FAILS = 3; // §9: consecutive WS attempts failing before welcome, then long-poll
+  // (one counts only while the server answers HTTP: a server restart is not a blocked WebSocket)
   const PROBE_AFTER = 5 * 60 * 1000; // §9: try the WebSocket again after 5 minutes on long-poll
   const DEAD_AFTER = 10000; // §9: no frame within 10 s after a ping: the connection is dead
   const STABLE_AFTER = 10000; // §9: reset the backoff after 10 s up
@@ -250,15 +251,37 @@
         );
         return;
       }
-      if (!welcomed && ++this.wsFails >= MAX_WS_FAILS) {
-        this.mode = "poll";
-        if (this.o.onTransport) this.o.onTransport("poll");
-        this._setState("reconnecting");
-        this._connect();
-        this._probeFailed();
-        return;
-      }
-      this._retry();
+      if (welcomed) return this._retry();
+      // §9: a failure counts towards the fallback only if the server is reachable over HTTP now.
+      this._setState("reconnecting");
+      const gen = this.gen;
+      this._reachable().then((up) => {
+        if (this.stopped || gen !== this.gen || this.ws) return;
+        if (up && ++this.wsFails >= MAX_WS_FAILS) {
+          this.mode = "poll";
+          if (this.o.onTransport) this.o.onTransport("poll");
+          this._connect();
+          this._probeFailed();
+          return;
+        }
+        this._retry();
+      });
+    }
+
+    /** Does the server answer HTTP right now (GET /api/status)? */
+    _reachable() {
+      const ac = new AbortController();
+      const t = setTimeout(() => ac.abort(), 5000);
+      return fetch(this.o.base + "/api/status", {
+        cache: "no-store",
+        credentials: "omit",
+        signal: ac.signal,
+      })
+        .then(
+          (r) => r.ok,
+          () => false,
+        )
+        .finally(() => clearTimeout(t));
     }
 
     _up(welcome) {

@@ -1,9 +1,7 @@
-/* Cute Live Support widget loader. Embed: <script async src="https://SERVER/widget.js"></script>
- *
- * Finds its server from its own src, shows the Live Support button (online/offline) inside a
- * Shadow DOM so the host page's CSS cannot touch it, and loads the chat window (stream.js,
- * chat.js, chat.css) only when needed. Exactly one global: window.CuteLive.
- */
+/* Cute Live Support widget loader: <script async src="https://SERVER/widget.js"></script>
+ * The button (in a Shadow DOM), the visitor's token and page-view beacons (PROTOCOL.md §7.4).
+ * Once the page is idle: stream.js + presence.js (presence, invitations). The chat window
+ * (chat.js, chat.css) only when needed. One global: window.CuteLive. */
 (function (w, d) {
   "use strict";
   if (w.CuteLive) return;
@@ -61,17 +59,15 @@
 
   const host = d.createElement("div");
   host.setAttribute("data-cutelive", "");
-  const fixed = "all:initial!important;display:block!important;position:fixed!important;";
   host.setAttribute(
     "style",
-    fixed +
+    "all:initial!important;display:block!important;position:fixed!important;" +
       "z-index:2147483647!important;top:0!important;left:0!important;" +
       (page
         ? "width:100%!important;height:100%!important;"
         : "width:0!important;height:0!important;overflow:visible!important;"),
   );
   const root = host.attachShadow({ mode: "open" });
-  K.host = host;
   K.root = root;
 
   const css = d.createElement("style");
@@ -104,7 +100,6 @@
   btn.append(img, badge);
   wrap.appendChild(btn);
   btn.addEventListener("click", () => K.open());
-  K.launcher = btn;
 
   /** The appearance an administrator set, from /api/widget/config (all optional). */
   K.look = () => K.config.appearance || {};
@@ -143,33 +138,85 @@
   /** Show or hide the floating button (hidden while the window is open). */
   K.showLauncher = (show) => btn.classList.toggle("cl-hidden", !show || page);
 
+  // Our scripts, each loaded once and run in the order asked for.
+  const scripts = {};
+  const js = (name) =>
+    (scripts[name] =
+      scripts[name] ||
+      new Promise((r, j) => {
+        const s = d.createElement("script");
+        s.src = server + name;
+        s.async = false;
+        s.onload = r;
+        s.onerror = () => j(delete scripts[name]);
+        (d.head || d.documentElement).appendChild(s);
+      }));
+  /** The realtime connection: presence and invitations. */
+  K.realtime = () =>
+    Promise.all([js("/assets/widget/stream.js"), js("/assets/widget/presence.js")]);
   let loading = null;
+  /** The chat window; resolves with K.chat. */
   K.load = () => {
     if (loading) return loading;
-    loading = new Promise((resolve, reject) => {
-      const link = d.createElement("link");
-      link.rel = "stylesheet";
-      link.href = server + "/assets/widget/chat.css";
-      const cssDone = new Promise((r) => (link.onload = link.onerror = r));
-      root.insertBefore(link, wrap);
-      const js = (src) =>
-        new Promise((r, j) => {
-          const s = d.createElement("script");
-          s.src = server + src;
-          s.async = false; // keep the order: stream.js before chat.js
-          s.onload = r;
-          s.onerror = j;
-          (d.head || d.documentElement).appendChild(s);
-        });
-      Promise.all([cssDone, js("/assets/widget/stream.js"), js("/assets/widget/chat.js")]).then(
-        () => (K.chat ? resolve(K.chat) : reject(new Error("chat.js did not start"))),
-        (e) => {
-          loading = null;
-          reject(e);
-        },
-      );
-    });
-    return loading;
+    const link = d.createElement("link");
+    link.rel = "stylesheet";
+    link.href = server + "/assets/widget/chat.css";
+    const cssDone = new Promise((r) => (link.onload = link.onerror = r));
+    root.insertBefore(link, wrap);
+    return (loading = Promise.all([cssDone, K.realtime(), js("/assets/widget/chat.js")]).then(
+      () => K.chat || Promise.reject(),
+      (e) => {
+        loading = null;
+        throw e;
+      },
+    ));
+  };
+
+  // The visitor's token: one POST /api/visitor/token, then kept in the host site's storage.
+  let tokenP = null;
+  K.token = () => lsGet("token") || null;
+  /** Resolves with a usable token; `bad` names one the server refused (it is replaced). */
+  K.getToken = (bad) => {
+    if (bad && bad === K.token()) lsSet("token", null);
+    if (K.token()) return Promise.resolve(K.token());
+    return (tokenP =
+      tokenP ||
+      fetch(server + "/api/visitor/token", { method: "POST", body: "{}", credentials: "omit" })
+        .then((r) => (r.ok ? r.json() : Promise.reject(r)))
+        .then((j) => (lsSet("token", j.token), j.token))
+        .finally(() => (tokenP = null)));
+  };
+
+  // Page views: text/plain (no preflight), keepalive (outlives the page), no cookies.
+  let lastUrl = null;
+  let navT = 0;
+  const beacon = (body, again) => {
+    const token = K.token();
+    fetch(server + "/api/visitor/track", {
+      method: "POST",
+      body: JSON.stringify(Object.assign(body, { token })),
+      keepalive: true,
+      credentials: "omit",
+    }).then(
+      (r) => r.status === 401 && !again && K.getToken(token).then(() => beacon(body, 1)),
+      () => {},
+    );
+  };
+  const track = () => {
+    const url = location.href;
+    const key = url.replace(/#(?![!/]).*$/, ""); // in-page anchors are not page views
+    if (key === lastUrl || !/^https?:/.test(url)) return;
+    const body = { url, title: d.title, referrer: lastUrl || d.referrer };
+    lastUrl = key;
+    K.getToken().then(
+      () => beacon(body),
+      () => {},
+    );
+  };
+  // A history-API navigation: give the app a moment to set its new title.
+  const nav = () => {
+    clearTimeout(navT);
+    navT = setTimeout(track, 100);
   };
 
   K.open = () => {
@@ -184,20 +231,19 @@
   };
 
   let timer = null;
-  const refresh = () => {
-    fetch(server + "/api/widget/config", { credentials: "omit", cache: "no-store" })
+  const refresh = () =>
+    (K.configP = fetch(server + "/api/widget/config", { credentials: "omit", cache: "no-store" })
       .then((r) => r.json())
       .then(
         (c) => {
           K.config = c || {};
-          if (!K.live) K.setOnline(K.config.online);
-          else K.setOnline(K.online);
+          K.setOnline(K.live ? K.online : K.config.online);
           if (K.chat) K.chat.restyle();
+          return 1;
         },
-        () => {},
-      );
-  };
-  // Until the chat connects (and gets live availability), re-check now and then.
+        () => 0,
+      ));
+  // Until the stream is up (with live availability), re-check now and then.
   const tick = () => {
     clearTimeout(timer);
     timer = setTimeout(tick, 60000);
@@ -213,8 +259,8 @@
     status: () => ({
       online: K.online,
       open: !!K.state.open,
-      connection: K.chat ? K.chat.connection() : "idle",
-      transport: K.chat ? K.chat.transport() : null,
+      connection: K.conn || "idle",
+      transport: K.stream ? K.stream.transport : null,
     }),
     _k: K,
   };
@@ -225,6 +271,25 @@
     K.setUnread(K.state.unread || 0);
     tick();
     d.addEventListener("visibilitychange", () => !d.hidden && !K.live && refresh());
+    if (!page) {
+      // (The pop-out /chat page is not a page of the site: no beacons, no early stream.)
+      track();
+      for (const m of ["pushState", "replaceState"]) {
+        const orig = history[m];
+        history[m] = function () {
+          const r = orig.apply(this, arguments);
+          nav();
+          return r;
+        };
+      }
+      w.addEventListener("popstate", nav);
+      const idle = () =>
+        (w.requestIdleCallback || setTimeout)(() => K.realtime().catch(() => {}), {
+          timeout: 2000,
+        });
+      if (d.readyState === "complete") idle();
+      else w.addEventListener("load", idle);
+    }
     if (page || K.state.open || K.state.live) {
       // Reopen the window where the visitor left it (another page, a reload).
       K.load().then(
