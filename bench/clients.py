@@ -1,0 +1,376 @@
+"""Simulated visitors and operators for bench/, written from docs/PROTOCOL.md alone.
+
+A ``StreamClient`` does what the widget (or the console) does: it connects its stream over
+the WebSocket (§3.1), says ``hello`` with its cursors (§4), applies chat events by ``seq``
+(ignoring repeats, asking ``sync`` on a gap), sends ``ping`` every ``heartbeat`` seconds and
+treats 10 s of silence after one as a dead connection (§9), reconnects with the documented
+jittered backoff, and falls back to long-poll (§3.2) after 3 WebSocket attempts that fail
+before ``welcome``. The same class talks to bench/baseline.py (``baseline=True``): there the
+hello names rooms instead of a token, and events carry no ``seq``.
+
+Connections are spread over the source addresses 127.0.0.1-127.0.0.8: one aiohttp session per
+address (``Net``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import socket
+import struct
+import time
+
+import aiohttp
+
+#: A real Chrome user agent, sent on every request.
+UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+IPS = [f"127.0.0.{i}" for i in range(1, 9)]
+_ids = itertools.count(1)
+now = time.monotonic
+
+
+def page(i: int) -> dict:
+    """A realistic page view: a 100-character URL, a 60-character title, a referrer."""
+    url = f"https://www.example-shop.com/catalogue/garden/tools/item-{i:08d}?utm_source=news"
+    url += "&ref=" + "x" * (100 - len(url) - 5)
+    title = f"Stainless steel garden spade, ash handle - item {i:08d} | Shop"
+    return {
+        "url": url[:100],
+        "title": (title + " " * 60)[:60],
+        "referrer": "https://www.google.com/",
+    }
+
+
+def rst_close(ws_or_resp) -> None:
+    """Close abortively (RST): no TIME_WAIT left behind by bench teardown."""
+    try:
+        conn = getattr(ws_or_resp, "_response", ws_or_resp).connection
+        tr = conn.transport if conn is not None else None
+        if tr is None:
+            tr = ws_or_resp._writer.transport  # noqa: SLF001 - aiohttp keeps it here
+        sock = tr.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        tr.abort()
+    except Exception:  # already closed
+        pass
+
+
+def rst_socket(addr_info) -> socket.socket:
+    """Sockets for aiohttp that close with RST: bench teardown leaves no TIME_WAIT behind."""
+    family, kind, proto, _, _ = addr_info
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return sock
+
+
+def session(ip: str, cookies: bool = False) -> aiohttp.ClientSession:
+    """An aiohttp session whose connections come from source address ``ip``."""
+    conn = aiohttp.TCPConnector(limit=0, local_addr=(ip, 0), socket_factory=rst_socket)
+    jar = aiohttp.CookieJar(unsafe=True) if cookies else aiohttp.DummyCookieJar()
+    return aiohttp.ClientSession(
+        connector=conn,
+        cookie_jar=jar,
+        headers={"User-Agent": UA},
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=15),
+    )
+
+
+class Net:
+    """aiohttp sessions bound to the 8 loopback source addresses; ``pick(i)`` spreads clients."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.sessions = [session(ip) for ip in IPS]
+
+    def pick(self, i: int) -> aiohttp.ClientSession:
+        return self.sessions[i % len(self.sessions)]
+
+    async def close(self) -> None:
+        for s in self.sessions:
+            await s.close()
+
+
+async def new_token(session: aiohttp.ClientSession, base: str) -> str:
+    async with session.post(base + "/api/visitor/token", data=b"") as r:
+        j = await r.json(content_type=None)
+        if r.status != 201:
+            raise RuntimeError(f"token: {r.status} {j}")
+        return j["token"]
+
+
+async def track(session: aiohttp.ClientSession, base: str, token: str, i: int) -> int:
+    """A page-view beacon as the widget sends it (§7.4): text/plain, token in the body."""
+    body = json.dumps(dict(page(i), token=token))
+    hdr = {"Content-Type": "text/plain;charset=UTF-8"}
+    async with session.post(base + "/api/visitor/track", data=body, headers=hdr) as r:
+        await r.read()
+        return r.status
+
+
+async def gather_limited(n: int, factory, limit: int = 64) -> list:
+    """Run ``factory(i)`` for i in range(n) with at most ``limit`` in flight."""
+    sem = asyncio.Semaphore(limit)
+
+    async def one(i):
+        async with sem:
+            return await factory(i)
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+class StreamClient:
+    """One party's event stream with the protocol's reconnect, resume and fallback rules."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base: str,
+        role: str = "visitor",
+        token: str | None = None,
+        on_event=None,
+        baseline: bool = False,
+        rooms: list[int] | None = None,
+    ):
+        self.session, self.base, self.role, self.token = session, base, role, token
+        self.on_event = on_event
+        self.baseline, self.rooms = baseline, rooms or []
+        self.cursors: dict[int, int] = {}
+        self.expect: dict[int, int] = {}
+        self.mode = "ws"
+        self.attempt = 0
+        self.ws_fail = 0
+        self.ws = None
+        self.stop = False
+        self.task: asyncio.Task | None = None
+        self.ready = asyncio.get_running_loop().create_future()  # first welcome
+        self.heartbeat = 25.0
+        self.last_rx = 0.0
+        self.up_since = 0.0
+        self.resumed_at: float | None = None
+        self.welcomes = 0
+        self.dups = self.gaps = self.resets = 0
+        self.close_codes: list[int | None] = []
+        self.pending: dict[str, asyncio.Future] = {}
+        self.poll_since = 0.0
+        self.transport_used: set[str] = set()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> StreamClient:
+        self.task = asyncio.ensure_future(self.run())
+        return self
+
+    async def run(self) -> None:
+        while not self.stop:
+            if self.mode == "ws":
+                welcomed = await self._ws_once()
+            else:
+                welcomed = await self._poll_once()
+            if self.stop:
+                return
+            if self.close_codes and self.close_codes[-1] == 4001:
+                return  # session ended: log in again, do not reconnect
+            if self.mode == "ws":
+                self.ws_fail = 0 if welcomed else self.ws_fail + 1
+                if self.ws_fail >= 3 and not self.baseline:
+                    self.mode, self.poll_since = "poll", now()
+            if welcomed and now() - self.up_since >= 10:
+                self.attempt = 0
+            delay = min(30, 0.5 * 2**self.attempt) * (0.5 + random.random())
+            self.attempt += 1
+            await asyncio.sleep(delay)
+
+    def abort(self) -> None:
+        """Stop for good, closing abortively (bench teardown)."""
+        self.stop = True
+        if self.ws is not None:
+            rst_close(self.ws)
+        if self.task is not None:
+            self.task.cancel()
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _check_resumed(self) -> None:
+        if self.resumed_at is None and all(
+            self.cursors.get(c, 0) >= s for c, s in self.expect.items()
+        ):
+            self.resumed_at = now()
+
+    def _handle(self, ev: dict) -> None:
+        t = ev.get("type")
+        self.last_rx = now()
+        if t == "welcome":
+            self.welcomes += 1
+            self.heartbeat = float(ev.get("heartbeat") or 25)
+            self.expect = {c["id"]: c["last_seq"] for c in ev.get("chats", ())}
+            self.up_since = now()
+            self.resumed_at = None  # each welcome starts a new resume
+            if not self.ready.done():
+                self.ready.set_result(ev)
+            self._check_resumed()
+        elif "seq" in ev and "chat_id" in ev:
+            cid, seq = ev["chat_id"], ev["seq"]
+            cur = self.cursors.get(cid, 0)
+            if seq <= cur:
+                self.dups += 1
+                return
+            if seq > cur + 1:
+                self.gaps += 1
+                self.send_nowait({"type": "sync", "cursors": self._cursors()})
+                return
+            self.cursors[cid] = seq
+            self._check_resumed()
+        elif t == "reset":
+            self.resets += 1
+            self.cursors.pop(ev.get("chat_id"), None)
+        elif t in ("ack", "error", "pong"):
+            fut = self.pending.pop(ev.get("ref") or "", None)
+            if fut is not None and not fut.done():
+                fut.set_result(ev)
+        if self.on_event is not None:
+            self.on_event(self, ev)
+
+    def _cursors(self) -> dict:
+        return {str(k): v for k, v in self.cursors.items()}
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def send_nowait(self, cmd: dict) -> bool:
+        """Send a command on the WebSocket without waiting; False when not connected."""
+        ws = self.ws
+        if ws is None or ws.closed:
+            return False
+        asyncio.ensure_future(self._send(ws, json.dumps(cmd)))
+        return True
+
+    @staticmethod
+    async def _send(ws, text: str) -> None:
+        try:
+            await ws.send_str(text)
+        except Exception:
+            pass
+
+    async def request(self, cmd: dict, timeout: float = 30) -> dict:
+        """Send a command and wait for its ack/error (WebSocket, or ``send`` on long-poll)."""
+        cmd = dict(cmd, id=f"r{next(_ids)}")
+        if self.mode == "poll":
+            url = f"{self.base}/api/{'visitor' if self.role == 'visitor' else 'console'}/send"
+            async with self.session.post(url, json=cmd, headers=self._auth()) as r:
+                return await r.json(content_type=None)
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[cmd["id"]] = fut
+        if not self.send_nowait(cmd):
+            self.pending.pop(cmd["id"], None)
+            return {"type": "error", "error": "not_connected"}
+        return await asyncio.wait_for(fut, timeout)
+
+    def _auth(self) -> dict:
+        return {"Authorization": "Bearer " + self.token} if self.role == "visitor" else {}
+
+    # -- WebSocket ----------------------------------------------------------------------------
+
+    async def _ws_once(self) -> bool:
+        if self.baseline:
+            url = self.base.replace("http", "ws", 1) + "/ws"
+        else:
+            part = "visitor" if self.role == "visitor" else "console"
+            url = self.base.replace("http", "ws", 1) + f"/api/{part}/ws"
+        try:
+            ws = await asyncio.wait_for(
+                self.session.ws_connect(url, autoping=True, max_msg_size=0), 15
+            )
+        except Exception:
+            self.close_codes.append(None)
+            return False
+        self.ws = ws
+        self.transport_used.add("ws")
+        if self.baseline:
+            hello = {"type": "hello", "rooms": self.rooms}
+        else:
+            hello = {"type": "hello", "cursors": self._cursors()}
+            if self.role == "visitor":
+                hello["token"] = self.token
+        welcomed = False
+        hb = None
+        try:
+            await ws.send_str(json.dumps(hello))
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                ev = json.loads(msg.data)
+                if ev.get("type") == "welcome":
+                    welcomed = True
+                    if hb is None:
+                        hb = asyncio.ensure_future(self._heartbeat(ws))
+                self._handle(ev)
+        except Exception:
+            pass
+        finally:
+            if hb is not None:
+                hb.cancel()
+            self.ws = None
+            self.close_codes.append(ws.close_code)
+            for fut in self.pending.values():
+                if not fut.done():
+                    fut.set_result({"type": "error", "error": "disconnected"})
+            self.pending.clear()
+        return welcomed
+
+    async def _heartbeat(self, ws) -> None:
+        while not ws.closed:
+            await asyncio.sleep(self.heartbeat)
+            sent = now()
+            try:
+                await ws.send_str(json.dumps({"type": "ping", "id": f"p{next(_ids)}"}))
+            except Exception:
+                return
+            await asyncio.sleep(10)
+            if self.last_rx < sent and not ws.closed:
+                rst_close(ws)  # no answer within 10 s: dead, reconnect
+                return
+
+    # -- long-poll ----------------------------------------------------------------------------
+
+    async def _poll_once(self) -> bool:
+        self.transport_used.add("poll")
+        part = "visitor" if self.role == "visitor" else "console"
+        url = f"{self.base}/api/{part}/poll"
+        conn = None
+        welcomed = False
+        while not self.stop:
+            if now() - self.poll_since > 300:
+                self.mode, self.ws_fail = "ws", 0  # §9: try the WebSocket again
+                return welcomed
+            body = json.dumps({"conn": conn, "cursors": self._cursors()})
+            try:
+                async with self.session.post(url, data=body, headers=self._auth()) as r:
+                    if r.status != 200:
+                        return welcomed
+                    j = await r.json(content_type=None)
+            except Exception:
+                return welcomed
+            conn = j["conn"]
+            for ev in j["events"]:
+                if ev.get("type") == "welcome":
+                    welcomed = True
+                self._handle(ev)
+        return welcomed
+
+
+async def baseline_poll(session, base: str, room: int, on_event, stop: list) -> None:
+    """A held GET loop against bench/baseline.py (the long-poll baseline)."""
+    while not stop:
+        try:
+            async with session.get(f"{base}/poll?room={room}") as r:
+                j = await r.json(content_type=None)
+        except Exception:
+            await asyncio.sleep(0.5)
+            continue
+        for ev in j["events"]:
+            on_event(None, ev)

@@ -1,0 +1,1815 @@
+#!/usr/bin/env python3
+"""Cute Live Support benchmark: ``python3 bench/run.py [--quick | --smoke]``.
+
+Starts cutelive as a separate process (pinned to CPU 0, with bench/bench.ini) and, in the same
+run, the bare-Tornado baselines of bench/baseline.py; drives each scenario with simulated
+visitors and operators from bench/clients.py (pinned to CPU 1); prints one table and writes
+JSON to bench/results/. See bench/README.md for what each scenario measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import gc
+import gzip
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import aiohttp  # noqa: E402
+from clients import (  # noqa: E402
+    IPS,
+    UA,
+    Net,
+    StreamClient,
+    baseline_poll,
+    gather_limited,
+    new_token,
+    now,
+    session,
+    track,
+)
+
+SERVER_CPU, GEN_CPU = 0, 1
+PASSWORD = "bench horse battery 1"
+
+#: Sizes per mode. Full sizes are the targets of DESIGN.md §6 and issue 4.
+SIZES = {
+    "full": dict(
+        idle=15000,
+        idle_window=30,
+        halfopen=200,
+        hb_short=3,
+        ops=100,
+        chats=5000,
+        hot=200,
+        rate=1000,
+        chat_secs=30,
+        warmup=2,
+        polls=2000,
+        poll_hot=200,
+        poll_rate=200,
+        poll_secs=20,
+        storm=10000,
+        storm_msgs=500,
+        flood=20500,
+        flood_nofile=None,
+        fl_chats=20,
+        fl_rate=50,
+        pv_tokens=2000,
+        pv_secs=20,
+        wrk_conns=32,
+        cold_runs=3,
+    ),
+    "quick": dict(
+        idle=3000,
+        idle_window=10,
+        halfopen=100,
+        hb_short=3,
+        ops=50,
+        chats=1000,
+        hot=100,
+        rate=500,
+        chat_secs=10,
+        warmup=1,
+        polls=500,
+        poll_hot=50,
+        poll_rate=50,
+        poll_secs=8,
+        storm=2000,
+        storm_msgs=200,
+        flood=4600,
+        flood_nofile=4096,
+        fl_chats=20,
+        fl_rate=50,
+        pv_tokens=1000,
+        pv_secs=8,
+        wrk_conns=32,
+        cold_runs=2,
+    ),
+    "smoke": dict(
+        idle=100,
+        idle_window=2,
+        halfopen=10,
+        hb_short=1,
+        ops=5,
+        chats=40,
+        hot=10,
+        rate=50,
+        chat_secs=2,
+        warmup=0.5,
+        polls=30,
+        poll_hot=5,
+        poll_rate=10,
+        poll_secs=2,
+        storm=100,
+        storm_msgs=10,
+        flood=1200,
+        flood_nofile=1024,
+        fl_chats=5,
+        fl_rate=10,
+        pv_tokens=50,
+        pv_secs=2,
+        wrk_conns=4,
+        cold_runs=1,
+    ),
+}
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+
+def fmt(v, digits=1) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_stat(pid: int) -> dict:
+    """RSS (KB), peak RSS, CPU seconds and open files of a process, from /proc."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out[line.split(":")[0]] = int(line.split()[1])
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        out["cpu_s"] = (int(fields[11]) + int(fields[12])) / tick
+        out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, IndexError, ValueError):
+        pass
+    return out
+
+
+def children(pid: int) -> list[int]:
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return kids
+
+
+def system_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (to estimate other people's load)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+#: Ports of the servers bench/ started: TIME_WAIT is counted only for these (others' tests
+#: on the same machine leave their own).
+PORTS: set[int] = set()
+SMOKE = False
+
+
+def time_wait_count() -> int:
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(path) as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                if p[3] == "06" and (
+                    int(p[1].rsplit(":", 1)[1], 16) in PORTS
+                    or int(p[2].rsplit(":", 1)[1], 16) in PORTS
+                ):
+                    n += 1
+    return n
+
+
+async def drain_time_wait(log, limit: float = 75, threshold: int = 100) -> float:
+    """Pause until TIME_WAIT sockets from the last scenario are (nearly) gone."""
+    if SMOKE:
+        return 0.0  # tiny runs leave few; the smoke run must stay under a minute
+    t0 = now()
+    n = time_wait_count()
+    while n > threshold and now() - t0 < limit:
+        await asyncio.sleep(1)
+        n = time_wait_count()
+    waited = now() - t0
+    if waited > 1:
+        log(f"  waited {waited:.0f} s for TIME_WAIT to drain ({n} left)")
+    return waited
+
+
+class Proc:
+    """A server process (cutelive or the baseline) pinned to the server CPU."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        port: int,
+        log_path: Path,
+        ready_path: str,
+        cwd: Path | None = None,
+        nofile: int | None = None,
+    ):
+        self.name, self.cmd, self.port, self.log_path = name, cmd, port, log_path
+        PORTS.add(port)
+        self.ready_path, self.cwd, self.nofile = ready_path, cwd, nofile
+        self.p: subprocess.Popen | None = None
+        self.started = 0.0
+        self.ready_s: float | None = None
+
+    def _pre(self) -> None:
+        os.sched_setaffinity(0, {SERVER_CPU})
+        if self.nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+    async def start(self, timeout: float = 30) -> Proc:
+        log = open(self.log_path, "ab")
+        self.started = now()
+        self.p = subprocess.Popen(
+            self.cmd,
+            stdout=log,
+            stderr=log,
+            cwd=self.cwd,
+            preexec_fn=self._pre,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        while True:
+            if await asyncio.get_running_loop().run_in_executor(None, self.ping):
+                self.ready_s = now() - self.started
+                return self
+            if self.p.poll() is not None or now() - self.started > timeout:
+                raise RuntimeError(f"{self.name} did not start; see {self.log_path}")
+            await asyncio.sleep(0.005)
+
+    def ping(self) -> bool:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            c.request("GET", self.ready_path)
+            ok = c.getresponse().status == 200
+            c.close()
+            return ok
+        except OSError:
+            return False
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def stat(self) -> dict:
+        return proc_stat(self.p.pid)
+
+    async def stop(self, sig=signal.SIGTERM, timeout: float = 20) -> tuple[int | None, float]:
+        if self.p is None or self.p.poll() is not None:
+            return (self.p.returncode if self.p else None), 0.0
+        t0 = now()
+        self.p.send_signal(sig)
+        while self.p.poll() is None and now() - t0 < timeout:
+            await asyncio.sleep(0.005)
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        return self.p.returncode, now() - t0
+
+
+class Bench:
+    def __init__(self, mode: str, only: list[str] | None):
+        self.mode = mode
+        self.z = SIZES[mode]
+        self.only = only
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.results_dir = BENCH / "results"
+        self.results_dir.mkdir(exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix="cutelive-bench-"))
+        self.json_path = self.results_dir / f"{stamp}-{mode}.json"
+        self.data_dir = self.work / "data"
+        self.ini = BENCH / "bench.ini"
+        self.port = free_port()
+        self.rows: list[dict] = []
+        self.details: dict = {}
+        self.tokens: list[str] = []
+        self.op_sessions: list[aiohttp.ClientSession] = []
+        self.errors: list[str] = []
+        self.started = now()
+
+    async def pause(self, seconds: float) -> None:
+        """Settle time between steps; short in smoke runs, which must finish within a minute."""
+        await asyncio.sleep(min(seconds, 0.3) if SMOKE else seconds)
+
+    def log(self, msg: str) -> None:
+        print(f"[{now() - self.started:6.1f}s] {msg}", flush=True)
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def server(self, ini: Path | None = None, nofile: int | None = None, port=None) -> Proc:
+        cmd = [sys.executable, str(ROOT / "cutelive.py"), "serve", "-c", str(ini or self.ini)]
+        cmd += ["--data-dir", str(self.data_dir), "--port", str(port or self.port)]
+        return Proc(
+            "cutelive",
+            cmd,
+            port or self.port,
+            self.work / "server.log",
+            "/api/status",
+            cwd=self.work,
+            nofile=nofile,
+        )
+
+    def baseline(self, heartbeat: float = 25, port=None) -> Proc:
+        db = self.work / "baseline.db"
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.unlink(str(db) + suffix)
+        cmd = [sys.executable, str(BENCH / "baseline.py"), "--port", str(port or self.port)]
+        cmd += ["--db", str(db), "--heartbeat", str(heartbeat)]
+        return Proc("baseline", cmd, port or self.port, self.work / "baseline.log", "/status")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def metrics(self, reset: bool = False, port=None) -> dict:
+        url = f"http://127.0.0.1:{port or self.port}/api/metrics" + ("?reset=1" if reset else "")
+        async with session("127.0.0.1") as s, s.get(url) as r:
+            return await r.json(content_type=None)
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def row(
+        self,
+        scenario,
+        figure,
+        value,
+        target=None,
+        ok=None,
+        baseline=None,
+        ratio=None,
+        gen=None,
+        lag=None,
+        note="",
+        unit="",
+    ):
+        if self.mode == "smoke":
+            target, ok = "(smoke)", None
+        r = dict(
+            scenario=scenario,
+            figure=figure,
+            value=value,
+            unit=unit,
+            target=target,
+            ok=ok,
+            baseline=baseline,
+            ratio=ratio,
+            gen_cpu=gen,
+            lag=lag,
+            note=note,
+        )
+        self.rows.append(r)
+        return r
+
+    # -- operators ----------------------------------------------------------------------------
+
+    async def login(self, i: int, username: str) -> aiohttp.ClientSession:
+        s = session(IPS[i % len(IPS)], cookies=True)
+        async with s.get(self.base + "/api/console/session") as r:
+            xsrf = (await r.json())["xsrf"]
+        body = {"username": username, "password": PASSWORD}
+        async with s.post(
+            self.base + "/api/console/login", json=body, headers={"X-XSRFToken": xsrf}
+        ) as r:
+            if r.status != 200:
+                raise RuntimeError(f"login {username}: {r.status} {await r.text()}")
+        s.xsrf = xsrf
+        return s
+
+    async def operators(self, on_event=None, n: int | None = None) -> list[StreamClient]:
+        """Console streams of the first ``n`` operators (all by default), one socket each."""
+        ops = [
+            StreamClient(s, self.base, "operator", on_event=on_event).start()
+            for s in self.op_sessions[:n]
+        ]
+        await asyncio.gather(*(asyncio.wait_for(o.ready, 30) for o in ops))
+        return ops
+
+    # -- setup --------------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Operators (the admin by the CLI, the rest over the API) and a pool of visitor tokens."""
+        z = self.z
+        r = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "cutelive.py"),
+                "create-operator",
+                "op1",
+                "--admin",
+                "--password-stdin",
+                "-c",
+                str(self.ini),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            input=PASSWORD + "\n",
+            capture_output=True,
+            text=True,
+            cwd=self.work,
+        )
+        if r.returncode != 0:
+            raise RuntimeError("create-operator: " + r.stderr)
+        srv = await self.server().start()
+        try:
+            admin = await self.login(0, "op1")
+
+            async def create(i):
+                i += 2
+                body = {"username": f"op{i}", "display_name": f"Operator {i}", "password": PASSWORD}
+                async with admin.post(
+                    self.base + "/api/console/operators",
+                    json=body,
+                    headers={"X-XSRFToken": admin.xsrf},
+                ) as resp:
+                    if resp.status != 201:
+                        raise RuntimeError(f"create op{i}: {await resp.text()}")
+                return await self.login(i - 1, f"op{i}")
+
+            self.op_sessions = [admin] + await gather_limited(z["ops"] - 1, create, 8)
+            need = max(z["idle"], z["chats"] + z["polls"], z["storm"], z["pv_tokens"])
+            net = Net(self.base)
+            t0 = now()
+            self.tokens = await gather_limited(need, lambda i: new_token(net.pick(i), self.base))
+            await net.close()
+            self.log(f"setup: {z['ops']} operators, {need:,} visitor tokens in {now() - t0:.1f} s")
+            (self.work / "tokens.json").write_text(json.dumps(self.tokens))
+        finally:
+            await srv.stop()
+
+    # -- measurement helpers ------------------------------------------------------------------
+
+    class Window:
+        """CPU of the server, this generator and the rest of the machine over a time window."""
+
+        def __init__(self, srv: Proc | None, extra_pids=()):
+            self.srv, self.extra = srv, list(extra_pids)
+            self.t0 = now()
+            self.gen0 = time.process_time()
+            self.srv0 = srv.stat().get("cpu_s", 0) if srv else 0
+            self.sys0 = system_busy()
+
+        def close(self, extra_cpu: float = 0.0) -> dict:
+            wall = now() - self.t0
+            gen = time.process_time() - self.gen0 + extra_cpu
+            srv = (self.srv.stat().get("cpu_s", 0) - self.srv0) if self.srv else 0
+            other = system_busy() - self.sys0 - gen - srv
+            return {
+                "wall_s": round(wall, 2),
+                "gen_cpu_pct": round(100 * gen / wall, 1),
+                "server_cpu_pct": round(100 * srv / wall, 1),
+                "other_cpu_pct": round(max(0.0, 100 * other / wall), 1),
+            }
+
+    def gen_note(self, w: dict, load: dict | None = None) -> tuple[str, str]:
+        g = f"{w['gen_cpu_pct']:.0f}%"
+        notes = []
+        gl = (load or {}).get("gen_lag") or {}
+        if gl.get("p99_ms") is not None and gl["p99_ms"] > 5:
+            notes.append(f"generator lag p99 {gl['p99_ms']:.1f} ms, max {gl['max_ms']:.0f} ms")
+        if w["gen_cpu_pct"] >= 90:
+            notes.append("INVALID: generator saturated its core")
+        if w.get("other_cpu_pct", 0) >= 15:
+            notes.append(f"noisy: other load {w['other_cpu_pct']:.0f}% of a core")
+        return g, "; ".join(notes)
+
+    @staticmethod
+    def lag(m: dict) -> str:
+        lg = m.get("loop_lag", {})
+        return f"{lg.get('p99_ms', 0):.0f}/{lg.get('max_ms', 0):.0f}"
+
+    # -- scenario: idle visitors --------------------------------------------------------------
+
+    async def connect_visitors(self, net, tokens, on_event=None, beacon=True, limit=200):
+        async def one(i):
+            if beacon and self.track_built:
+                await track(net.pick(i), self.base, tokens[i], i)
+            c = StreamClient(net.pick(i), self.base, "visitor", tokens[i], on_event).start()
+            await asyncio.wait_for(c.ready, 60)
+            return c
+
+        return await gather_limited(len(tokens), one, limit)
+
+    async def s_idle(self) -> None:
+        z = self.z
+        n = z["idle"]
+        got: dict = {}
+
+        def on_event(c, ev):
+            if ev.get("type") == "availability":
+                got.setdefault(ev["online"], []).append(now())
+
+        # cutelive
+        srv = await self.server().start()
+        self.track_built = await self.probe_track()
+        ops = await self.operators(n=10)
+        net = Net(self.base)
+        warm = await self.connect_visitors(net, self.tokens[:20], on_event)
+        for c in warm:
+            c.abort()
+        await self.pause(2)
+        rss0 = srv.stat()["VmRSS"]
+        t0 = now()
+        vis = await self.connect_visitors(net, self.tokens[:n], on_event)
+        connect_s = now() - t0
+        await self.pause(3)
+        st = srv.stat()
+        kb = (st["VmRSS"] - rss0) / n
+        await self.metrics(reset=True)
+        w = self.Window(srv)
+        await asyncio.sleep(z["idle_window"])
+        win = w.close()
+        m = await self.metrics()
+        held = m["visitor_streams"]
+        # broadcast: the last operator going away flips availability for every visitor
+        for o in ops[1:]:
+            await o.request({"type": "status", "status": "away"})
+        got.clear()
+        t_b = now()
+        await ops[0].request({"type": "status", "status": "away"})
+        await self.wait_until(lambda: len(got.get(False, [])) >= n, 30)
+        bcast = (max(got.get(False, [t_b])) - t_b) * 1000
+        t_b = now()
+        await ops[0].request({"type": "status", "status": "online"})
+        await self.wait_until(lambda: len(got.get(True, [])) >= n, 30)
+        bcast_on = (max(got.get(True, [t_b])) - t_b) * 1000
+        for o in ops[1:]:
+            await o.request({"type": "status", "status": "online"})
+        for c in vis + ops:
+            c.abort()
+        await net.close()
+        await srv.stop()
+        self.details["idle"] = dict(
+            connect_s=round(connect_s, 1),
+            rss0_kb=rss0,
+            after=st,
+            window=win,
+            metrics=m,
+            broadcast_ms=[bcast, bcast_on],
+            received=len(got.get(True, [])),
+        )
+        await drain_time_wait(self.log)
+        # baseline
+        bl = await self.baseline().start()
+        bnet = Net(self.base)
+        bgot: list = []
+
+        def bon(c, ev):
+            if ev.get("type") == "availability":
+                bgot.append(now())
+
+        async def bone(i):
+            c = StreamClient(bnet.pick(i), self.base, baseline=True, on_event=bon).start()
+            await asyncio.wait_for(c.ready, 60)
+            return c
+
+        await self.pause(1)
+        brss0 = bl.stat()["VmRSS"]
+        bvis = await gather_limited(n, bone, 200)
+        await self.pause(3)
+        bkb = (bl.stat()["VmRSS"] - brss0) / n
+        bw = self.Window(bl)
+        await asyncio.sleep(z["idle_window"])
+        bwin = bw.close()
+        t_b = now()
+        async with bnet.pick(0).post(self.base + "/broadcast?on=0") as r:
+            await r.read()
+        await self.wait_until(lambda: len(bgot) >= n, 30)
+        bbcast = (max(bgot or [t_b]) - t_b) * 1000
+        for c in bvis:
+            c.abort()
+        await bnet.close()
+        await bl.stop()
+        self.details["idle"]["baseline"] = dict(kb=bkb, window=bwin, broadcast_ms=bbcast)
+        g, note = self.gen_note(win)
+        lag = self.lag(m)
+        sc = f"idle visitors ({n:,})"
+        self.row(sc, "visitors held", held, f"{n:,}", held >= n, None, None, g, lag, note)
+        self.row(
+            sc,
+            "KB per visitor",
+            round(kb, 1),
+            "≤ 20",
+            kb <= 20,
+            round(bkb, 1),
+            round(kb / bkb, 2) if bkb > 0 else None,
+            g,
+            lag,
+            note,
+        )
+        cpu = win["server_cpu_pct"]
+        self.row(
+            sc,
+            "idle CPU, % of a core",
+            cpu,
+            "≤ 10",
+            cpu <= 10,
+            bwin["server_cpu_pct"],
+            round(cpu / max(bwin["server_cpu_pct"], 0.1), 2),
+            g,
+            lag,
+            f"window {z['idle_window']} s" + (f"; {note}" if note else ""),
+        )
+        self.row(
+            sc,
+            "broadcast to all, ms",
+            round(bcast, 0),
+            None,
+            None,
+            round(bbcast, 0),
+            round(bcast / max(bbcast, 1), 2),
+            g,
+            lag,
+            "availability event; last receiver",
+        )
+        await drain_time_wait(self.log)
+        await self.s_halfopen()
+
+    async def wait_until(self, pred, timeout: float, step: float = 0.01) -> bool:
+        t0 = now()
+        while not pred():
+            if now() - t0 > timeout:
+                return False
+            await asyncio.sleep(step)
+        return True
+
+    async def probe_track(self) -> bool:
+        async with (
+            session("127.0.0.1") as s,
+            s.post(self.base + "/api/visitor/track", data=b"{}") as r,
+        ):
+            return r.status != 404 or "no such path" not in await r.text()
+
+    async def s_halfopen(self) -> None:
+        """Half-open clients: a generator process is frozen (SIGSTOP); time until dropped."""
+        z = self.z
+        hb = z["hb_short"]
+        ini = self.work / "halfopen.ini"
+        ini.write_text(self.ini.read_text() + f"\n[realtime]\nheartbeat = {hb}s\n")
+        res = {}
+        for kind in ("cutelive", "baseline"):
+            port = free_port()
+            proc = self.server(ini, port=port) if kind == "cutelive" else self.baseline(hb, port)
+            await proc.start()
+
+            async def streams(kind=kind, port=port):
+                if kind == "cutelive":
+                    return (await self.metrics(port=port))["visitor_streams"]
+                async with session("127.0.0.1") as s:
+                    async with s.get(f"http://127.0.0.1:{port}/status") as r:
+                        return (await r.json())["sockets"]
+
+            if kind == "baseline":
+                # bench/flood.py speaks cutelive's path; the baseline counts any WebSocket
+                res[kind] = await self._halfopen_run(proc, port, streams, "/ws")
+            else:
+                res[kind] = await self._halfopen_run(proc, port, streams, None)
+            await proc.stop()
+        self.details["halfopen"] = res
+        ours, theirs = res["cutelive"], res["baseline"]
+        self.row(
+            f"idle visitors ({z['idle']:,})",
+            f"half-open dropped after, s (hb {hb} s, {z['halfopen']} clients)",
+            ours.get("dropped_s"),
+            f"≤ {2 * hb}",
+            (ours.get("dropped_s") or 1e9) <= 2 * hb,
+            theirs.get("dropped_s"),
+            None,
+            None,
+            None,
+            ours.get("note", ""),
+        )
+
+    async def _halfopen_run(self, proc, port, streams, path) -> dict:
+        z = self.z
+        cmd = [
+            sys.executable,
+            str(BENCH / "flood.py"),
+            "--mode",
+            "hold",
+            "--port",
+            str(port),
+            "--tokens",
+            str(self.work / "tokens.json"),
+            "--count",
+            str(z["halfopen"]),
+        ]
+        env = dict(os.environ)
+        if path:
+            env["BENCH_WS_PATH"] = path
+        g = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
+        )
+        line = await asyncio.get_running_loop().run_in_executor(None, g.stdout.readline)
+        before = await streams()
+        await asyncio.sleep(random.uniform(0, z["hb_short"]))
+        g.send_signal(signal.SIGSTOP)
+        t0 = now()
+        ok = await self.wait_until_async(lambda: streams(), lambda v: v == 0, 8 * z["hb_short"])
+        dropped = now() - t0 if ok else None
+        g.kill()
+        g.wait()
+        return {
+            "ready": line.strip(),
+            "held_before": before,
+            "dropped_s": dropped and round(dropped, 2),
+        }
+
+    async def wait_until_async(self, fetch, pred, timeout: float, step: float = 0.1) -> bool:
+        t0 = now()
+        while now() - t0 < timeout:
+            if pred(await fetch()):
+                return True
+            await asyncio.sleep(step)
+        return False
+
+    # -- scenario: open chats -----------------------------------------------------------------
+
+    async def open_chats(self, vis, ops) -> list[int]:
+        """Make sure each visitor has an open chat, accepted by an operator; returns chat ids."""
+
+        async def one(i):
+            c = vis[i]
+            if c.expect:
+                return next(iter(c.expect))
+            p = {
+                "type": "start_chat",
+                "name": f"Visitor {i}",
+                "email": f"v{i}@example.org",
+                "text": "Hello! I have a question about my order.",
+                "client_id": f"s{i}",
+                "page_url": "https://www.example-shop.com/checkout",
+                "page_title": "Checkout",
+            }
+            a = await c.request(p)
+            if a["type"] != "ack":
+                raise RuntimeError(f"start_chat: {a}")
+            cid = a["chat"]["id"]
+            a = await ops[i % len(ops)].request({"type": "accept", "chat_id": cid})
+            if a["type"] != "ack":
+                raise RuntimeError(f"accept: {a}")
+            return cid
+
+        return await gather_limited(len(vis), one, 50)
+
+    async def message_load(self, senders, rate, secs, warmup, visitor_share, measure, until=None):
+        """Open loop: message k is due at t0 + k/rate, whatever happened to the ones before.
+
+        ``senders[j] = (chat_id, visitor_client, operator_client)``; latency is measured from
+        the due time to the moment the other party receives the ``message`` event.
+        """
+        due: dict = {}
+        lat: list[float] = []
+        ack: list[float] = []
+        errors: list = []
+
+        def on_event(c, ev):
+            t = ev.get("type")
+            if t == "message":
+                d = due.get(ev.get("client_id"))
+                if d is not None and c is not d[1] and d[3] is None:
+                    d[3] = now()
+                    if d[2]:
+                        lat.append((d[3] - d[0]) * 1000)
+            elif t in ("ack", "error") and str(ev.get("ref", "")).startswith("m"):
+                d = due.get(ev["ref"][1:])
+                if d is not None:
+                    if t == "error":
+                        errors.append(ev.get("error"))
+                    elif d[2]:
+                        ack.append((now() - d[0]) * 1000)
+
+        measure.append(on_event)
+        # The generator's own pauses would count as server latency: no garbage collection in
+        # this process during the load (its heap is frozen first), and its loop lag is watched.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        gen_lag: list[float] = []
+
+        async def ticker():
+            while True:
+                due_t = now() + 0.005
+                await asyncio.sleep(0.005)
+                gen_lag.append(max(0.0, now() - due_t) * 1000)
+
+        tick = asyncio.ensure_future(ticker())
+        n_h = len(senders)
+        t0 = now() + 0.1
+        t_rec = t0 + warmup
+        t_end = t_rec + secs if until is None else float("inf")
+        k = 0
+        share = max(1, round(1 / visitor_share)) if visitor_share > 0 else 0
+        while True:
+            d_k = t0 + k / rate
+            if d_k >= t_end or (until is not None and until.is_set()):
+                break
+            wait = d_k - now()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            t = now()
+            while k < 10**9:
+                d_k = t0 + k / rate
+                if d_k > t or d_k >= t_end:
+                    break
+                cid, v, o = senders[k % n_h]
+                j = k // n_h
+                sender = v if share and j % share == 0 else o
+                cl = f"{k}-{random.getrandbits(32):08x}"
+                rec = d_k >= t_rec
+                due[cl] = [d_k, sender, rec, None]
+                text = f"Message {j} in chat {cid}: is the garden spade still in stock?"
+                sender.send_nowait(
+                    {
+                        "type": "message",
+                        "id": "m" + cl,
+                        "chat_id": cid,
+                        "text": text,
+                        "client_id": cl,
+                    }
+                )
+                k += 1
+        tick.cancel()
+        recorded = [d for d in due.values() if d[2]]
+        await self.wait_until(lambda: all(d[3] for d in recorded), 10, 0.1)
+        gc.enable()
+        gc.unfreeze()
+        sent = len(recorded)
+        delivered = sum(1 for d in recorded if d[3])
+        measure.remove(on_event)
+        gl = {"p99_ms": pct(gen_lag, 0.99), "max_ms": max(gen_lag, default=None)}
+        return dict(
+            sent=sent,
+            delivered=delivered,
+            lost=sent - delivered,
+            errors=errors,
+            lat=lat,
+            ack=ack,
+            gen_lag=gl,
+        )
+
+    @staticmethod
+    def dispatch(measure):
+        def on_event(c, ev):
+            for fn in list(measure):
+                fn(c, ev)
+
+        return on_event
+
+    async def s_chats(self) -> None:
+        z = self.z
+        n, hot, rate, secs = z["chats"], z["hot"], z["rate"], z["chat_secs"]
+        share = min(0.3, 1.5 / (rate / hot))
+        measure: list = []
+        on_event = self.dispatch(measure)
+        srv = await self.server().start()
+        ops = await self.operators(on_event)
+        net = Net(self.base)
+        t0 = now()
+        vis = await self.connect_visitors(net, self.tokens[:n], on_event, beacon=False)
+        chat_ids = await self.open_chats(vis, ops)
+        setup_s = now() - t0
+        self.log(f"  {n:,} chats open in {setup_s:.1f} s")
+        await self.pause(2)
+        opsby = {}
+        for o in ops:
+            for cid in o.cursors:
+                opsby[cid] = o
+        senders = [(chat_ids[i], vis[i], opsby[chat_ids[i]]) for i in range(hot)]
+        await self.metrics(reset=True)
+        w = self.Window(srv)
+        r = await self.message_load(senders, rate, secs, z["warmup"], share, measure)
+        win = w.close()
+        m = await self.metrics()
+        for c in vis + ops:
+            c.abort()
+        await net.close()
+        await srv.stop()
+        await drain_time_wait(self.log)
+        # baseline: the same clients, rooms instead of chats
+        bl = await self.baseline().start()
+        bnet = Net(self.base)
+        bmeasure: list = []
+        bon = self.dispatch(bmeasure)
+        rooms_of = [[i for i in range(n) if i % len(ops) == j] for j in range(len(ops))]
+        bops = [
+            StreamClient(
+                bnet.pick(j), self.base, baseline=True, rooms=rooms_of[j], on_event=bon
+            ).start()
+            for j in range(len(ops))
+        ]
+
+        async def bone(i):
+            c = StreamClient(bnet.pick(i), self.base, baseline=True, rooms=[i], on_event=bon)
+            c.start()
+            await asyncio.wait_for(c.ready, 60)
+            return c
+
+        bvis = await gather_limited(n, bone, 200)
+        await asyncio.gather(*(o.ready for o in bops))
+        bsend = [(i, bvis[i], bops[i % len(ops)]) for i in range(hot)]
+        bw = self.Window(bl)
+        br = await self.message_load(bsend, rate, secs, z["warmup"], share, bmeasure)
+        bwin = bw.close()
+        for c in bvis + bops:
+            c.abort()
+        await bnet.close()
+        await bl.stop()
+        await drain_time_wait(self.log)
+        res = {k: pct(r["lat"], p) for k, p in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))}
+        bres = {k: pct(br["lat"], p) for k, p in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))}
+        self.details["chats"] = dict(
+            setup_s=round(setup_s, 1),
+            window=win,
+            metrics=m,
+            sent=r["sent"],
+            lost=r["lost"],
+            errors=r["errors"][:20],
+            n_errors=len(r["errors"]),
+            latency_ms=res,
+            ack_p99_ms=pct(r["ack"], 0.99),
+            visitor_share=share,
+            baseline=dict(latency_ms=bres, window=bwin, lost=br["lost"], sent=br["sent"]),
+        )
+        g, note = self.gen_note(win, r)
+        lag = self.lag(m)
+        sc = f"open chats ({n:,}; {rate:,} msg/s over {hot})"
+        for key, target, lim in (("p50", "≤ 2", 2), ("p99", "≤ 10", 10), ("p999", None, None)):
+            v, b = res[key], bres[key]
+            self.row(
+                sc,
+                f"delivery {key.replace('p999', 'p99.9')}, ms",
+                v and round(v, 2),
+                target,
+                (v is not None and v <= lim) if lim else None,
+                b and round(b, 2),
+                round(v / b, 2) if v and b else None,
+                g,
+                lag,
+                note,
+            )
+        bad = r["lost"] + len(r["errors"])
+        self.row(
+            sc,
+            "lost / errors",
+            f"{r['lost']} / {len(r['errors'])}",
+            "0",
+            bad == 0,
+            f"{br['lost']} / 0",
+            None,
+            g,
+            lag,
+            f"{r['sent']:,} messages measured",
+        )
+
+    # -- scenario: long-poll ------------------------------------------------------------------
+
+    async def s_longpoll(self) -> None:
+        z = self.z
+        n, hot, rate, secs = z["polls"], z["poll_hot"], z["poll_rate"], z["poll_secs"]
+        measure: list = []
+        on_event = self.dispatch(measure)
+        srv = await self.server().start()
+        ops = await self.operators(on_event)
+        net = Net(self.base)
+        toks = self.tokens[z["chats"] : z["chats"] + n]
+
+        async def one(i):
+            c = StreamClient(net.pick(i), self.base, "visitor", toks[i], on_event)
+            c.mode, c.poll_since = "poll", now()
+            c.start()
+            await asyncio.wait_for(c.ready, 60)
+            return c
+
+        vis = await gather_limited(n, one, 100)
+        chat_ids = await self.open_chats(vis[:hot], ops)
+        await self.pause(1)
+        m0 = await self.metrics(reset=True)
+        opsby = {cid: o for o in ops for cid in o.cursors}
+        senders = [(chat_ids[i], vis[i], opsby[chat_ids[i]]) for i in range(hot)]
+        w = self.Window(srv)
+        r = await self.message_load(senders, rate, secs, z["warmup"], 0, measure)
+        win = w.close()
+        m = await self.metrics()
+        for c in vis + ops:
+            c.abort()
+        await net.close()
+        await srv.stop()
+        await drain_time_wait(self.log)
+        # baseline: held GETs woken by a relayed message
+        bl = await self.baseline().start()
+        bnet = Net(self.base)
+        bmeasure: list = []
+        bon = self.dispatch(bmeasure)
+        stop: list = []
+        polls = [
+            asyncio.ensure_future(baseline_poll(bnet.pick(i), self.base, i, bon, stop))
+            for i in range(n)
+        ]
+        bops = [
+            StreamClient(bnet.pick(j), self.base, baseline=True, rooms=[], on_event=bon).start()
+            for j in range(len(ops))
+        ]
+        await asyncio.gather(*(o.ready for o in bops))
+        await self.pause(1)
+        poller = object()
+        bsend = [(i, poller, bops[i % len(ops)]) for i in range(hot)]
+        bw = self.Window(bl)
+        br = await self.message_load(bsend, rate, secs, z["warmup"], 0, bmeasure)
+        bwin = bw.close()
+        stop.append(1)
+        for t in polls:
+            t.cancel()
+        for c in bops:
+            c.abort()
+        await bnet.close()
+        await bl.stop()
+        await drain_time_wait(self.log)
+        v, b = pct(r["lat"], 0.99), pct(br["lat"], 0.99)
+        self.details["longpoll"] = dict(
+            held_before=m0.get("poll_conns"),
+            window=win,
+            metrics=m,
+            p50=pct(r["lat"], 0.5),
+            p99=v,
+            lost=r["lost"],
+            errors=len(r["errors"]),
+            sent=r["sent"],
+            baseline=dict(p50=pct(br["lat"], 0.5), p99=b, window=bwin, lost=br["lost"]),
+        )
+        g, note = self.gen_note(win, r)
+        sc = f"long-poll ({n:,} held; {rate} msg/s)"
+        held = m0.get("poll_conns")
+        self.row(sc, "polls held", held, f"{n:,}", (held or 0) >= n, None, None, g, self.lag(m))
+        self.row(
+            sc,
+            "delivery p99, ms",
+            v and round(v, 2),
+            "≤ 20",
+            v is not None and v <= 20,
+            b and round(b, 2),
+            round(v / b, 2) if v and b else None,
+            g,
+            self.lag(m),
+            f"lost {r['lost']}, errors {len(r['errors'])}" + (f"; {note}" if note else ""),
+        )
+
+    # -- scenario: reconnect storm ------------------------------------------------------------
+
+    async def s_storm(self) -> None:
+        z = self.z
+        n = z["storm"]
+        srv = await self.server().start()
+        ops = await self.operators(n=10)
+        net = Net(self.base)
+        vis = await self.connect_visitors(net, self.tokens[:n], beacon=False)
+        await self.wait_until(lambda: all(c.resumed_at for c in vis), 30)
+        m0 = await self.metrics()
+        # a burst of operator messages right before the signal: some arrive, some are replayed
+        opsby = {cid: o for o in ops for cid in o.cursors}
+        hot = [c for c in vis if c.expect][: z["storm_msgs"]]
+        for i, c in enumerate(hot):
+            cid = next(iter(c.expect))
+            if cid in opsby:
+                opsby[cid].send_nowait(
+                    {
+                        "type": "message",
+                        "chat_id": cid,
+                        "client_id": f"x{i}",
+                        "text": "Still there? We are restarting the server.",
+                    }
+                )
+        await asyncio.sleep(0.2)
+        before = {id(c): c.welcomes for c in vis}
+        for c in vis + ops:
+            c.resumed_at = None
+        cpu_gen0 = time.process_time()
+        slices: list[float] = []
+
+        async def sampler():
+            # the generator's CPU per half second: a storm is a burst, its average hides it
+            while True:
+                c0, w0 = time.process_time(), now()
+                await asyncio.sleep(0.5)
+                slices.append(100 * (time.process_time() - c0) / (now() - w0))
+
+        samp = asyncio.ensure_future(sampler())
+        t0 = now()
+        rc, exit_s = await srv.stop()
+        srv2 = await self.server().start(timeout=60)
+        up_s = now() - t0
+        done = await self.wait_until(
+            lambda: all(c.welcomes > before[id(c)] and c.resumed_at for c in vis), 120, 0.05
+        )
+        last = max((c.resumed_at or now()) for c in vis) - t0
+        samp.cancel()
+        gen_pct = 100 * (time.process_time() - cpu_gen0) / max(now() - t0, 0.001)
+        gen_peak = max(slices, default=0.0)
+        busy = sum(1 for x in slices if x >= 90) * 0.5
+        srv_cpu = srv2.stat().get("cpu_s", 0)
+        rtimes = sorted((c.resumed_at or now()) - t0 for c in vis)
+        await self.pause(3)
+        m = await self.metrics()
+        dups = sum(c.dups for c in vis)
+        gaps = sum(c.gaps for c in vis)
+        polled = sum(1 for c in vis if "poll" in c.transport_used)
+        resumed = sum(1 for c in vis if c.resumed_at)
+        streams = m["visitor_streams"]
+        for c in vis + ops:
+            c.abort()
+        await net.close()
+        await srv2.stop()
+        await drain_time_wait(self.log)
+        # baseline: the same clients against a bare Tornado restart
+        bl = await self.baseline().start()
+        bnet = Net(self.base)
+
+        async def bone(i):
+            c = StreamClient(bnet.pick(i), self.base, baseline=True, rooms=[i]).start()
+            await asyncio.wait_for(c.ready, 60)
+            return c
+
+        bvis = await gather_limited(n, bone, 200)
+        bbefore = {id(c): c.welcomes for c in bvis}
+        t1 = now()
+        await bl.stop()
+        bl2 = await self.baseline().start(timeout=60)
+        await self.wait_until(lambda: all(c.welcomes > bbefore[id(c)] for c in bvis), 120, 0.05)
+        blast = max(c.up_since for c in bvis) - t1
+        for c in bvis:
+            c.abort()
+        await bnet.close()
+        await bl2.stop()
+        await drain_time_wait(self.log)
+        self.details["storm"] = dict(
+            exit_rc=rc,
+            exit_s=round(exit_s, 2),
+            restart_ready_s=round(up_s, 2),
+            all_resumed=done,
+            resumed=resumed,
+            dups=dups,
+            gaps=gaps,
+            fell_back_to_poll=polled,
+            streams_before=m0["visitor_streams"],
+            streams_after=streams,
+            metrics=m,
+            gen_cpu_pct=round(gen_pct, 1),
+            gen_cpu_slices=[round(x) for x in slices],
+            server_cpu_s=srv_cpu,
+            baseline_s=round(blast, 2),
+        )
+        g = f"{gen_pct:.0f}% (peak {gen_peak:.0f}%)"
+        note = (
+            f"generator-bound: its core was ≥ 90 % busy for {busy:.1f} s of the storm"
+            if busy >= 1
+            else ""
+        )
+        note += f"; server CPU {srv_cpu:.1f} s since restart; resumed p50 "
+        note += f"{pct(rtimes, 0.5):.1f} s, p90 {pct(rtimes, 0.9):.1f} s"
+        sc = f"reconnect storm ({n:,})"
+        self.row(
+            sc,
+            "SIGTERM → last visitor resumed, s",
+            round(last, 2),
+            "≤ 10",
+            done and last <= 10,
+            round(blast, 2),
+            round(last / max(blast, 0.01), 2),
+            g,
+            self.lag(m),
+            f"exit {exit_s:.1f} s (rc {rc}), restart ready {up_s:.1f} s, "
+            f"{polled} fell back to long-poll" + (f"; {note}" if note else ""),
+        )
+        self.row(
+            sc,
+            "duplicates / gaps / streams after",
+            f"{dups} / {gaps} / {streams:,}",
+            f"0 / 0 / {n:,}",
+            dups == 0 and streams == n,
+            None,
+            None,
+            g,
+            self.lag(m),
+            f"{resumed:,} of {n:,} resumed",
+        )
+
+    # -- scenario: file limit -----------------------------------------------------------------
+
+    async def s_filelimit(self) -> None:
+        z = self.z
+        nofile = z["flood_nofile"]
+        srv = await self.server(nofile=nofile).start()
+        measure: list = []
+        on_event = self.dispatch(measure)
+        ops = await self.operators(on_event)
+        net = Net(self.base)
+        k = z["fl_chats"]
+        vis = await self.connect_visitors(net, self.tokens[:k], on_event, beacon=False)
+        chat_ids = await self.open_chats(vis, ops)
+        opsby = {cid: o for o in ops for cid in o.cursors}
+        senders = [(chat_ids[i], vis[i], opsby[chat_ids[i]]) for i in range(k)]
+        m0 = await self.metrics(reset=True)
+        limit = m0["file_limit"]
+        tok = self.work / "flood_tokens.json"
+        tok.write_text(json.dumps(self.tokens[-200:]))
+        half = z["flood"] // 2
+        floods = []
+        for j in range(2):
+            cmd = [
+                sys.executable,
+                str(BENCH / "flood.py"),
+                "--mode",
+                "flood",
+                "--port",
+                str(self.port),
+                "--tokens",
+                str(tok),
+                "--count",
+                str(half),
+                "--offset",
+                str(j),
+                "--concurrency",
+                "50",
+            ]
+            floods.append(
+                subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stdin=subprocess.PIPE,
+                    text=True,
+                    preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
+                )
+            )
+        w = self.Window(srv)
+        until = asyncio.Event()
+        load = asyncio.ensure_future(
+            self.message_load(senders, z["fl_rate"], 0, 0, 0.3, measure, until)
+        )
+        results = []
+        for f in floods:
+            while True:
+                line = await asyncio.get_running_loop().run_in_executor(None, f.stdout.readline)
+                if not line or line.startswith("RESULT"):
+                    break
+            results.append(json.loads(line.split(" ", 1)[1]) if line else {})
+        peak_fds = srv.stat().get("fds", 0)
+        await self.pause(2)
+        until.set()
+        r2 = await load
+        gen_children = 0.0
+        for f in floods:
+            f.stdin.write("exit\n")
+            f.stdin.flush()
+        for f in floods:
+            _, status, ru = os.wait4(f.pid, 0)
+            gen_children += ru.ru_utime + ru.ru_stime
+        win = w.close(extra_cpu=gen_children)
+        await self.pause(1)
+        m = await self.metrics()
+        outcomes: dict = {}
+        for r in results:
+            for key, v in r.get("outcomes", {}).items():
+                outcomes[key] = outcomes.get(key, 0) + v
+        clean_keys = ("accepted", "http_503_server_full", "ws_close_1013", "closed_immediately")
+        unclean = {key: v for key, v in outcomes.items() if key not in clean_keys}
+        lat, errs, lost = r2["lat"], r2["errors"], r2["lost"]
+        disconnects = sum(len(c.close_codes) for c in vis + ops)
+        for c in vis + ops:
+            c.abort()
+        await net.close()
+        rc, _ = await srv.stop()
+        await drain_time_wait(self.log)
+        self.details["filelimit"] = dict(
+            file_limit=limit,
+            peak_fds=peak_fds,
+            outcomes=outcomes,
+            floods=results,
+            window=win,
+            metrics=m,
+            chats_after=dict(p99=pct(lat, 0.99), lost=lost, errors=len(errs)),
+            disconnects=disconnects,
+            exit_rc=rc,
+        )
+        g, note = self.gen_note(win, r2)
+        sc = f"file limit ({z['flood']:,} attempts, limit {limit:,})"
+        acc = outcomes.get("accepted", 0)
+        refused = sum(outcomes.get(key, 0) for key in clean_keys[1:])
+        unc = sum(unclean.values())
+        self.row(
+            sc,
+            "accepted / clean refusals / unclean",
+            f"{acc:,} / {refused:,} / {unc:,}",
+            "unclean 0",
+            unc == 0 and refused > 0,
+            None,
+            None,
+            g,
+            self.lag(m),
+            ", ".join(f"{k2} {v:,}" for k2, v in sorted(outcomes.items()))
+            + (f"; {note}" if note else ""),
+        )
+        ok = disconnects == 0 and lost == 0 and not errs
+        self.row(
+            sc,
+            "chats in progress: disconnects / lost / errors",
+            f"{disconnects} / {lost} / {len(errs)}",
+            "0 / 0 / 0",
+            ok,
+            None,
+            None,
+            g,
+            self.lag(m),
+            f"{z['fl_chats']} chats at {z['fl_rate']} msg/s during the flood",
+        )
+
+    # -- scenario: page views -----------------------------------------------------------------
+
+    async def s_pageviews(self) -> None:
+        z = self.z
+        sc = "page views (POST /api/visitor/track, wrk)"
+        stored_before = self.page_views_stored()  # earlier scenarios sent beacons too
+        srv = await self.server().start()
+        self.track_built = await self.probe_track()
+        if not self.track_built:
+            await srv.stop()
+            self.row(
+                sc,
+                "beacons/s",
+                "not built yet",
+                "≥ 5,000 and ≥ 0.7 × baseline",
+                None,
+                note="issue 5: the endpoint does not exist yet",
+            )
+            return
+        if not shutil.which("wrk"):
+            await srv.stop()
+            self.row(sc, "beacons/s", "skipped: wrk not installed", "≥ 5,000", None)
+            return
+        net = Net(self.base)
+        toks = self.tokens[: z["pv_tokens"]]
+        st = await gather_limited(len(toks), lambda i: track(net.pick(i), self.base, toks[i], i))
+        tokfile = self.work / "pv_tokens.txt"
+        tokfile.write_text("\n".join(toks) + "\n")
+        await self.pause(1.5)
+        # 1. the beacon path alone (what the target and the baseline are about)
+        await self.metrics(reset=True)
+        w = self.Window(srv)
+        res = await self.wrk(self.base + "/api/visitor/track", tokfile)
+        win = w.close(extra_cpu=res["cpu_s"])
+        m = await self.metrics(reset=True)
+        # 2. the same with 10 operator consoles watching the monitor (visitors_changed)
+        ops = await self.operators(n=10)
+        await self.pause(1)
+        await self.metrics(reset=True)
+        res2 = await self.wrk(self.base + "/api/visitor/track", tokfile)
+        m2 = await self.metrics()
+        await asyncio.sleep(1.2 if SMOKE else 2)  # the next group commit
+        for c in ops:
+            c.abort()
+        await net.close()
+        await srv.stop()
+        stored = self.page_views_stored() - stored_before
+        await drain_time_wait(self.log)
+        bl = await self.baseline().start()
+        bres = await self.wrk(self.base + "/track", tokfile)
+        await bl.stop()
+        await drain_time_wait(self.log)
+        self.details["pageviews"] = dict(
+            ours=res,
+            ours_with_consoles=res2,
+            baseline=bres,
+            window=win,
+            metrics=m,
+            metrics_with_consoles=m2,
+            warm_status=sorted(set(st)),
+            stored_rows=stored,
+        )
+        g = f"{res['cpu_pct']:.0f}% (wrk)"
+        note = "INVALID: wrk saturated its core" if res["cpu_pct"] >= 90 else ""
+        rps, brps = res["rps"], bres["rps"]
+        ratio = round(rps / brps, 2) if brps else None
+        okv = rps >= 5000 and (ratio or 0) >= 0.7 and res["non2xx"] == 0
+        sent = sum(r["requests"] or 0 for r in (res, res2)) + len(toks)
+        self.row(
+            sc,
+            "beacons/s",
+            round(rps),
+            "≥ 5,000 and ≥ 0.7 × baseline",
+            okv,
+            round(brps),
+            ratio,
+            g,
+            self.lag(m),
+            f"non-2xx {res['non2xx']}, p99 {res['p99_ms']} ms; {stored:,} page views stored, "
+            f"{sent:,} answered (both runs and the warm-up)" + (f"; {note}" if note else ""),
+        )
+        rps2 = res2["rps"]
+        self.row(
+            sc,
+            "beacons/s, 10 consoles watching",
+            round(rps2),
+            None,
+            None,
+            round(brps),
+            round(rps2 / brps, 2) if brps else None,
+            f"{res2['cpu_pct']:.0f}% (wrk)",
+            self.lag(m2),
+            f"non-2xx {res2['non2xx']}; the monitor's coalesced visitors_changed to each console",
+        )
+
+    def page_views_stored(self) -> int:
+        """Rows in cutelive's page_view table, read while no server runs."""
+        db = sqlite3.connect(f"file:{self.data_dir / 'cutelive.db'}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT COUNT(*) FROM page_view").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+        finally:
+            db.close()
+
+    async def wrk(self, url: str, tokfile: Path) -> dict:
+        z = self.z
+        cmd = [
+            "wrk",
+            "-t1",
+            f"-c{z['wrk_conns']}",
+            f"-d{z['pv_secs']}s",
+            "--latency",
+            "-s",
+            str(BENCH / "track.lua"),
+            url,
+            "--",
+            str(tokfile),
+        ]
+        p = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
+        )
+        out = await asyncio.get_running_loop().run_in_executor(None, p.stdout.read)
+        _, _, ru = os.wait4(p.pid, 0)
+        cpu = ru.ru_utime + ru.ru_stime
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        non = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        done = re.search(r"(\d+) requests in", out)
+        p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+        p99_ms = None
+        if p99:
+            p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+        return {
+            "requests": int(done.group(1)) if done else None,
+            "rps": rps,
+            "non2xx": int(non.group(1)) if non else 0,
+            "p99_ms": p99_ms,
+            "cpu_s": cpu,
+            "cpu_pct": round(100 * cpu / z["pv_secs"], 1),
+            "output": out,
+        }
+
+    # -- scenario: cold start and widget weight -----------------------------------------------
+
+    async def s_coldstart(self) -> None:
+        z = self.z
+        exe = ROOT / "dist" / "cutelive"
+        sc = "cold start (dist/cutelive)"
+        sources = [ROOT / "cutelive.py", ROOT / "build.spec", *(ROOT / "assets").rglob("*")]
+        stale = exe.exists() and max(p.stat().st_mtime for p in sources) > exe.stat().st_mtime
+        if not exe.exists() or stale:
+            why = "older than the sources" if stale else "missing"
+            if self.mode == "smoke":
+                self.row(
+                    sc, "first HTTP 200", f"skipped: dist/cutelive {why} (smoke does not build)"
+                )
+                return
+            self.log(f"  dist/cutelive is {why}: building it with pyinstaller")
+            subprocess.run(
+                ["pyinstaller", "--noconfirm", "--log-level", "WARN", "build.spec"],
+                cwd=ROOT,
+                check=True,
+            )
+        times, rsss = [], []
+        d = self.work / "cold"
+        d.mkdir()
+        for _ in range(z["cold_runs"]):
+            port = free_port()
+            p = Proc(
+                "exe",
+                [str(exe), "serve", "--port", str(port)],
+                port,
+                self.work / "cold.log",
+                "/api/status",
+                cwd=d,
+            )
+            await p.start()
+            times.append(p.ready_s)
+            await self.pause(2)
+            rss = sum(proc_stat(q).get("VmRSS", 0) for q in [p.pid] + children(p.pid))
+            rsss.append(rss)
+            await p.stop()
+        # baseline: bare Tornado (python3, not frozen) to its first 200
+        port = free_port()
+        b = await self.baseline(port=port).start()
+        await self.pause(2)
+        brss = b.stat()["VmRSS"]
+        await b.stop()
+        ours = times[0] * 1000
+        self.details["coldstart"] = dict(
+            first_200_ms=[round(t * 1000) for t in times],
+            rss_kb=rsss,
+            baseline_ms=round(b.ready_s * 1000),
+            baseline_rss_kb=brss,
+        )
+        self.row(
+            sc,
+            "first HTTP 200, ms (empty dir)",
+            round(ours),
+            "≤ 500",
+            ours <= 500,
+            round(b.ready_s * 1000),
+            round(ours / (b.ready_s * 1000), 2),
+            None,
+            None,
+            "baseline: bare Tornado under python3, not frozen; runs: "
+            + ", ".join(f"{t * 1000:.0f}" for t in times),
+        )
+        mb = rsss[0] / 1024
+        self.row(
+            sc,
+            "idle RSS, MB (bootloader + Python)",
+            round(mb, 1),
+            "≤ 60",
+            mb <= 60,
+            round(brss / 1024, 1),
+            round(mb / (brss / 1024), 2),
+            None,
+            None,
+        )
+
+    async def s_widget(self, port: int | None = None) -> None:
+        sc = "widget weight (gzip, as served)"
+        own = None
+        if port is None:
+            port = free_port()
+            own = await self.server(port=port).start()
+
+        def get(path: str) -> tuple[int, bool]:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", path, headers={"Accept-Encoding": "gzip", "User-Agent": UA})
+            r = c.getresponse()
+            body = r.read()
+            if r.status != 200:
+                raise RuntimeError(f"GET {path}: HTTP {r.status}")
+            gz = r.getheader("Content-Encoding") == "gzip"
+            c.close()
+            return (len(body) if gz else len(gzip.compress(body))), gz
+
+        loader, lgz = get("/widget.js")
+        src = (ROOT / "assets" / "widget" / "widget.js").read_text()
+        parts = sorted(set(re.findall(r"/assets/widget/[\w.-]+", src)))
+        sizes = {"/widget.js": loader}
+        for path in parts:
+            sizes[path] = get(path)[0]
+        before = loader + get("/api/widget/config")[0] + get("/assets/img/offline.svg")[0]
+        # Files the loader fetches once the page is idle, before any click (the realtime
+        # connection for presence and invitations), as far as widget.js says so.
+        idle = [p for p in parts if p.rsplit("/", 1)[1] in ("stream.js", "presence.js")]
+        idle_bytes = sum(sizes[p] for p in idle)
+        if own:
+            await own.stop()
+        total = sum(sizes.values())
+        self.details["widget"] = dict(sizes=sizes, served_gzip=lgz, before_click=before)
+        self.row(
+            sc,
+            "loader /widget.js, bytes",
+            loader,
+            "≤ 4,096",
+            loader <= 4096,
+            note=f"with the config and button image {before:,} B; plus "
+            f"{' + '.join(p.rsplit('/', 1)[1] for p in idle)} loaded when the page is idle: "
+            f"{before + idle_bytes:,} B before the click",
+        )
+        self.row(
+            sc,
+            "whole widget, bytes",
+            total,
+            "≤ 30,720",
+            total <= 30720,
+            note=" + ".join(f"{p.rsplit('/', 1)[1]} {s:,}" for p, s in sizes.items()),
+        )
+
+    # -- the run ------------------------------------------------------------------------------
+
+    SCENARIOS = [
+        "idle",
+        "chats",
+        "longpoll",
+        "filelimit",
+        "pageviews",
+        "storm",
+        "coldstart",
+        "widget",
+    ]
+
+    async def run(self) -> int:
+        self.track_built = False
+        await self.setup()
+        for name in self.SCENARIOS:
+            if self.only and name not in self.only:
+                continue
+            self.log(f"scenario {name}")
+            t0 = now()
+            try:
+                await getattr(self, f"s_{name}")()
+            except Exception:
+                tb = traceback.format_exc()
+                self.errors.append(f"{name}: {tb}")
+                self.log(f"  FAILED: {tb}")
+                self.row(name, "error", "FAILED (see log)", None, False)
+                await self.kill_strays()
+            self.details.setdefault("durations_s", {})[name] = round(now() - t0, 1)
+        for s in self.op_sessions:
+            await s.close()
+        return 1 if self.errors else 0
+
+    async def kill_strays(self) -> None:
+        for pid in children(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+
+    def report(self) -> str:
+        label = {
+            "full": "FULL",
+            "quick": "QUICK (not the figures to quote)",
+            "smoke": "SMOKE (tiny; no targets)",
+        }[self.mode]
+        cols = [
+            "scenario",
+            "figure",
+            "value",
+            "target",
+            "ok",
+            "baseline",
+            "ratio",
+            "gen CPU",
+            "lag p99/max ms",
+        ]
+        table = [cols]
+        for r in self.rows:
+            ok = {True: "met", False: "MISSED", None: ""}[r["ok"]]
+            table.append(
+                [
+                    r["scenario"],
+                    r["figure"],
+                    fmt(r["value"]),
+                    r["target"] or "—",
+                    ok,
+                    fmt(r["baseline"]),
+                    fmt(r["ratio"], 2),
+                    r["gen_cpu"] or "—",
+                    r["lag"] or "—",
+                ]
+            )
+        widths = [max(len(str(row[i])) for row in table) for i in range(len(cols))]
+        lines = []
+        for j, row in enumerate(table):
+            lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+            if j == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        notes = [f"  {r['scenario']} / {r['figure']}: {r['note']}" for r in self.rows if r["note"]]
+        head = [
+            f"Cute Live Support benchmark — {label}",
+            f"date {datetime.datetime.now().isoformat(timespec='seconds')}, "
+            f"{platform.node()}, {os.cpu_count()} CPUs ({cpu_model()}), "
+            f"Python {platform.python_version()}, server on CPU {SERVER_CPU}, "
+            f"generators on CPU {GEN_CPU}, run took {now() - self.started:.0f} s",
+            f"load average at the end: {os.getloadavg()[0]:.2f}",
+            "bench/bench.ini:",
+            *["    " + line for line in self.ini.read_text().splitlines() if line.strip()],
+            "",
+        ]
+        foot = [
+            "",
+            "ratio = ours ÷ baseline (same run, same generator); gen CPU = the "
+            "generator's share of its core; lag = the server's event-loop lag.",
+            "notes:",
+            *notes,
+        ]
+        if self.errors:
+            foot += ["errors:", *self.errors]
+        return "\n".join(head + lines + foot)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="smaller sizes; labelled QUICK")
+    g.add_argument("--smoke", action="store_true", help="tiny, under a minute, no targets (CI)")
+    p.add_argument("--only", nargs="*", choices=Bench.SCENARIOS, help="run only these")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (logs, database)")
+    a = p.parse_args()
+    mode = "quick" if a.quick else "smoke" if a.smoke else "full"
+    global SMOKE
+    SMOKE = mode == "smoke"
+    os.sched_setaffinity(0, {GEN_CPU})
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the servers on the way out
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    b = Bench(mode, a.only)
+    b.log(f"mode {mode}; work folder {b.work}")
+    try:
+        rc = asyncio.run(b.run())
+    finally:
+        for pid in children(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    text = b.report()
+    print()
+    print(text)
+    out = dict(
+        mode=mode,
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        machine=dict(
+            node=platform.node(),
+            cpus=os.cpu_count(),
+            model=cpu_model(),
+            python=platform.python_version(),
+        ),
+        bench_ini=b.ini.read_text(),
+        sizes=b.z,
+        rows=b.rows,
+        details=b.details,
+        errors=b.errors,
+        table=text,
+    )
+    b.json_path.write_text(json.dumps(out, indent=1, default=str))
+    (b.results_dir / f"latest-{mode}.txt").write_text(text + "\n")
+    print(f"\nJSON: {b.json_path.relative_to(ROOT)}")
+    if not a.keep:
+        shutil.rmtree(b.work, ignore_errors=True)
+    else:
+        print(f"work folder kept: {b.work}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
