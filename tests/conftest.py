@@ -483,3 +483,35 @@ def pytest_sessionfinish(session, exitstatus):
     elif skipped and session.exitstatus == 0:
         print(f"\nFAILED: {skipped} test(s) skipped; every test must run", file=sys.stderr)
         session.exitstatus = 1
+
+
+# -- browser fixtures (test_browser*.py) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium under Playwright, one per test module."""
+    from browser_helpers import launch, require_chromium
+    from playwright.sync_api import sync_playwright
+
+    require_chromium()  # fails (never skips) with "apt-get install chromium"
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def host(server, tmp_path):
+    """The customer's web site, served from a second origin."""
+    from browser_helpers import HostSite
+
+    site = HostSite(tmp_path / "host", server.url)
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def dialogs():
+    """Every JavaScript dialog any page opened (there must be none)."""
+    return []

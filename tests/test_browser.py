@@ -12,39 +12,16 @@ import re
 import socket
 import threading
 
-import pytest
-from browser_helpers import HostSite, launch, require_chromium, screenshot
+from browser_helpers import HostSite, screenshot
 from conftest import wait_for
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 T = 10_000  # ms: generous for a loaded CI machine; every wait returns as soon as it holds
 PASSWORD = "correct horse 1"
 XSS = "<img src=x onerror=alert(1)>"
 
 
-# -- fixtures --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()  # fails (never skips) with "apt-get install chromium"
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def host(server, tmp_path):
-    site = HostSite(tmp_path / "host", server.url)
-    yield site
-    site.close()
-
-
-@pytest.fixture
-def dialogs():
-    """Every JavaScript dialog any page opened (there must be none)."""
-    return []
+# -- helpers (the browser, host and dialogs fixtures are in conftest.py) ---------------------
 
 
 def new_page(browser, dialogs, width=1280, height=800, **kw):

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 import requests
-from browser_helpers import HostSite, launch, require_chromium, screenshot
+from browser_helpers import screenshot
 from conftest import TIMEOUT, wait_for
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 T = 10_000  # ms: generous for a loaded CI machine; every wait returns as soon as it holds
 PASSWORD = "correct horse 1"
@@ -25,28 +24,6 @@ HOME, PRICING, SHOP = (
     "Pricing \u2014 Bramble Tea Co.",
     "Catalogue \u2014 Bramble Tea Co.",  # app.html titles itself by its view
 )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()  # fails (never skips) with "apt-get install chromium"
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def host(server, tmp_path):
-    site = HostSite(tmp_path / "host", server.url)
-    yield site
-    site.close()
-
-
-@pytest.fixture
-def dialogs():
-    """Every JavaScript dialog any page opened (there must be none)."""
-    return []
 
 
 def watch(page, dialogs):
