@@ -17,7 +17,10 @@ import uuid
 import pytest
 import requests
 import websocket
-from conftest import ROOT, TIMEOUT, WS, wait_for
+from conftest import TIMEOUT, WS, wait_for
+from tornado.web import RequestHandler
+
+from livesupport.web.app import ROUTES, Route
 
 KIB64 = 64 * 1024
 MISSING_CHAT = 987654
@@ -127,8 +130,8 @@ def console_state(admin) -> dict:
     offline messages, operators, settings, rules...), from the route table itself. Live data
     (presence, the visitors on the site now) is left out: it is not stored."""
     out = {}
-    for pattern, handler in CONSOLE_ROUTES:
-        if "(" in pattern or pattern in LIVE_ROUTES or "GET" not in handler_methods(handler):
+    for pattern, route in CONSOLE_ROUTES:
+        if "(" in pattern or pattern in LIVE_ROUTES or "GET" not in handler_methods(route):
             continue
         r = admin.get(pattern + ("?limit=200" if pattern == "/api/console/chats" else ""))
         assert r.status_code == 200, (pattern, r.text)
@@ -1052,32 +1055,21 @@ def test_commands_before_hello_and_bad_tokens_in_hello(server):
 
 # -- console routes ---------------------------------------------------------------------------
 
-SOURCE = (ROOT / "cutelive.py").read_text()
-CONSOLE_ROUTES = re.findall(r'\(r"(/api/console/[^"]*)",\s*(\w+)', SOURCE)
+#: The console's routes, from the live route table: ``(pattern, route)``.
+CONSOLE_ROUTES = [(r.pattern, r) for r in ROUTES if r.pattern.startswith("/api/console/")]
 #: Console GET routes whose answers are live, not stored (left out of console_state).
 LIVE_ROUTES = {"/api/console/session", "/api/console/ws", "/api/console/visitors"}
 #: Methods that change state and so must carry the CSRF token.
 UNSAFE = ("POST", "PATCH", "PUT", "DELETE")
 
 
-def _class_source(name: str) -> tuple[list[str], str]:
-    m = re.search(rf"^class {name}\(([^)]*)\):\n(.*?)(?=^\S)", SOURCE, re.M | re.S)
-    assert m, f"class {name} not found in cutelive.py"
-    return [b.strip() for b in m.group(1).split(",")], m.group(2)
-
-
-def handler_methods(name: str) -> dict[str, str]:
-    """``{HTTP method: source of its function}`` a handler class defines or inherits."""
-    bases, body = _class_source(name)
-    out = {}
-    for base in reversed(bases):
-        if re.search(rf"^class {base}\(", SOURCE, re.M):
-            out.update(handler_methods(base))
-    for m in re.finditer(
-        r"^    (?:async )?def (get|post|patch|put|delete)\(.*?(?=^    \S|\Z)", body, re.M | re.S
-    ):
-        out[m.group(1).upper()] = m.group(0)
-    return out
+def handler_methods(route: Route) -> dict[str, str]:
+    """``{HTTP method: authentication level}`` for the methods a route's handler serves."""
+    return {
+        m: route.auth.get(m, "operator") if isinstance(route.auth, dict) else route.auth
+        for m in ("GET", "POST", "PATCH", "PUT", "DELETE")
+        if getattr(route.handler, m.lower()) is not getattr(RequestHandler, m.lower())
+    }
 
 
 def _path(pattern: str) -> str:
@@ -1093,21 +1085,25 @@ def test_the_console_route_table_is_what_this_test_walks():
         "/api/console/operators/([^/]+)",
     } <= paths
     assert len(CONSOLE_ROUTES) >= 14
-    for _, handler in CONSOLE_ROUTES:
-        assert handler_methods(handler), handler
-    assert handler_methods("OperatorsHandler").keys() == {"GET", "POST"}
-    assert "require(admin=True)" in handler_methods("OperatorHandler")["PATCH"]
+    for _, route in CONSOLE_ROUTES:
+        assert handler_methods(route), route
+    by_pattern = dict(CONSOLE_ROUTES)
+    assert handler_methods(by_pattern["/api/console/operators"]) == {
+        "GET": "operator",
+        "POST": "admin",
+    }
+    assert handler_methods(by_pattern["/api/console/operators/([^/]+)"])["PATCH"] == "admin"
 
 
 def test_every_console_route_refuses_requests_without_a_session(server):
     admin = server.console("admin")
     before = console_state(admin)
     ran = 0
-    for pattern, handler in CONSOLE_ROUTES:
+    for pattern, route in CONSOLE_ROUTES:
         if pattern == "/api/console/session":
             continue
         url = server.url + _path(pattern)
-        methods = handler_methods(handler)
+        methods = handler_methods(route)
         # No cookie at all: every state change fails the CSRF check, GET needs a session.
         bare = requests.Session()
         for method in ("GET",) + UNSAFE:
@@ -1215,7 +1211,7 @@ def _tampered(xsrf: str) -> str:
 def test_console_state_changes_need_the_csrf_token_even_with_a_session(server):
     admin, bob, v, chat_id, bodies, path = _console_fixture(server)
     before = console_state(admin)
-    unsafe = sorted((p, m) for p, h in CONSOLE_ROUTES for m in handler_methods(h) if m in UNSAFE)
+    unsafe = sorted((p, m) for p, r in CONSOLE_ROUTES for m in handler_methods(r) if m in UNSAFE)
     assert ("/api/console/operators/([^/]+)", "PATCH") in unsafe
     for pattern, method in unsafe:
         for client, other in ((admin, bob), (bob, admin)):
@@ -1257,9 +1253,9 @@ def test_administrator_endpoints_refuse_operators(server):
     admin, bob, v, chat_id, bodies, path = _console_fixture(server)
     before = console_state(admin)
     checked = set()
-    for pattern, handler in CONSOLE_ROUTES:
-        for method, src in handler_methods(handler).items():
-            if "require(admin=True)" not in src:
+    for pattern, route in CONSOLE_ROUTES:
+        for method, auth in handler_methods(route).items():
+            if auth != "admin":
                 continue
             targets = [path(pattern)]
             if "(" in pattern:  # also on the administrator, on bob himself and on nothing

@@ -1,0 +1,34 @@
+"""Cute Live Support: the server, as one package in layers (see ``cutelive.py`` for the map).
+
+Importing the package does nothing but define names; ``livesupport.cli.main`` runs it.
+"""
+
+__version__ = "0.1.0"
+
+#: The layers, bottom first. A module may import only from its own layer and those before it
+#: (``tests/test_layers.py`` walks every import). Each entry is a module, or a package whose
+#: modules form one layer.
+LAYERS: list[str] = [
+    "clock",
+    "config",
+    "protocol",
+    "storage",
+    "hub",
+    "guards",
+    # The domain, one module per subject, each importing only the subjects before it.
+    "accounts",
+    "presence",
+    "site",
+    "mail",
+    "enrichment",
+    "monitor",
+    "invitations",
+    "chats",
+    "offline",
+    "streams",
+    "commands",
+    "services",
+    # Transports and the entry point.
+    "web",
+    "cli",
+]

@@ -1,0 +1,455 @@
+"""Conversations: starting, the queue, accepting, messages, typing, closing, missing, requeuing.
+
+Every chat event is committed (with its ``seq``) before it is acknowledged or published.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from .clock import Clock
+from .config import Config
+from .guards import RateLimiter
+from .hub import Hub, Signal
+from .invitations import Invitations
+from .presence import Presence
+from .protocol import (
+    ACTIVE,
+    CLOSED,
+    MAX_UA_CHARS,
+    MISSED,
+    ONLINE,
+    OPEN_STATUSES,
+    TYPING_EXPIRES,
+    WAITING,
+    ApiError,
+    Party,
+    chat_closed,
+    chat_summary,
+    invalid_field,
+    not_assigned,
+    not_found,
+    operator_ref,
+)
+from .storage import Storage
+from .storage.records import Chat
+
+
+def message_event(who: str, op: dict | None, text: str, client_id: str, t: int) -> dict:
+    return {
+        "type": "message",
+        "ts": t,
+        "from": who,
+        "operator": op,
+        "text": text,
+        "client_id": client_id,
+    }
+
+
+class Typing:
+    """Typing indicators: ephemeral, throttled to one ``typing: true`` a second per side."""
+
+    def __init__(self, hub: Hub, clock: Clock):
+        self.hub = hub
+        self.clock = clock
+        self._sent: dict[tuple[int, str], float] = {}
+
+    def set(self, chat: Chat, who: str, typing: bool) -> None:
+        key = (chat.id, who)
+        mono = self.clock.monotonic()
+        last = self._sent.get(key)
+        if typing:
+            if last is not None and mono - last < 1.0:
+                return  # throttled: the receiver still shows the last one
+            self._sent[key] = mono
+        elif self._sent.pop(key, None) is None:
+            return  # nothing to clear
+        self._send(chat, who, typing)
+
+    def stop(self, chat: Chat, who: str) -> None:
+        """After a message: the sender no longer types."""
+        if self._sent.pop((chat.id, who), None) is not None:
+            self._send(chat, who, False)
+
+    def forget(self, chat_id: int) -> None:
+        self._sent.pop((chat_id, "visitor"), None)
+        self._sent.pop((chat_id, "operator"), None)
+
+    def _send(self, chat: Chat, who: str, typing: bool) -> None:
+        if who == "visitor":
+            if not chat.operator_id:
+                return
+            topic = f"op:{chat.operator_id}"
+        else:
+            topic = f"v:{chat.visitor_id}"
+        ev = {
+            "type": "typing",
+            "chat_id": chat.id,
+            "from": who,
+            "typing": typing,
+            "expires_in": TYPING_EXPIRES,
+        }
+        self.hub.publish([topic], ev)
+
+
+class Chats:
+    """The chats and their queue. Announces ``changed(chat)`` after any change of a chat's
+    status or operator."""
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        hub: Hub,
+        clock: Clock,
+        presence: Presence,
+        invitations: Invitations,
+    ):
+        self.config = config
+        self.store = storage.chats
+        self.accounts = storage.accounts
+        self.hub = hub
+        self.clock = clock
+        self.presence = presence
+        self.invitations = invitations
+        self.typing = Typing(hub, clock)
+        self.rl_messages = RateLimiter("visitor_messages", config.limits_visitor_messages, clock)
+        self.rl_chats = RateLimiter("chats_per_ip", config.limits_chats_per_ip, clock)
+        #: Waiting chat id -> queued_at (ms), oldest first when sorted.
+        self.waiting: dict[int, int] = {}
+        self._queue_dirty = False
+        self.changed = Signal("chat_changed")
+
+    async def start(self) -> set[int]:
+        """Load the queue after a (re)start; returns the operators who have open chats."""
+        operators = set()
+        for chat in await self.store.open_chats():
+            if chat.status == WAITING:
+                self.waiting[chat.id] = chat.queued_at
+            elif chat.operator_id:
+                operators.add(chat.operator_id)
+        return operators
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def summary(self, chat: Chat, role: str) -> dict:
+        op = await self.accounts.operator(chat.operator_id) if chat.operator_id else None
+        return chat_summary(chat, role, op)
+
+    def may_see(self, party: Party, chat: Chat) -> bool:
+        if party.role == "visitor":
+            return chat.visitor_id == party.visitor_id
+        return True  # operators are staff; every transcript is theirs to read
+
+    async def chat_for(self, party: Party, chat_id: int) -> Chat:
+        """A chat the party may see; any other id gets the same 404 as a missing one."""
+        chat = await self.store.chat(chat_id)
+        if chat is None or not self.may_see(party, chat):
+            raise not_found(f"no chat {chat_id}", chat_id=chat_id)
+        return chat
+
+    async def own_open_chats(self, party: Party) -> list[Chat]:
+        if party.role == "visitor":
+            return (await self.store.visitor_chats(party.visitor_id, open_only=True))[::-1]
+        return await self.store.operator_chats(party.operator_id)
+
+    async def transcript(self, party: Party, chat_id: int) -> dict:
+        chat = await self.chat_for(party, chat_id)
+        events = [json.loads(t) for t in await self.store.events_after(chat.id, 0)]
+        return {"chat": await self.summary(chat, party.role), "events": events}
+
+    async def visitor_list(self, party: Party) -> list[dict]:
+        """The visitor's chats, newest first."""
+        chats = await self.store.visitor_chats(party.visitor_id)
+        return [await self.summary(c, "visitor") for c in chats]
+
+    async def console_list(self, party: Party, status: str, limit: int, before: int):
+        """Chats by status (or ``mine``), newest first, for the console's history."""
+        mine = party.operator_id if status == "mine" else None
+        status_filter = None if status == "mine" else status or None
+        chats = await self.store.list_chats(status_filter, mine, limit, before)
+        return [await self.summary(c, "operator") for c in chats]
+
+    # -- the queue ----------------------------------------------------------------------------
+
+    def queue_changed(self) -> None:
+        """Consoles get the new queue once per loop iteration, however many changes."""
+        if self._queue_dirty:
+            return
+        self._queue_dirty = True
+
+        async def flush() -> None:
+            self._queue_dirty = False
+            self.hub.publish(["ops"], await self.queue_event())
+
+        self.clock.call_later(0, lambda: self.clock.spawn(flush()))
+
+    async def queue_event(self) -> dict:
+        out = []
+        for cid in sorted(self.waiting, key=self.waiting.get):
+            c = await self.store.chat(cid)
+            if c:
+                out.append(dict(await self.summary(c, "operator"), first_message=c.first_message))
+        return {"type": "queue", "chats": out}
+
+    async def tick(self) -> None:
+        """Queue timeouts: a chat nobody answered in time is missed."""
+        now = self.clock.now_ms()
+        limit = int(self.config.chat_queue_timeout * 1000)
+        for chat_id, queued_at in list(self.waiting.items()):
+            if now - queued_at >= limit:
+                await self.miss(chat_id)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    async def publish(self, chat: Chat, pairs: list, extra_topics: Iterable[str] = ()) -> None:
+        topics = [f"v:{chat.visitor_id}"]
+        if chat.operator_id:
+            topics.append(f"op:{chat.operator_id}")
+        topics.extend(extra_topics)
+        for ev, text in pairs:
+            self.hub.publish(topics, ev, text)
+        if any(ev["type"] != "message" for ev, _ in pairs):
+            await self.changed.emit(chat)
+
+    async def _operator_ref(self, operator_id: int) -> dict:
+        o = await self.accounts.operator(operator_id)
+        return operator_ref(o.id, o.display_name)
+
+    # -- starting -----------------------------------------------------------------------------
+
+    async def _open_chat_of(self, party: Party, client_id: str | None) -> dict | None:
+        """A visitor has at most one open chat: the same first client id returns it again."""
+        for chat in await self.store.visitor_chats(party.visitor_id, open_only=True):
+            first = await self.store.event_by_client_id(chat.id, client_id) if client_id else None
+            if first is not None:
+                return {"chat": await self.summary(chat, "visitor"), "message": json.loads(first)}
+            raise ApiError(
+                "chat_already_open",
+                f"chat {chat.id} is still open; send messages there",
+                409,
+                chat_id=chat.id,
+            )
+        return None
+
+    async def start_chat(
+        self, party, name, text, client_id, email="", page_url="", page_title=""
+    ) -> dict:
+        again = await self._open_chat_of(party, client_id)
+        if again is not None:
+            return again
+        self.rl_chats.check(party.ip, "new chats from this address")
+        self.rl_messages.check(party.visitor_id, "messages")
+        chat, pairs = await self._create(
+            party,
+            name=name,
+            email=email,
+            page_url=page_url,
+            page_title=page_title,
+            text=text,
+            client_id=client_id,
+        )
+        self.invitations.chat_started(party.visitor_id)
+        return {"chat": await self.summary(chat, "visitor"), "message": pairs[-1][0]}
+
+    async def accept_invitation(
+        self,
+        party,
+        invitation_id,
+        name="",
+        email="",
+        text="",
+        client_id=None,
+        page_url="",
+        page_title="",
+    ) -> dict:
+        inv = self.invitations.pending(party.visitor_id)
+        if inv is None or inv["id"] != invitation_id:
+            raise not_found("no such invitation, or it expired")
+        if text and not client_id:
+            raise invalid_field("client_id", "'client_id' is required with 'text'")
+        await self._open_chat_of(party, None)
+        self.rl_chats.check(party.ip, "new chats from this address")
+        self.invitations.answer(party.visitor_id, invitation_id, True)
+        chat, _pairs = await self._create(
+            party,
+            name=name or "Visitor",
+            email=email,
+            page_url=page_url,
+            page_title=page_title,
+            text=text,
+            client_id=client_id,
+            invitation=inv,
+        )
+        return {"chat": await self.summary(chat, "visitor")}
+
+    async def _create(
+        self,
+        party,
+        *,
+        name,
+        email,
+        page_url,
+        page_title,
+        text,
+        client_id,
+        invitation: dict | None = None,
+    ):
+        """Store a new chat with its first events; accepted at once for an operator's invitation
+        when that operator is online, otherwise queued."""
+        t = self.clock.now_ms()
+        op = invitation["operator"] if invitation else None
+        active = op is not None and self.presence.status_of(op["id"]) == ONLINE
+        started = {
+            "type": "chat_started",
+            "ts": t,
+            "name": name,
+            "email": email,
+            "page_url": page_url,
+            "page_title": page_title,
+        }
+        if invitation:
+            started["invitation"] = {"message": invitation["message"], "operator": op}
+        events = [started]
+        if active:
+            events.append({"type": "chat_accepted", "ts": t, "operator": op})
+        if text:
+            events.append(message_event("visitor", None, text, client_id, t))
+        fields = {
+            "visitor_id": party.visitor_id,
+            "status": ACTIVE if active else WAITING,
+            "operator_id": op["id"] if active else None,
+            "accepted_at": t if active else None,
+            "name": name,
+            "email": email,
+            "page_url": page_url,
+            "page_title": page_title,
+            "ip": party.ip,
+            "user_agent": party.user_agent[:MAX_UA_CHARS],
+            "created_at": t,
+            "queued_at": t,
+            "closed_at": None,
+            "first_message": (text or (invitation or {}).get("message", ""))[:200],
+        }
+        chat, pairs = await self.store.create_chat(fields, events)
+        await self.publish(chat, pairs)
+        if not active:
+            self.waiting[chat.id] = t
+            self.queue_changed()
+        return chat, pairs
+
+    # -- talking ------------------------------------------------------------------------------
+
+    def _own_active(self, party: Party, chat: Chat) -> None:
+        if chat.status not in OPEN_STATUSES:
+            raise chat_closed(chat.id, chat.status)
+        if chat.operator_id != party.operator_id:
+            raise not_assigned(chat.id)
+
+    async def message(self, party: Party, chat_id: int, text: str, client_id: str) -> dict:
+        chat = await self.chat_for(party, chat_id)
+        existing = await self.store.event_by_client_id(chat.id, client_id)
+        if existing is not None:
+            return {"message": json.loads(existing)}
+        if party.role == "visitor":
+            if chat.status not in OPEN_STATUSES:
+                raise chat_closed(chat.id, chat.status)
+            self.rl_messages.check(party.visitor_id, "messages")
+            op = None
+        else:
+            self._own_active(party, chat)
+            op = await self._operator_ref(party.operator_id)
+        event = message_event(party.role, op, text, client_id, self.clock.now_ms())
+        pairs = await self.store.append_events(chat, [event])
+        await self.publish(chat, pairs)
+        self.typing.stop(chat, party.role)
+        return {"message": pairs[0][0]}
+
+    async def set_typing(self, party: Party, chat_id: int, typing: bool) -> dict:
+        chat = await self.chat_for(party, chat_id)
+        if chat.status not in OPEN_STATUSES:
+            return {}
+        if party.role == "operator" and chat.operator_id != party.operator_id:
+            raise not_assigned(chat.id)
+        self.typing.set(chat, party.role, typing)
+        return {}
+
+    # -- ending -------------------------------------------------------------------------------
+
+    async def close(self, party: Party, chat_id: int) -> dict:
+        chat = await self.chat_for(party, chat_id)
+        op = None
+        if party.role == "operator":
+            self._own_active(party, chat)
+            op = await self._operator_ref(party.operator_id)
+        elif chat.status not in OPEN_STATUSES:
+            raise chat_closed(chat.id, chat.status)
+        await self._end(chat, CLOSED, {"type": "chat_closed", "by": party.role, "operator": op})
+        return {"chat": await self.summary(chat, party.role)}
+
+    async def _end(self, chat: Chat, status: str, event: dict) -> None:
+        was_waiting = chat.status == WAITING
+        t = self.clock.now_ms()
+        event["ts"] = t
+        pairs = await self.store.append_events(chat, [event], {"status": status, "closed_at": t})
+        await self.publish(chat, pairs)
+        self.typing.forget(chat.id)
+        if was_waiting:
+            self.waiting.pop(chat.id, None)
+            self.queue_changed()
+
+    async def miss(self, chat_id: int) -> None:
+        """Nobody answered in time: the chat ends and the visitor is offered the offline form."""
+        self.waiting.pop(chat_id, None)
+        chat = await self.store.chat(chat_id)
+        if chat is None or chat.status != WAITING:
+            return
+        await self._end(chat, MISSED, {"type": "chat_missed", "reason": "queue_timeout"})
+
+    # -- operators ----------------------------------------------------------------------------
+
+    async def accept(self, party: Party, chat_id: int) -> dict:
+        chat = await self.chat_for(party, chat_id)
+        if self.presence.status_of(party.operator_id) != ONLINE:
+            raise ApiError("status_not_online", "set your status to online to accept chats", 409)
+        t = self.clock.now_ms()
+        op = await self._operator_ref(party.operator_id)
+        event = {"type": "chat_accepted", "ts": t, "operator": op}
+        got = await self.store.accept_chat(chat.id, party.operator_id, t, [event])
+        if got is None:
+            raise ApiError(
+                "chat_taken",
+                f"chat {chat.id} was taken or is no longer waiting",
+                409,
+                chat_id=chat.id,
+            )
+        chat, pairs = got
+        self.waiting.pop(chat.id, None)
+        # The visitor gets the event; the operator's streams get the whole chat from seq 1.
+        for ev, text in pairs:
+            self.hub.publish([f"v:{chat.visitor_id}"], ev, text)
+        seq = 0
+        for text in await self.store.events_after(chat.id, 0):
+            seq += 1
+            self.hub.publish([f"op:{party.operator_id}"], {"chat_id": chat.id, "seq": seq}, text)
+        await self.changed.emit(chat)
+        self.queue_changed()
+        return {"chat": await self.summary(chat, "operator")}
+
+    async def requeue_operator(self, operator_id: int) -> None:
+        """The operator went offline: its active chats go back to the queue."""
+        op = await self.accounts.operator(operator_id)
+        who = operator_ref(operator_id, op.display_name if op else "")
+        for chat in await self.store.operator_chats(operator_id):
+            if chat.status != ACTIVE:
+                continue
+            t = self.clock.now_ms()
+            pairs = await self.store.append_events(
+                chat,
+                [{"type": "chat_requeued", "ts": t, "reason": "operator_offline", "operator": who}],
+                {"status": WAITING, "operator_id": None, "queued_at": t, "accepted_at": None},
+            )
+            await self.publish(chat, pairs, extra_topics=[f"op:{operator_id}"])
+            self.waiting[chat.id] = t
+            self.queue_changed()

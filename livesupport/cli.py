@@ -1,0 +1,257 @@
+"""The command line: ``serve`` (the default), ``backup``, ``create-operator``, ``passwd``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import getpass
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import ssl
+import sys
+
+import peewee
+import tornado.netutil
+
+from . import __version__
+from .clock import Clock
+from .config import Config, ConfigError, load_config
+from .protocol import ApiError, invalid_field, not_found
+from .services import Services
+from .storage import Storage
+from .streams import PollConn
+from .web.app import GuardedHTTPServer, make_app
+from .web.sockets import StreamSocket
+
+log = logging.getLogger("cutelive")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if level != "debug":
+        logging.getLogger("tornado.access").setLevel(logging.WARNING)
+
+
+async def serve(config: Config) -> int:
+    """Run the server until SIGTERM or SIGINT; returns the exit status."""
+    app = await make_app(config)
+    services: Services = app.services
+    # Garbage collection for thousands of held connections (measured by bench/): a full
+    # collection walks the whole heap, up to a second of stalled event loop at 15,000 visitors.
+    # What start-up loaded is never garbage, so it is frozen out of all collections; young
+    # collections run less often, so short-lived objects die before they are promoted towards
+    # the full ones.
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+    # A listen backlog of socket.SOMAXCONN rather than Tornado's 128: after a restart every
+    # visitor reconnects within seconds, and a full accept queue drops SYNs, which clients
+    # retry only after 1, 3, 7 s.
+    sockets = tornado.netutil.bind_sockets(
+        config.server_port, config.server_host, backlog=socket.SOMAXCONN
+    )
+    ssl_ctx = None
+    if config.server_certfile:
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_ctx.load_cert_chain(config.server_certfile, config.server_keyfile or None)
+    server = GuardedHTTPServer(
+        app,
+        fd_guard=services.fd_guard,
+        ssl_options=ssl_ctx,
+        max_body_size=max(config.limits_max_body * 4, 1024 * 1024),
+        idle_connection_timeout=120,
+    )
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    if not config.server_public_url:
+        services.site.base_url = config.base_url(port)
+    base = services.site.base_url
+    log.info("Cute Live Support %s listening on %s", __version__, config.base_url(port))
+    log.info("operator console: %s/console/", base)
+    log.info('widget snippet:   <script async src="%s/widget.js"></script>', base)
+    log.info("demo web site:    %s/demo/", base)
+    log.info("database: %s", os.path.abspath(services.storage.path))
+    if services.accounts.setup_token:
+        log.warning(
+            "no operators yet: open %s/console/ and create the first administrator with "
+            "setup token %s",
+            base,
+            services.accounts.setup_token,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    server.stop()
+    app.ticker.stop()
+    await services.monitor.shutdown()
+    for sub in services.hub.all_subscribers():
+        if isinstance(sub, StreamSocket):
+            sub.close(1001, "server shutting down")
+        elif isinstance(sub, PollConn):
+            sub.close(1001)
+    await asyncio.sleep(0)  # let the close frames and poll answers go out
+    try:
+        await asyncio.wait_for(server.close_all_connections(), 2)
+    except TimeoutError:
+        pass
+    services.storage.close()
+    log.info("stopped")
+    return 0
+
+
+async def _cli_services(config: Config) -> Services:
+    storage = Storage(
+        os.path.join(config.server_data_dir, "cutelive.db"),
+        Clock(),
+        config.database_synchronous,
+        config.database_busy_timeout,
+    )
+    storage.open()
+    return Services(config, storage, clock=storage.clock)
+
+
+def backup_cmd(config: Config, args) -> int:
+    """Write a consistent copy of the database, also while the server runs (SQLite backup API)."""
+    src_path = os.path.join(config.server_data_dir, "cutelive.db")
+    if not os.path.exists(src_path):
+        raise ConfigError(f"no database at {src_path}")
+    dest = args.file
+    if os.path.exists(dest) and not args.force:
+        raise ConfigError(f"{dest} exists; use --force to overwrite it")
+    tmp = dest + ".partial"
+    # One step: a single read transaction, a consistent snapshot (the storage layer's backup).
+    ok = Storage(src_path, Clock(), busy_timeout=config.database_busy_timeout).backup(tmp)
+    if ok != "ok":
+        os.unlink(tmp)
+        raise ConfigError(f"the copy failed its integrity check: {ok}")
+    os.replace(tmp, dest)
+    print(f"backed up {src_path} to {dest} (integrity ok)")
+    return 0
+
+
+def _read_password(args) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise invalid_field("password", "the passwords do not match")
+    return first
+
+
+async def create_operator_cmd(config: Config, args) -> int:
+    services = await _cli_services(config)
+    try:
+        op = await services.accounts.create_operator(
+            args.username, args.display_name or args.username, _read_password(args), args.admin
+        )
+    finally:
+        services.storage.close()
+    kind = "administrator" if op.is_admin else "operator"
+    print(f"created {kind} {op.username!r} (id {op.id})")
+    return 0
+
+
+async def passwd_cmd(config: Config, args) -> int:
+    services = await _cli_services(config)
+    try:
+        if await services.storage.accounts.operator_by_username(args.username) is None:
+            raise not_found(f"no operator {args.username!r}")
+        op = await services.accounts.set_password(args.username, _read_password(args))
+    finally:
+        services.storage.close()
+    print(f"password changed for {op.username!r}; its sessions are ended")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="ini file (see config.example.ini)",
+    )
+    common.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="folder for the database ([server] data_dir)",
+    )
+    net = argparse.ArgumentParser(add_help=False)
+    net.add_argument("--host", default=argparse.SUPPRESS, help="[server] host")
+    net.add_argument("--port", default=argparse.SUPPRESS, help="[server] port (0: any free)")
+    net.add_argument("--public-url", default=argparse.SUPPRESS, help="[server] public_url")
+    p = argparse.ArgumentParser(
+        prog="cutelive",
+        allow_abbrev=False,
+        description="Cute Live Support: live-support chat for your web site.",
+        parents=[common, net],
+    )
+    p.add_argument("--version", action="version", version=f"cutelive {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", parents=[common, net], help="run the server (the default)")
+    bp = sub.add_parser("backup", parents=[common], help="copy the database, also while running")
+    bp.add_argument("file", help="where to write the copy")
+    bp.add_argument("--force", action="store_true", help="overwrite an existing file")
+    for name, helptext in (
+        ("create-operator", "add an operator"),
+        ("passwd", "set an operator's password"),
+    ):
+        sp = sub.add_parser(name, parents=[common], help=helptext, allow_abbrev=False)
+        sp.add_argument("username")
+        sp.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from standard input instead of prompting",
+        )
+        if name == "create-operator":
+            sp.add_argument("--admin", action="store_true", help="make it an administrator")
+            sp.add_argument("--display-name", help="the name visitors see (default: username)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {}
+    for attr, key in (
+        ("host", ("server", "host")),
+        ("port", ("server", "port")),
+        ("public_url", ("server", "public_url")),
+        ("data_dir", ("server", "data_dir")),
+    ):
+        if hasattr(args, attr):
+            overrides[key] = getattr(args, attr)
+    try:
+        config = load_config(getattr(args, "config", None), overrides)
+    except ConfigError as e:
+        print(f"cutelive: configuration error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    for w in config.warnings:
+        log.warning("%s", w)
+    command = args.command or "serve"
+    try:
+        if command == "serve":
+            return asyncio.run(serve(config))
+        if command == "backup":
+            return backup_cmd(config, args)
+        if command == "create-operator":
+            return asyncio.run(create_operator_cmd(config, args))
+        return asyncio.run(passwd_cmd(config, args))
+    except ApiError as e:
+        print(f"cutelive: {e.message}", file=sys.stderr)
+        return 1
+    except (ConfigError, OSError, sqlite3.Error, peewee.DatabaseError) as e:
+        print(f"cutelive: {e}", file=sys.stderr)
+        return 1

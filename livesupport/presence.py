@@ -1,0 +1,116 @@
+"""Which operators are present, with what status, and whether anyone is online for visitors.
+
+An operator is present while it has a stream, and during ``[operators] offline_grace`` after
+its last one closed (a page reload, a network blip). Presence is ephemeral: only the status an
+operator chose is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .clock import Clock
+from .config import Config
+from .hub import Hub, Signal
+from .protocol import OFFLINE, ONLINE
+from .storage import Storage
+
+
+class Presence:
+    """Present operators and their grace timers.
+
+    Publishes ``operators`` to consoles and ``availability`` to visitors when they change;
+    announces ``went_offline(operator_id)`` when an operator is gone (its chats go back to
+    the queue).
+    """
+
+    def __init__(self, config: Config, storage: Storage, hub: Hub, clock: Clock):
+        self.config = config
+        self.accounts = storage.accounts
+        self.hub = hub
+        self.clock = clock
+        #: Present operators and the status each chose.
+        self.present: dict[int, str] = {}
+        self._grace: dict[int, Any] = {}
+        self._online = False
+        self.went_offline = Signal("went_offline")
+
+    async def restore(self, operator_ids: set[int]) -> None:
+        """After a restart: operators with open chats count as present for one grace period,
+        so that their chats wait for them to reconnect."""
+        for op_id in operator_ids:
+            if op_id not in self.present:
+                op = await self.accounts.operator(op_id)
+                self.present[op_id] = op.status if op else OFFLINE
+                self._start_grace(op_id)
+        self._online = self.any_online()
+
+    def status_of(self, operator_id: int) -> str:
+        return self.present.get(operator_id, OFFLINE)
+
+    def any_online(self) -> bool:
+        return any(s == ONLINE for s in self.present.values())
+
+    async def operators_event(self) -> dict:
+        ops = []
+        for op_id, status in sorted(self.present.items()):
+            op = await self.accounts.operator(op_id)
+            if op is not None and status != OFFLINE:
+                ops.append({"id": op.id, "display_name": op.display_name, "status": status})
+        return {"type": "operators", "operators": ops}
+
+    async def changed(self) -> None:
+        """Tell consoles who is present, and visitors when availability flips."""
+        self.hub.publish(["ops"], await self.operators_event())
+        online = self.any_online()
+        if online != self._online:
+            self._online = online
+            self.hub.publish(["visitors"], {"type": "availability", "online": online})
+
+    # -- streams and status -------------------------------------------------------------------
+
+    async def stream_opened(self, operator_id: int) -> None:
+        self._cancel_grace(operator_id)
+        if operator_id not in self.present:
+            op = await self.accounts.operator(operator_id)
+            self.present[operator_id] = op.status
+            await self.changed()
+
+    def stream_closed(self, operator_id: int) -> None:
+        if self.hub.count(f"op:{operator_id}") == 0 and operator_id in self.present:
+            self._start_grace(operator_id)
+
+    async def set_status(self, operator_id: int, status: str) -> None:
+        await self.accounts.update_operator(operator_id, status=status)
+        self.present[operator_id] = status
+        if status == OFFLINE:
+            await self.went_offline.emit(operator_id)
+        elif self.hub.count(f"op:{operator_id}") == 0 and operator_id not in self._grace:
+            # Set over plain HTTP with no stream open: present only for the grace period.
+            self._start_grace(operator_id)
+        await self.changed()
+
+    async def gone(self, operator_id: int) -> None:
+        """The operator is offline: drop its presence and announce it."""
+        self._cancel_grace(operator_id)
+        self.present.pop(operator_id, None)
+        await self.went_offline.emit(operator_id)
+        await self.changed()
+
+    # -- grace --------------------------------------------------------------------------------
+
+    def _start_grace(self, operator_id: int) -> None:
+        self._cancel_grace(operator_id)
+        self._grace[operator_id] = self.clock.call_later(
+            self.config.operators_offline_grace, lambda: self._grace_over(operator_id)
+        )
+
+    def _cancel_grace(self, operator_id: int) -> None:
+        h = self._grace.pop(operator_id, None)
+        if h is not None:
+            h.cancel()
+
+    def _grace_over(self, operator_id: int) -> None:
+        self._grace.pop(operator_id, None)
+        if self.hub.count(f"op:{operator_id}") == 0:
+            self.clock.spawn(self.gone(operator_id))

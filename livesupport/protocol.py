@@ -1,0 +1,562 @@
+"""What crosses the wire: errors and their builders, parties, field checks, the commands each
+party may send with their schemas, widget appearance with its defaults and limits, close codes.
+
+docs/PROTOCOL.md is the prose of this module; keep the two together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Config, split_url
+
+#: Chat statuses; open chats are the first two.
+WAITING, ACTIVE, CLOSED, MISSED = "waiting", "active", "closed", "missed"
+OPEN_STATUSES = (WAITING, ACTIVE)
+#: Operator statuses.
+ONLINE, AWAY, OFFLINE = "online", "away", "offline"
+
+#: Fixed field limits (the configurable ones live in the settings table).
+MAX_URL_CHARS = 2048
+MAX_TITLE_CHARS = 512
+MAX_UA_CHARS = 512
+MAX_CLIENT_ID_CHARS = 64
+MAX_REQUEST_ID_CHARS = 64
+MAX_PASSWORD_CHARS = 1024
+MIN_PASSWORD_CHARS = 8
+MAX_USERNAME_CHARS = 64
+MAX_TOKEN_CHARS = 256
+MAX_INVITATION_CHARS = 500
+MAX_RULE_TEXT_CHARS = 500
+MAX_ALLOWED_ORIGINS = 100
+#: How long a ``typing`` event stays true at the receiver unless refreshed.
+TYPING_EXPIRES = 6
+#: A WebSocket must say hello within this many seconds.
+HELLO_TIMEOUT = 10
+#: Events kept for a long-poll connection between polls before falling back to a replay.
+POLL_BUFFER_MAX = 500
+
+#: Close codes beyond RFC 6455's.
+CLOSE_SESSION_ENDED = 4001
+CLOSE_NO_HELLO = 4002
+CLOSE_BAD_TOKEN = 4003
+
+#: The invitation text a visitor sees when the operator wrote none.
+INVITATION_TEXT = "Hi! Can we help you with anything?"
+
+
+#: Every event type the server sends, and to whom (docs/PROTOCOL.md §6).
+EVENTS: dict[str, str] = {
+    "welcome": "both",
+    "ack": "both",
+    "error": "both",
+    "pong": "both",
+    "reset": "both",
+    "chat_started": "both",
+    "message": "both",
+    "chat_accepted": "both",
+    "chat_requeued": "both",
+    "chat_missed": "both",
+    "chat_closed": "both",
+    "typing": "both",
+    "availability": "visitor",
+    "appearance": "visitor",
+    "invitation": "visitor",
+    "invitation_expired": "visitor",
+    "invitation_answered": "visitor",
+    "queue": "operator",
+    "visitors": "operator",
+    "visitors_changed": "operator",
+    "operators": "operator",
+    "offline_message": "operator",
+    "session_ended": "operator",
+}
+
+#: Every error code, with the HTTP status it is answered with (docs/PROTOCOL.md §8).
+ERRORS: dict[str, int] = {
+    "bad_json": 400,
+    "invalid_utf8": 400,
+    "unknown_type": 400,
+    "unknown_field": 400,
+    "forbidden_field": 400,
+    "invalid_field": 400,
+    "too_long": 400,
+    "bad_request": 400,
+    "body_too_large": 413,
+    "hello_required": 400,
+    "bad_token": 401,
+    "not_authenticated": 401,
+    "csrf_failed": 403,
+    "forbidden": 403,
+    "origin_not_allowed": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "visitor_left": 409,
+    "visitor_chatting": 409,
+    "chat_taken": 409,
+    "chat_closed": 409,
+    "chat_already_open": 409,
+    "status_not_online": 409,
+    "username_taken": 409,
+    "setup_done": 409,
+    "bad_setup_token": 403,
+    "login_failed": 401,
+    "login_throttled": 429,
+    "rate_limited": 429,
+    "server_full": 503,
+    "server_error": 500,
+}
+
+
+def encode(event: dict) -> str:
+    """An event as the JSON text sent to clients (and stored for chat events)."""
+    return json.dumps(event, ensure_ascii=False, separators=(", ", ": "))
+
+
+class ApiError(Exception):
+    """A client error with a code from docs/PROTOCOL.md §8; never logged as a server fault."""
+
+    def __init__(self, code: str, message: str, status: int = 400, **extra: Any):
+        # Messages and fields may quote what the client sent (a field name, say); a lone
+        # surrogate in it could not be encoded as UTF-8, so it is shown escaped.
+        assert code in ERRORS, f"{code} is not in protocol.ERRORS"
+        message = _echoable_text(message)
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.extra = {k: _echoable_text(v) for k, v in extra.items()}
+
+    def event(self, ref: Any = None) -> dict:
+        return {
+            "type": "error",
+            "ref": ref,
+            "error": self.code,
+            "message": self.message,
+            **self.extra,
+        }
+
+
+def _echoable_text(value: Any) -> Any:
+    """A string the server can send back: lone surrogates become ``\\udXXX`` escapes."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def request_id_ok(ref: Any) -> bool:
+    """A request ``id`` the server echoes in ``ref``: a string of up to 64 characters."""
+    if not isinstance(ref, str) or len(ref) > MAX_REQUEST_ID_CHARS:
+        return False
+    return _echoable_text(ref) == ref
+
+
+# -- error builders: each error the domain raises in more than one place is built here once --
+
+
+def rate_limited(limit: str, message: str, wait: float) -> ApiError:
+    """429 naming the limit (``[limits] visitor_messages`` and the like) and when to retry."""
+    return ApiError("rate_limited", message, 429, limit=limit, retry_after=round(wait + 0.05, 1))
+
+
+def not_found(message: str, **extra: Any) -> ApiError:
+    return ApiError("not_found", message, 404, **extra)
+
+
+def chat_closed(chat_id: int, status: str) -> ApiError:
+    return ApiError("chat_closed", f"chat {chat_id} is {status}", 409, chat_id=chat_id)
+
+
+def not_assigned(chat_id: int) -> ApiError:
+    return ApiError("forbidden", f"chat {chat_id} is not assigned to you", 403, chat_id=chat_id)
+
+
+def invalid_field(field: str, message: str) -> ApiError:
+    return ApiError("invalid_field", message, field=field)
+
+
+def operator_ref(operator_id: int, display_name: str) -> dict:
+    """How an operator appears in events: ``{"id", "name"}``."""
+    return {"id": operator_id, "name": display_name}
+
+
+def chat_summary(chat: Any, role: str, operator: Any = None) -> dict:
+    """A chat as a party sees it (``welcome``, ``queue``, acks, lists); operators also see
+    the visitor's id, address and browser. ``operator`` is the assigned operator's record."""
+    s = {
+        "id": chat.id,
+        "status": chat.status,
+        "name": chat.name,
+        "email": chat.email,
+        "page_url": chat.page_url,
+        "page_title": chat.page_title,
+        "operator": operator_ref(operator.id, operator.display_name) if operator else None,
+        "created_at": chat.created_at,
+        "accepted_at": chat.accepted_at,
+        "closed_at": chat.closed_at,
+        "last_seq": chat.last_seq,
+    }
+    if role == "operator":
+        s.update(visitor_id=chat.visitor_id, ip=chat.ip, user_agent=chat.user_agent)
+    return s
+
+
+@dataclass(eq=False)
+class Party:
+    """Who is talking: a visitor (by token) or an operator (by console session)."""
+
+    role: str  # "visitor" or "operator"
+    visitor_id: int | None = None
+    operator_id: int | None = None
+    session_id: int | None = None
+    ip: str = ""
+    user_agent: str = ""
+
+    @property
+    def topic(self) -> str:
+        return f"v:{self.visitor_id}" if self.role == "visitor" else f"op:{self.operator_id}"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_USERNAME = re.compile(r"[a-z0-9._-]{1,64}")
+
+#: Fields the server owns; a client sending them gets ``forbidden_field``.
+FORBIDDEN_FIELDS = {"seq", "status", "operator_id", "visitor_id"}
+
+
+def _check_string(name: str, value: Any, limit: int, *, text: bool = False, empty=False) -> str:
+    if not isinstance(value, str):
+        raise ApiError("invalid_field", f"'{name}' must be a string", field=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError("invalid_field", f"'{name}' is not valid Unicode", field=name) from None
+    if text:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+        if _CONTROL_TEXT.search(value):
+            raise ApiError("invalid_field", f"'{name}' contains control characters", field=name)
+    elif _CONTROL.search(value):
+        raise ApiError("invalid_field", f"'{name}' contains control characters", field=name)
+    if not text:
+        value = value.strip()
+    if not empty and not value.strip():
+        raise ApiError("invalid_field", f"'{name}' must not be empty", field=name)
+    if len(value) > limit:
+        raise ApiError(
+            "too_long",
+            f"'{name}' is {len(value)} characters; the limit is {limit}",
+            field=name,
+            limit=limit,
+        )
+    return value
+
+
+def _check_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**62:
+        raise ApiError("invalid_field", f"'{name}' must be a positive whole number", field=name)
+    return value
+
+
+def _check_cursors(name: str, value: Any, limit: int = 1000) -> dict[int, int]:
+    if not isinstance(value, dict):
+        raise ApiError("invalid_field", "'cursors' must be an object of chat id to seq", field=name)
+    if len(value) > limit:
+        raise ApiError(
+            "too_long", f"'cursors' names more than {limit} chats", field=name, limit=limit
+        )
+    out = {}
+    for k, v in value.items():
+        if not (isinstance(k, str) and k.isascii() and k.isdigit() and 0 < int(k) < 2**62):
+            raise ApiError("invalid_field", f"cursor key {k!r} is not a chat id", field=name)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**62:
+            raise ApiError("invalid_field", f"cursor for chat {k} must be a seq ≥ 0", field=name)
+        out[int(k)] = v
+    return out
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ApiError("invalid_field", f"'{name}' must be true or false", field=name)
+    return value
+
+
+#: Conditions an invitation rule may have: name -> kind.
+RULE_CONDITIONS = {
+    "url_contains": "str",
+    "referrer_contains": "str",
+    "min_pages": "count",
+    "min_time_on_page": "count",
+    "min_time_on_site": "count",
+    "returning": "bool",
+}
+
+
+class Validator:
+    """Field checks for commands and API bodies, with the configured limits."""
+
+    def __init__(self, config: Config):
+        self.message_chars = config.limits_message_chars
+        self.name_chars = config.limits_name_chars
+        self.email_chars = config.limits_email_chars
+
+    def kind(self, kind: str, name: str, value: Any) -> Any:
+        if kind == "text":
+            return _check_string(name, value, self.message_chars, text=True)
+        if kind == "name":
+            return _check_string(name, value, self.name_chars)
+        if kind == "conditions":
+            return self.conditions(name, value)
+        if kind == "invitation":
+            return _check_string(name, value, MAX_INVITATION_CHARS, text=True, empty=True)
+        if kind == "email":
+            return self.email(name, value)
+        if kind == "email?":
+            return self.email(name, value) if value not in ("", None) else ""
+        if kind == "url":
+            return _check_string(name, value, MAX_URL_CHARS, empty=True)
+        if kind == "title":
+            return _check_string(name, value, MAX_TITLE_CHARS, empty=True)
+        if kind == "client_id":
+            return _check_string(name, value, MAX_CLIENT_ID_CHARS)
+        if kind == "token":
+            return _check_string(name, value, MAX_TOKEN_CHARS)
+        if kind == "int":
+            return _check_int(name, value)
+        if kind == "bool":
+            return _check_bool(name, value)
+        if kind == "cursors":
+            return _check_cursors(name, value)
+        if kind == "visitor_cursors":  # a visitor has few chats; each costs a lookup
+            return _check_cursors(name, value, 100)
+        if kind == "status":
+            if value not in (ONLINE, AWAY, OFFLINE):
+                raise ApiError(
+                    "invalid_field", "'status' must be online, away or offline", field=name
+                )
+            return value
+        if kind in ("password", "secret"):
+            # Taken exactly as typed: no stripping, any printable characters.
+            if not isinstance(value, str):
+                raise ApiError("invalid_field", f"'{name}' must be a string", field=name)
+            if kind == "password" and len(value) < MIN_PASSWORD_CHARS:
+                raise ApiError(
+                    "invalid_field",
+                    f"'{name}' must have at least {MIN_PASSWORD_CHARS} characters",
+                    field=name,
+                )
+            if len(value) > MAX_PASSWORD_CHARS:
+                raise ApiError(
+                    "too_long",
+                    f"'{name}' is {len(value)} characters; the limit is {MAX_PASSWORD_CHARS}",
+                    field=name,
+                    limit=MAX_PASSWORD_CHARS,
+                )
+            if "\x00" in value or _echoable_text(value) != value:
+                raise ApiError("invalid_field", f"'{name}' is not valid text", field=name)
+            return value
+        if kind == "username":
+            v = _check_string(name, value, MAX_USERNAME_CHARS)
+            if not _USERNAME.fullmatch(v):
+                raise ApiError(
+                    "invalid_field",
+                    "'username' may only contain a-z, 0-9, '.', '_' and '-'",
+                    field=name,
+                )
+            return v
+        raise AssertionError(kind)
+
+    def conditions(self, name: str, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise ApiError("invalid_field", "'conditions' must be an object", field=name)
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            kind = RULE_CONDITIONS.get(k)
+            if kind is None:
+                raise ApiError(
+                    "unknown_field",
+                    f"'{k}' is not a rule condition; use " + ", ".join(RULE_CONDITIONS),
+                    field=f"conditions.{k}",
+                )
+            if kind == "str":
+                out[k] = _check_string(f"conditions.{k}", v, MAX_RULE_TEXT_CHARS)
+            elif kind == "bool":
+                out[k] = _check_bool(f"conditions.{k}", v)
+            elif isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10**6:
+                raise ApiError(
+                    "invalid_field", f"'{k}' must be a whole number ≥ 0", field=f"conditions.{k}"
+                )
+            else:
+                out[k] = v
+        return out
+
+    def email(self, name: str, value: Any) -> str:
+        v = _check_string(name, value, self.email_chars)
+        if not _EMAIL.fullmatch(v):
+            raise ApiError("invalid_field", f"'{name}' is not a valid e-mail address", field=name)
+        return v
+
+    def fields(self, obj: Any, schema: dict[str, tuple[str, bool]], what: str) -> dict:
+        """Check a JSON object against ``{field: (kind, required)}``; unknown fields refused."""
+        if not isinstance(obj, dict):
+            raise ApiError("bad_json", "expected a JSON object")
+        for k in obj:
+            if k in schema or k in ("type", "id"):
+                continue
+            if k in FORBIDDEN_FIELDS:
+                raise ApiError("forbidden_field", f"'{k}' is set by the server", field=k)
+            raise ApiError("unknown_field", f"'{k}' is not a field of {what}", field=k)
+        out = {}
+        for k, (kind, required) in schema.items():
+            if k not in obj or obj[k] is None and not required:
+                if required:
+                    raise ApiError("invalid_field", f"'{k}' is required", field=k)
+                continue
+            out[k] = self.kind(kind, k, obj[k])
+        return out
+
+
+#: The commands each party may send, with their fields: ``{field: (kind, required)}``.
+COMMANDS: dict[str, dict[str, dict[str, tuple[str, bool]]]] = {
+    "visitor": {
+        "hello": {"token": ("token", True), "cursors": ("visitor_cursors", False)},
+        "sync": {"cursors": ("visitor_cursors", True)},
+        "ping": {},
+        "start_chat": {
+            "name": ("name", True),
+            "email": ("email?", False),
+            "text": ("text", True),
+            "client_id": ("client_id", True),
+            "page_url": ("url", False),
+            "page_title": ("title", False),
+        },
+        "message": {
+            "chat_id": ("int", True),
+            "text": ("text", True),
+            "client_id": ("client_id", True),
+        },
+        "typing": {"chat_id": ("int", True), "typing": ("bool", True)},
+        "close": {"chat_id": ("int", True)},
+        "accept_invitation": {
+            "invitation_id": ("token", True),
+            "name": ("name", False),
+            "email": ("email?", False),
+            "text": ("text", False),
+            "client_id": ("client_id", False),
+            "page_url": ("url", False),
+            "page_title": ("title", False),
+        },
+        "decline_invitation": {"invitation_id": ("token", True)},
+        "leave_message": {
+            "name": ("name", True),
+            "email": ("email", True),
+            "text": ("text", True),
+            "page_url": ("url", False),
+            "page_title": ("title", False),
+            "chat_id": ("int", False),
+            "client_id": ("client_id", False),
+        },
+    },
+    "operator": {
+        "hello": {"cursors": ("cursors", False)},
+        "sync": {"cursors": ("cursors", True)},
+        "ping": {},
+        "message": {
+            "chat_id": ("int", True),
+            "text": ("text", True),
+            "client_id": ("client_id", True),
+        },
+        "typing": {"chat_id": ("int", True), "typing": ("bool", True)},
+        "close": {"chat_id": ("int", True)},
+        "accept": {"chat_id": ("int", True)},
+        "invite": {"visitor_id": ("int", True), "message": ("invitation", False)},
+        "status": {"status": ("status", True)},
+    },
+}
+
+
+#: Widget appearance an administrator may set in the console: key -> (kind, limit, default).
+#: Only these keys are stored and served to the widget (``GET /api/widget/config``), and the
+#: defaults are served beside them, so neither the widget nor the console types them again.
+APPEARANCE: dict[str, tuple[str, int, str]] = {
+    "color": ("color", 32, "#4f46e5"),
+    "color_text": ("color", 32, "#ffffff"),
+    "position": ("position", 32, "right"),
+    "image_online": ("image", MAX_URL_CHARS, ""),
+    "image_offline": ("image", MAX_URL_CHARS, ""),
+    "title": ("line", 100, "Live Support"),
+    "button_online": ("line", 100, "Live Support \u2014 we're online"),
+    "button_offline": ("line", 100, "Leave a message"),
+    "button_start": ("line", 40, "Start chat"),
+    "button_send": ("line", 40, "Send message"),
+    "greeting": (
+        "para",
+        500,
+        "Hi there! Ask us anything \u2014 we usually reply in a few minutes.",
+    ),
+    "waiting": ("para", 500, "Waiting for an operator\u2026"),
+    "offline_prompt": (
+        "para",
+        500,
+        "We\u2019re away right now. Leave a message and we\u2019ll get back to you by e-mail.",
+    ),
+    "thanks": ("para", 500, "Thank you! Your message has been sent."),
+}
+
+
+def check_appearance(key: str, value: Any) -> str:
+    """One appearance value as an administrator sent it; empty means "back to the default"."""
+    kind, limit, _default = APPEARANCE[key]
+    field_name = f"appearance.{key}"
+    v = _check_string(field_name, value, limit, text=kind == "para", empty=True).strip()
+    if not v:
+        return ""
+    if kind == "color" and not re.fullmatch(r"#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}", v):
+        raise invalid_field(field_name, f"'{key}' must be a colour like #4f46e5")
+    if kind == "position" and v not in ("left", "right"):
+        raise invalid_field(field_name, f"'{key}' must be left or right")
+    if kind == "image":
+        u = split_url(v)
+        if not (u is not None and u.scheme in ("http", "https") and u.netloc) and not (
+            v.startswith("/") and not v.startswith("//")
+        ):
+            raise invalid_field(
+                field_name, f"'{key}' must be an http(s) URL or a path on this server"
+            )
+    return v
+
+
+def widget_limits(config: Config) -> dict[str, int]:
+    """The field limits a visitor's form needs, as served to the widget."""
+    return {
+        "message_chars": config.limits_message_chars,
+        "name_chars": config.limits_name_chars,
+        "email_chars": config.limits_email_chars,
+        "url_chars": MAX_URL_CHARS,
+        "title_chars": MAX_TITLE_CHARS,
+    }
+
+
+def console_protocol(config: Config) -> dict:
+    """Defaults and limits the console needs (in ``GET /api/console/session``)."""
+    return {
+        "limits": {
+            **widget_limits(config),
+            "invitation_chars": MAX_INVITATION_CHARS,
+            "username_chars": MAX_USERNAME_CHARS,
+            "password_min_chars": MIN_PASSWORD_CHARS,
+            "password_max_chars": MAX_PASSWORD_CHARS,
+            "rule_text_chars": MAX_RULE_TEXT_CHARS,
+            "allowed_origins": MAX_ALLOWED_ORIGINS,
+        },
+        "appearance": {
+            k: {"kind": kind, "limit": limit, "default": default}
+            for k, (kind, limit, default) in APPEARANCE.items()
+        },
+        "invitation_text": INVITATION_TEXT,
+        "rule_conditions": dict(RULE_CONDITIONS),
+    }

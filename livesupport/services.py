@@ -1,0 +1,152 @@
+"""The composition root: builds each domain object with what it needs, connects their
+announcements, and runs the once-a-second tick. Nothing here knows about HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import resource
+import time
+from typing import Any
+
+from .accounts import Accounts, RunBlocking
+from .chats import Chats
+from .clock import Clock
+from .commands import Commands
+from .config import Config
+from .guards import FdGuard, LagMonitor, RateLimiter
+from .hub import Hub
+from .invitations import Invitations
+from .mail import Mailer
+from .monitor import Monitor
+from .offline import OfflineMessages
+from .presence import Presence
+from .protocol import ApiError, Validator
+from .site import Site
+from .storage import Storage
+from .streams import Streams
+
+
+def executor(fn: Any, *args: Any) -> asyncio.Future:
+    """Run blocking work (password hashing, SMTP) in the loop's default thread pool."""
+    return asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+class Services:
+    """Every domain object, wired. Handlers and the CLI reach the domain through this."""
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        hub: Hub | None = None,
+        clock: Clock | None = None,
+        run_blocking: RunBlocking = executor,
+        hasher: Any = None,
+    ):
+        self.config = config
+        self.storage = storage
+        self.hub = hub = hub if hub is not None else Hub()
+        self.clock = clock = clock if clock is not None else Clock()
+        self.validate = Validator(config)
+        self.accounts = Accounts(config, storage, clock, run_blocking, hasher)
+        self.presence = Presence(config, storage, hub, clock)
+        self.site = Site(config, storage, hub, self.presence)
+        self.monitor = Monitor(config, storage, hub, clock)
+        self.invitations = Invitations(config, storage, hub, clock, self.monitor, self.presence)
+        self.chats = Chats(config, storage, hub, clock, self.presence, self.invitations)
+        self.offline = OfflineMessages(
+            storage, hub, clock, self.chats, Mailer(config), self.site, run_blocking
+        )
+        self.streams = Streams(
+            config,
+            storage,
+            hub,
+            clock,
+            self.accounts,
+            self.presence,
+            self.monitor,
+            self.invitations,
+            self.chats,
+        )
+        self.commands = Commands(
+            config, self.chats, self.offline, self.invitations, self.presence, self.streams
+        )
+        self.rl_requests = RateLimiter("requests_per_ip", config.limits_requests_per_ip, clock)
+        self.rl_frames = RateLimiter(
+            "commands_per_socket", config.limits_commands_per_socket, clock
+        )
+        self.fd_guard = FdGuard()
+        self.lag: LagMonitor | None = None
+        self._ticks = 0
+        # Who reacts to what.
+        self.accounts.sessions_ended.connect(self.streams.sessions_ended)
+        self.accounts.operator_disabled.connect(self.presence.gone)
+        self.accounts.operator_renamed.connect(lambda _op_id: self.presence.changed())
+        self.presence.went_offline.connect(self.chats.requeue_operator)
+        self.chats.changed.connect(self.monitor.chat_changed)
+        self.monitor.page_viewed.connect(self.invitations.page_viewed)
+
+    async def start(self) -> None:
+        """Load what lives in memory from the database after a (re)start."""
+        await self.accounts.start()
+        await self.site.start()
+        operators = await self.chats.start()
+        # Their operators will reconnect after the restart; if not, the grace requeues.
+        await self.presence.restore(operators)
+
+    async def tick(self) -> None:
+        """Once a second: timeouts, expiries, page views to disk, idle bookkeeping."""
+        await self.chats.tick()
+        self.streams.drop_forgotten_polls()
+        await self.monitor.tick()
+        await self.invitations.tick()
+        self._ticks += 1
+        if self._ticks % 5 == 0:
+            await self.streams.end_vanished_sessions()
+        if self._ticks % 60 == 0:
+            for limiter in (
+                self.chats.rl_messages,
+                self.chats.rl_chats,
+                self.rl_requests,
+                self.monitor.rl_beacons,
+                self.invitations.rl_invites,
+                self.rl_frames,
+            ):
+                limiter.forget_idle()
+            self.accounts.throttle.forget_old()
+
+    def check_request(self, ip: str) -> None:
+        """Every HTTP request and WebSocket upgrade: file guard, then the per-address limit."""
+        if self.fd_guard.full():
+            raise ApiError(
+                "server_full", "the server is at its connection limit; try again shortly", 503
+            )
+        self.rl_requests.check(ip, "requests from this address")
+
+    async def track(self, body: Any, ip: str, user_agent: str) -> None:
+        """A page-view beacon; the token is in the body (no preflight needed)."""
+        if not isinstance(body, dict):
+            raise ApiError("bad_json", "expected a JSON object")
+        for k in body:
+            if k not in ("token", "url", "title", "referrer", "type"):
+                raise ApiError("unknown_field", f"'{k}' is not a field of a page view", field=k)
+        vid = await self.accounts.visitor_id_for(body.get("token"))
+        await self.monitor.track(vid, body, ip, user_agent)
+
+    def metrics(self, reset: bool = False) -> dict:
+        hub = self.hub
+        return {
+            "visitor_streams": hub.count("visitors"),
+            "operator_streams": hub.count("ops"),
+            "poll_conns": len(self.streams.poll_conns),
+            "held_polls": self.streams.held_polls(),
+            "waiting_chats": len(self.chats.waiting),
+            "operators_present": len(self.presence.present),
+            "open_files": self.fd_guard._real_count(),
+            "file_limit": self.fd_guard.limit,
+            "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "cpu_s": round(time.process_time(), 3),
+            "gc_counts": gc.get_count(),
+            "loop_lag": self.lag.snapshot(reset) if self.lag else None,
+        }

@@ -1,0 +1,116 @@
+"""Storage: the only gateway to the database.
+
+``Storage`` opens and migrates the database and owns four stores by subject: ``accounts``
+(operators, sessions, visitors), ``chats`` (chats, events, offline messages), ``traffic``
+(visits, page views, invitation rules) and ``site`` (secrets and console-edited settings).
+Every method a caller uses is awaitable, so a networked database can run its queries off the
+event loop (``Storage.run``) without the callers changing; the bodies are plain peewee code.
+Stores hand out the plain records of ``records.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..clock import Clock
+from ..config import ConfigError
+from .accounts import AccountStore
+from .chats import ChatStore
+from .schema import DIALECT, MIGRATIONS, SCHEMA_VERSION, db
+from .site import SiteStore
+from .traffic import TrafficStore
+
+log = logging.getLogger("cutelive")
+
+T = TypeVar("T")
+
+
+class Storage:
+    """Opening, migrations, and the stores. SQLite in WAL mode by default.
+
+    Each write is one short transaction, committed before the caller publishes anything
+    about it. With SQLite the queries run on the loop's thread: a commit is the longest wait.
+    """
+
+    def __init__(
+        self, path: str, clock: Clock, synchronous: str = "normal", busy_timeout: float = 5.0
+    ):
+        self.path = path
+        self.clock = clock
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self.dialect = DIALECT["sqlite"]
+        self.accounts = AccountStore(self)
+        self.chats = ChatStore(self)
+        self.traffic = TrafficStore(self)
+        self.site = SiteStore(self)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run synchronous database code. SQLite runs it at once on the loop's thread; a
+        networked database runs it where waiting on the network does not block the loop."""
+        return fn(*args)
+
+    def execute(self, sql: str, params: tuple | list = ()):
+        """One statement with ``?`` placeholders; returns the cursor."""
+        return db.execute_sql(sql, params)
+
+    def executemany(self, sql: str, rows: list) -> None:
+        if rows:
+            db.cursor().executemany(sql, rows)
+
+    def atomic(self):
+        """A transaction (nested ones become savepoints)."""
+        return db.atomic()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        db.init(
+            self.path,
+            pragmas={
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "busy_timeout": int(self.busy_timeout * 1000),
+                "synchronous": self.synchronous.upper(),
+            },
+        )
+        db.connect(reuse_if_open=True)
+        self.migrate()
+
+    def close(self) -> None:
+        if not db.is_closed():
+            db.close()
+
+    def migrate(self) -> None:
+        version = self.execute(self.dialect["get_version"]).fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the database {self.path} has schema version {version}, newer than this "
+                f"program's {SCHEMA_VERSION}; use a newer cutelive"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            with db.atomic():
+                for sql in MIGRATIONS[step]:
+                    self.execute(sql)
+                self.execute(self.dialect["set_version"].format(version=step + 1))
+            log.info("database migrated to schema version %d", step + 1)
+
+    def backup(self, dest: str) -> str:
+        """Copy the database into ``dest`` in one read transaction; returns the copy's
+        integrity-check verdict (``"ok"``). In WAL mode it does not block the server's writers."""
+        import sqlite3
+
+        src = sqlite3.connect(self.path, timeout=self.busy_timeout)
+        try:
+            dst = sqlite3.connect(dest)
+            try:
+                src.backup(dst)
+                return dst.execute("PRAGMA integrity_check").fetchone()[0]
+            finally:
+                dst.close()
+        finally:
+            src.close()

@@ -1,0 +1,242 @@
+"""Chats, their events (the persisted stream with per-chat ``seq``), and offline messages."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import ACTIVE, OPEN_STATUSES, WAITING
+from .records import CHAT_COLUMNS, Chat, OfflineMessage
+from .schema import OfflineMessageRow
+
+if TYPE_CHECKING:
+    from . import Storage
+
+_CHAT_SQL = ", ".join(CHAT_COLUMNS)
+_OFFLINE_FIELDS = tuple(OfflineMessage.__dataclass_fields__)
+
+
+def _offline(row: OfflineMessageRow) -> OfflineMessage:
+    return OfflineMessage(**{k: getattr(row, k) for k in _OFFLINE_FIELDS})
+
+
+class ChatStore:
+    """Chats with a cache in front (the hot path reads a chat per message), and events.
+
+    Every write to a chat goes through this class, which keeps the cached record current.
+    """
+
+    #: Chats kept in the cache at most; the oldest entry goes first.
+    CACHE_SIZE = 20_000
+
+    def __init__(self, storage: Storage):
+        self._storage = storage
+        self._chats: dict[int, Chat] = {}
+
+    def _rows(self, sql: str, params: tuple) -> list[Chat]:
+        return [Chat(*row) for row in self._storage.execute(sql, params).fetchall()]
+
+    async def chat(self, chat_id: int) -> Chat | None:
+        c = self._chats.get(chat_id)
+        if c is None:
+            rows = await self._storage.run(
+                self._rows, f"SELECT {_CHAT_SQL} FROM chat WHERE id = ?", (chat_id,)
+            )
+            if not rows:
+                return None
+            c = rows[0]
+            if len(self._chats) >= self.CACHE_SIZE:
+                del self._chats[next(iter(self._chats))]
+            self._chats[chat_id] = c
+        return c
+
+    async def open_chats(self) -> list[Chat]:
+        sql = f"SELECT {_CHAT_SQL} FROM chat WHERE status IN (?, ?) ORDER BY id"
+        return await self._storage.run(self._rows, sql, OPEN_STATUSES)
+
+    async def visitor_chats(self, visitor_id: int, open_only: bool = False) -> list[Chat]:
+        """A visitor's chats, newest first."""
+        # Raw SQL: every visitor hello asks this twice (monitor, replay), and after a restart
+        # 10,000 hellos come at once; building the query with peewee cost more than running it.
+        if open_only:
+            sql = (
+                f"SELECT {_CHAT_SQL} FROM chat WHERE visitor_id = ? AND status IN (?, ?) "
+                "ORDER BY id DESC"
+            )
+            return await self._storage.run(self._rows, sql, (visitor_id, *OPEN_STATUSES))
+        sql = f"SELECT {_CHAT_SQL} FROM chat WHERE visitor_id = ? ORDER BY id DESC"
+        return await self._storage.run(self._rows, sql, (visitor_id,))
+
+    async def operator_chats(self, operator_id: int) -> list[Chat]:
+        """An operator's open chats, oldest first."""
+        sql = f"SELECT {_CHAT_SQL} FROM chat WHERE operator_id = ? AND status IN (?, ?) ORDER BY id"
+        return await self._storage.run(self._rows, sql, (operator_id, *OPEN_STATUSES))
+
+    async def list_chats(
+        self, status: str | None, operator_id: int | None, limit: int, before: int
+    ) -> list[Chat]:
+        """Chats by status and operator, newest first, ``limit`` of them below id ``before``."""
+        where, params = [], []
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if operator_id is not None:
+            where.append("operator_id = ?")
+            params.append(operator_id)
+        if before:
+            where.append("id < ?")
+            params.append(before)
+        sql = f"SELECT {_CHAT_SQL} FROM chat"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return await self._storage.run(self._rows, sql, (*params, limit))
+
+    async def count_visitor_chats(self, visitor_id: int) -> int:
+        cur = await self._storage.run(
+            self._storage.execute, "SELECT COUNT(*) FROM chat WHERE visitor_id = ?", (visitor_id,)
+        )
+        return cur.fetchone()[0]
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def events_after(self, chat_id: int, after: int) -> list[str]:
+        """The stored JSON of the chat's events with ``seq > after``, in order."""
+        cur = await self._storage.run(
+            self._storage.execute,
+            "SELECT data FROM event WHERE chat_id = ? AND seq > ? ORDER BY seq",
+            (chat_id, after),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+    async def event_by_client_id(self, chat_id: int, client_id: str) -> str | None:
+        cur = await self._storage.run(
+            self._storage.execute,
+            "SELECT data FROM event WHERE chat_id = ? AND client_id = ?",
+            (chat_id, client_id),
+        )
+        row = cur.fetchone()
+        return row[0] if row else None
+
+    def _append(self, chat: Chat, events: list[dict], chat_changes: dict) -> list[tuple[dict, str]]:
+        execute = self._storage.execute
+        out = []
+        seq = execute("SELECT last_seq FROM chat WHERE id = ?", (chat.id,)).fetchone()[0]
+        for ev in events:
+            seq += 1
+            ev["chat_id"] = chat.id
+            ev["seq"] = seq
+            ev.setdefault("ts", self._storage.clock.now_ms())
+            text = json.dumps(ev, ensure_ascii=False, separators=(", ", ": "))
+            execute(
+                "INSERT INTO event (chat_id, seq, type, ts, client_id, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (chat.id, seq, ev["type"], ev["ts"], ev.get("client_id"), text),
+            )
+            out.append((ev, text))
+        changes = dict(chat_changes, last_seq=seq)
+        execute(
+            "UPDATE chat SET " + ", ".join(f"{k} = ?" for k in changes) + " WHERE id = ?",
+            (*changes.values(), chat.id),
+        )
+        return out
+
+    def _changed(self, chat: Chat, changes: dict) -> None:
+        cached = self._chats.get(chat.id)
+        for obj in (chat, cached) if cached is not None and cached is not chat else (chat,):
+            for k, v in changes.items():
+                setattr(obj, k, v)
+
+    async def append_events(
+        self, chat: Chat, events: list[dict], chat_changes: dict | None = None
+    ) -> list[tuple[dict, str]]:
+        """Store events (and optional chat column changes) in one transaction.
+
+        Each event gets the chat's next ``seq``; returns ``(event, json)`` pairs in order. The
+        caller publishes them only after this returns, i.e. after the commit.
+        """
+        changes = dict(chat_changes or {})
+
+        def append() -> list[tuple[dict, str]]:
+            with self._storage.atomic():
+                return self._append(chat, events, changes)
+
+        out = await self._storage.run(append)
+        changes["last_seq"] = out[-1][0]["seq"] if out else chat.last_seq
+        self._changed(chat, changes)
+        return out
+
+    async def create_chat(self, fields: dict, events: list[dict]) -> tuple[Chat, list]:
+        """A new chat and its first events, in one transaction."""
+        cols = [c for c in CHAT_COLUMNS if c != "id"]
+        values = {c: fields.get(c) for c in cols}
+        values.update(last_seq=0)
+
+        def create() -> tuple[Chat, list]:
+            with self._storage.atomic():
+                cur = self._storage.execute(
+                    f"INSERT INTO chat ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [values[c] for c in cols],
+                )
+                chat = Chat(id=cur.lastrowid, **values)
+                return chat, self._append(chat, events, {})
+
+        chat, pairs = await self._storage.run(create)
+        chat.last_seq = pairs[-1][0]["seq"] if pairs else 0
+        return chat, pairs
+
+    async def accept_chat(
+        self, chat_id: int, operator_id: int, at: int, events: list[dict]
+    ) -> tuple[Chat, list] | None:
+        """Atomically assign a waiting chat and store the events; None when it is no longer
+        waiting (another operator was first)."""
+
+        def claim() -> list | None:
+            with self._storage.atomic():
+                n = self._storage.execute(
+                    "UPDATE chat SET operator_id = ?, status = ?, accepted_at = ? "
+                    "WHERE id = ? AND status = ?",
+                    (operator_id, ACTIVE, at, chat_id, WAITING),
+                ).rowcount
+                if n != 1:
+                    return None
+                self._chats.pop(chat_id, None)
+                chat = self._rows(f"SELECT {_CHAT_SQL} FROM chat WHERE id = ?", (chat_id,))[0]
+                return [chat, self._append(chat, events, {})]
+
+        self._chats.pop(chat_id, None)
+        got = await self._storage.run(claim)
+        if got is None:
+            return None
+        chat, pairs = got
+        chat.last_seq = pairs[-1][0]["seq"]
+        self._chats[chat_id] = chat
+        return chat, pairs
+
+    # -- offline messages ---------------------------------------------------------------------
+
+    async def offline_message_by_client_id(
+        self, visitor_id: int, client_id: str
+    ) -> OfflineMessage | None:
+        row = await self._storage.run(
+            OfflineMessageRow.get_or_none,
+            (OfflineMessageRow.visitor_id == visitor_id)
+            & (OfflineMessageRow.client_id == client_id),
+        )
+        return _offline(row) if row is not None else None
+
+    async def create_offline_message(self, **fields: Any) -> OfflineMessage:
+        row = await self._storage.run(lambda: OfflineMessageRow.create(read=False, **fields))
+        return _offline(row)
+
+    async def offline_messages(self, limit: int = 500) -> list[OfflineMessage]:
+        q = OfflineMessageRow.select().order_by(OfflineMessageRow.id.desc()).limit(limit)
+        return [_offline(r) for r in await self._storage.run(list, q)]
+
+    async def mark_offline_message(self, message_id: int, read: bool) -> OfflineMessage | None:
+        def mark() -> OfflineMessageRow | None:
+            OfflineMessageRow.update(read=read).where(OfflineMessageRow.id == message_id).execute()
+            return OfflineMessageRow.get_or_none(OfflineMessageRow.id == message_id)
+
+        row = await self._storage.run(mark)
+        return _offline(row) if row is not None else None

@@ -1,0 +1,140 @@
+"""Plain records handed out by storage: data only, no connection, nothing that queries lazily."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(eq=False)
+class Operator:
+    id: int
+    username: str
+    display_name: str
+    password_hash: str
+    is_admin: bool
+    disabled: bool
+    status: str
+    created_at: int
+
+    def public(self, presence: str | None = None) -> dict:
+        """As the console sees it; ``presence`` is the live status when known."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "display_name": self.display_name,
+            "is_admin": bool(self.is_admin),
+            "disabled": bool(self.disabled),
+            "status": presence if presence is not None else self.status,
+        }
+
+
+@dataclass(eq=False)
+class Session:
+    id: int
+    operator_id: int
+    expires_at: int
+
+
+@dataclass(eq=False)
+class Visitor:
+    id: int
+    created_at: int
+
+
+@dataclass(eq=False)
+class Chat:
+    id: int
+    visitor_id: int
+    operator_id: int | None
+    status: str
+    name: str
+    email: str
+    page_url: str
+    page_title: str
+    ip: str
+    user_agent: str
+    created_at: int
+    queued_at: int
+    accepted_at: int | None
+    closed_at: int | None
+    last_seq: int
+    first_message: str
+
+
+#: Chat columns in the order of the record's fields (the raw queries select these).
+CHAT_COLUMNS = tuple(Chat.__dataclass_fields__)
+
+
+@dataclass(eq=False)
+class OfflineMessage:
+    id: int
+    visitor_id: int | None
+    chat_id: int | None
+    name: str
+    email: str
+    text: str
+    page_url: str
+    page_title: str
+    created_at: int
+    read: bool
+
+    def public(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "email": self.email,
+            "text": self.text,
+            "page_url": self.page_url,
+            "page_title": self.page_title,
+            "chat_id": self.chat_id,
+            "created_at": self.created_at,
+            "read": bool(self.read),
+        }
+
+
+@dataclass(eq=False)
+class InviteRule:
+    """An automatic invitation: conditions on the visit, and the message to show."""
+
+    id: int
+    name: str
+    enabled: bool
+    message: str
+    conditions: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, id: int, name: str, enabled: Any, message: str, conditions: str):
+        return cls(id, name, bool(enabled), message, json.loads(conditions))
+
+    def public(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "enabled": self.enabled,
+            "message": self.message,
+            "conditions": dict(self.conditions),
+        }
+
+
+@dataclass(eq=False)
+class Visit:
+    """A visit as the monitor resumes it after a restart, or starts it."""
+
+    id: int
+    number: int
+    started_at: int
+    last_seen: int
+    landing_url: str
+    referrer: str
+    search_terms: str
+    ip: str
+    user_agent: str
+    browser: str
+    os: str
+    device: str
+    country: str
+    pages: int
+    first_seen: int
+    previous_chats: int

@@ -1,0 +1,171 @@
+"""The schema: peewee models (used inside storage only), migrations, and the SQL dialect.
+
+Models describe the tables for peewee's query builder; nothing outside ``livesupport.storage``
+sees them: storage hands out the plain records of ``records.py``.
+"""
+
+from __future__ import annotations
+
+import peewee
+
+from ..protocol import ONLINE
+
+#: The one database; ``Storage.open`` initialises it with its file and pragmas.
+db = peewee.SqliteDatabase(None)
+
+
+# == SQL dialect =============================================================================
+# The one place where SQL differs between databases. Everything else in ``livesupport.storage``
+# is portable SQL (written with ``?`` placeholders, which ``Storage`` adapts to the driver's).
+# SQLite today; a PostgreSQL implementation fills in its own column here.
+DIALECT = {
+    "sqlite": {
+        #: The larger of two values in one row.
+        "greatest": "MAX",
+        #: Where the schema version is kept.
+        "get_version": "PRAGMA user_version",
+        "set_version": "PRAGMA user_version = {version}",
+    },
+}
+# ============================================================================================
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class StoredValue(BaseModel):
+    """Key/value rows for generated secrets and console-edited settings."""
+
+    key = peewee.TextField(primary_key=True)
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "meta"
+
+
+class OperatorRow(BaseModel):
+    username = peewee.TextField(unique=True)
+    display_name = peewee.TextField()
+    password_hash = peewee.TextField()
+    is_admin = peewee.BooleanField(default=False)
+    disabled = peewee.BooleanField(default=False)
+    status = peewee.TextField(default=ONLINE)
+    created_at = peewee.IntegerField()
+
+    class Meta:
+        table_name = "operator"
+
+
+class SessionRow(BaseModel):
+    token_hash = peewee.TextField(unique=True)
+    operator_id = peewee.IntegerField()
+    created_at = peewee.IntegerField()
+    expires_at = peewee.IntegerField()
+    ip = peewee.TextField(default="")
+    user_agent = peewee.TextField(default="")
+
+    class Meta:
+        table_name = "session"
+
+
+class OfflineMessageRow(BaseModel):
+    visitor_id = peewee.IntegerField(null=True)
+    chat_id = peewee.IntegerField(null=True)
+    name = peewee.TextField()
+    email = peewee.TextField()
+    text = peewee.TextField()
+    page_url = peewee.TextField(default="")
+    page_title = peewee.TextField(default="")
+    ip = peewee.TextField(default="")
+    created_at = peewee.IntegerField()
+    read = peewee.BooleanField(default=False)
+    client_id = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "offline_message"
+
+
+class InviteRuleRow(BaseModel):
+    name = peewee.TextField()
+    enabled = peewee.BooleanField(default=True)
+    message = peewee.TextField()
+    conditions = peewee.TextField(default="{}")  # JSON, see protocol.RULE_CONDITIONS
+    created_at = peewee.IntegerField()
+
+    class Meta:
+        table_name = "invite_rule"
+
+
+#: Migrations: entry N takes the schema from version N to N+1, in one transaction. Never edit
+#: a released step; append a new one.
+MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE operator (
+            id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL,
+            password_hash TEXT NOT NULL, is_admin INTEGER NOT NULL DEFAULT 0,
+            disabled INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'online',
+            created_at INTEGER NOT NULL)""",
+        """CREATE TABLE session (
+            id INTEGER PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,
+            operator_id INTEGER NOT NULL REFERENCES operator(id) ON DELETE CASCADE,
+            created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+            ip TEXT NOT NULL DEFAULT '', user_agent TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX session_operator ON session(operator_id)",
+        """CREATE TABLE visitor (
+            id INTEGER PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL,
+            ip TEXT NOT NULL DEFAULT '', user_agent TEXT NOT NULL DEFAULT '')""",
+        """CREATE TABLE chat (
+            id INTEGER PRIMARY KEY, visitor_id INTEGER NOT NULL REFERENCES visitor(id),
+            operator_id INTEGER REFERENCES operator(id), status TEXT NOT NULL,
+            name TEXT NOT NULL, email TEXT NOT NULL DEFAULT '',
+            page_url TEXT NOT NULL DEFAULT '', page_title TEXT NOT NULL DEFAULT '',
+            ip TEXT NOT NULL DEFAULT '', user_agent TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL, queued_at INTEGER NOT NULL,
+            accepted_at INTEGER, closed_at INTEGER, last_seq INTEGER NOT NULL DEFAULT 0,
+            first_message TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX chat_status ON chat(status)",
+        "CREATE INDEX chat_visitor ON chat(visitor_id)",
+        "CREATE INDEX chat_operator ON chat(operator_id)",
+        """CREATE TABLE event (
+            id INTEGER PRIMARY KEY, chat_id INTEGER NOT NULL REFERENCES chat(id),
+            seq INTEGER NOT NULL, type TEXT NOT NULL, ts INTEGER NOT NULL, client_id TEXT,
+            data TEXT NOT NULL, UNIQUE (chat_id, seq), UNIQUE (chat_id, client_id))""",
+        """CREATE TABLE offline_message (
+            id INTEGER PRIMARY KEY, visitor_id INTEGER REFERENCES visitor(id),
+            chat_id INTEGER REFERENCES chat(id), name TEXT NOT NULL, email TEXT NOT NULL,
+            text TEXT NOT NULL, page_url TEXT NOT NULL DEFAULT '',
+            page_title TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL, read INTEGER NOT NULL DEFAULT 0)""",
+    ],
+    [
+        """CREATE TABLE visit (
+            id INTEGER PRIMARY KEY, visitor_id INTEGER NOT NULL REFERENCES visitor(id),
+            number INTEGER NOT NULL, started_at INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+            landing_url TEXT NOT NULL DEFAULT '', referrer TEXT NOT NULL DEFAULT '',
+            search_terms TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT '', browser TEXT NOT NULL DEFAULT '',
+            os TEXT NOT NULL DEFAULT '', device TEXT NOT NULL DEFAULT '',
+            country TEXT NOT NULL DEFAULT '', pages INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE INDEX visit_visitor ON visit(visitor_id, id)",
+        """CREATE TABLE page_view (
+            id INTEGER PRIMARY KEY, visit_id INTEGER NOT NULL REFERENCES visit(id),
+            visitor_id INTEGER NOT NULL, url TEXT NOT NULL, title TEXT NOT NULL,
+            referrer TEXT NOT NULL, ts INTEGER NOT NULL)""",
+        "CREATE INDEX page_view_visit ON page_view(visit_id, id)",
+        "CREATE INDEX page_view_ts ON page_view(ts)",
+        """CREATE TABLE invite_rule (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,
+            message TEXT NOT NULL, conditions TEXT NOT NULL DEFAULT '{}',
+            created_at INTEGER NOT NULL)""",
+    ],
+    [
+        "ALTER TABLE offline_message ADD COLUMN client_id TEXT",
+        "ALTER TABLE visit ADD COLUMN ended_at INTEGER",
+        "CREATE UNIQUE INDEX offline_message_client ON offline_message(visitor_id, client_id)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,263 @@
+"""Streams: the connections that carry a party's events, over WebSocket or long-poll alike.
+
+Attaching a stream subscribes it to its party's topics; ``welcome`` and ``replay`` give a
+(re)connecting client exactly what it missed by its cursors (docs/PROTOCOL.md §4).
+A stream is anything with ``deliver(text, event)`` and ``close(code, reason)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import secrets
+from typing import Any
+
+from .accounts import Accounts
+from .chats import Chats
+from .clock import Clock
+from .config import Config
+from .hub import Hub
+from .invitations import Invitations
+from .monitor import Monitor
+from .presence import Presence
+from .protocol import CLOSE_SESSION_ENDED, POLL_BUFFER_MAX, ApiError, Party, encode
+from .storage import Storage
+
+
+class PollConn:
+    """A long-poll connection: events collected between polls, and the poll waiting for them."""
+
+    def __init__(self, conn_id: str, party: Party, now: float):
+        self.id = conn_id
+        self.party = party
+        self.buffer: list[tuple[str, dict | None]] = []
+        self.overflow = False
+        self.delivered: dict[int, int] = {}
+        self.waiter: asyncio.Future | None = None
+        #: When the client last polled (``clock.monotonic()``).
+        self.last_poll = now
+        self.closed = False
+
+    def deliver(self, text: str, event: dict | None) -> None:
+        if len(self.buffer) >= POLL_BUFFER_MAX:
+            # Chat events come back from the database by the cursors, and snapshots are sent
+            # afresh (see Streams.poll_collect); of the rest, keep the newest.
+            self.overflow = True
+            rest = [(t, e) for t, e in self.buffer if not (e and "seq" in e)]
+            self.buffer = rest[-POLL_BUFFER_MAX // 2 :]
+        self.buffer.append((text, event))
+        self.wake()
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def close(self, code: int, reason: str = "") -> None:
+        self.closed = True
+        self.wake()
+
+
+class Streams:
+    """Open streams by party and session, and what each gets on connecting and on polling."""
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        hub: Hub,
+        clock: Clock,
+        accounts: Accounts,
+        presence: Presence,
+        monitor: Monitor,
+        invitations: Invitations,
+        chats: Chats,
+    ):
+        self.config = config
+        self.store = storage.chats
+        self.hub = hub
+        self.clock = clock
+        self.accounts = accounts
+        self.presence = presence
+        self.monitor = monitor
+        self.invitations = invitations
+        self.chats = chats
+        self.poll_conns: dict[str, PollConn] = {}
+        #: Open WebSockets per client address (``[limits] sockets_per_ip``).
+        self.sockets_per_ip: collections.Counter = collections.Counter()
+        self._session_streams: dict[int, set] = {}
+
+    # -- attaching ----------------------------------------------------------------------------
+
+    async def attach(self, stream: Any, party: Party) -> None:
+        """Subscribe a stream (WebSocket or PollConn) to its party's topics."""
+        if party.role == "visitor":
+            self.hub.subscribe(stream, party.topic, "visitors")
+            await self.monitor.stream_opened(party.visitor_id, party.ip, party.user_agent)
+            return
+        self.hub.subscribe(stream, party.topic, "ops")
+        self._session_streams.setdefault(party.session_id, set()).add(stream)
+        await self.presence.stream_opened(party.operator_id)
+
+    def detach(self, stream: Any, party: Party) -> None:
+        self.hub.unsubscribe(stream)
+        if party.role != "operator":
+            self.monitor.stream_closed(party.visitor_id)
+            return
+        streams = self._session_streams.get(party.session_id)
+        if streams is not None:
+            streams.discard(stream)
+            if not streams:
+                del self._session_streams[party.session_id]
+        self.presence.stream_closed(party.operator_id)
+
+    async def welcome(self, party: Party, cursors: dict[int, int]) -> list[tuple[str, Any]]:
+        """What a newly identified stream gets: ``welcome``, snapshots, then the replay."""
+        replay, chats = await self.replay(party, cursors)
+        ev: dict[str, Any] = {
+            "type": "welcome",
+            "role": party.role,
+            "heartbeat": self.config.realtime_heartbeat,
+            "chats": [await self.chats.summary(c, party.role) for c in chats],
+        }
+        if party.role == "visitor":
+            ev["visitor_id"] = party.visitor_id
+            ev["online"] = self.presence.any_online()
+            out = [(encode(ev), ev)]
+            inv = self.invitations.pending(party.visitor_id)
+            if inv is not None:
+                iev = self.invitations.invitation_event(inv)
+                out.append((encode(iev), iev))
+        else:
+            op = await self.accounts.store.operator(party.operator_id)
+            ev["operator"] = op.public(self.presence.status_of(op.id))
+            out = [(encode(ev), ev)]
+            for snap in await self.snapshots():
+                out.append((encode(snap), snap))
+        return out + replay
+
+    async def snapshots(self) -> list[dict]:
+        """What an operator's console needs besides chat events: queue, team, visitors."""
+        return [
+            await self.chats.queue_event(),
+            await self.presence.operators_event(),
+            self.monitor.snapshot_event(),
+        ]
+
+    async def replay(self, party: Party, cursors: dict[int, int]):
+        """Events the party missed according to its cursors (docs/PROTOCOL.md §4).
+
+        Returns ``([(json, event-or-None)], [chats described])``; chat events come as stored
+        JSON with a small dict carrying ``chat_id`` and ``seq`` for bookkeeping.
+        """
+        out: list[tuple[str, dict | None]] = []
+        chats = []
+        for chat_id, cursor in cursors.items():
+            chat = await self.store.chat(chat_id)
+            if chat is None or not self.chats.may_see(party, chat) or cursor > chat.last_seq:
+                ev = {"type": "reset", "chat_id": chat_id, "reason": "unknown_cursor"}
+                out.append((encode(ev), ev))
+                continue
+            chats.append(chat)
+            out.extend(await self.stored(chat.id, cursor))
+        for chat in await self.chats.own_open_chats(party):
+            if chat.id not in cursors:
+                chats.append(chat)
+                out.extend(await self.stored(chat.id, 0))
+        return out, chats
+
+    async def stored(self, chat_id: int, after: int) -> list[tuple[str, dict]]:
+        seq = after
+        out = []
+        for text in await self.store.events_after(chat_id, after):
+            seq += 1
+            out.append((text, {"chat_id": chat_id, "seq": seq}))
+        return out
+
+    async def sync(self, party: Party, stream: Any, cursors: dict[int, int]) -> dict:
+        """The ``sync`` command: replay by cursors into the stream that asked."""
+        if stream is None:
+            raise ApiError("unknown_type", "'sync' needs a stream; long-poll sends cursors instead")
+        for text, ev in (await self.replay(party, cursors))[0]:
+            stream.deliver(text, ev)
+        return {}
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def sessions_ended(self, session_ids: list[int], reason: str) -> None:
+        """Close the streams of ended sessions (logout, password change, disabled, expiry)."""
+        ev = {"type": "session_ended", "reason": reason}
+        text = encode(ev)
+        for sid in session_ids:
+            for stream in list(self._session_streams.get(sid, ())):
+                stream.deliver(text, ev)
+                stream.close(CLOSE_SESSION_ENDED, reason)
+                if isinstance(stream, PollConn):
+                    self.drop_poll_conn(stream)
+
+    async def end_vanished_sessions(self) -> None:
+        """Close streams whose session row is gone (``cutelive passwd``, expiry, another tool)."""
+        if not self._session_streams:
+            return
+        gone = await self.accounts.vanished_sessions(list(self._session_streams))
+        if gone:
+            await self.sessions_ended(gone, "expired")
+
+    # -- long-poll connections ----------------------------------------------------------------
+
+    async def new_poll_conn(self, party: Party) -> PollConn:
+        conn = PollConn(secrets.token_urlsafe(18), party, self.clock.monotonic())
+        self.poll_conns[conn.id] = conn
+        await self.attach(conn, party)
+        return conn
+
+    def drop_poll_conn(self, conn: PollConn) -> None:
+        if self.poll_conns.pop(conn.id, None) is not None:
+            self.detach(conn, conn.party)
+        conn.close(1000)
+
+    def drop_forgotten_polls(self) -> None:
+        """Long-poll connections whose client stopped polling are closed."""
+        mono = self.clock.monotonic()
+        expiry = self.config.realtime_poll_timeout + 30
+        for conn in list(self.poll_conns.values()):
+            if conn.waiter is None and mono - conn.last_poll > expiry:
+                self.drop_poll_conn(conn)
+
+    async def poll_collect(self, conn: PollConn, cursors: dict[int, int]) -> list[str]:
+        """Events for a poll: a replay for what the client lacks, then the buffer, deduplicated."""
+        out: list[str] = []
+        have = dict(cursors)
+        if conn.overflow:
+            conn.overflow = False
+            if conn.party.role == "operator":
+                for snap in await self.snapshots():
+                    out.append(encode(snap))
+            for text, ev in (await self.replay(conn.party, cursors))[0]:
+                out.append(text)
+                if ev and "seq" in ev:
+                    have[ev["chat_id"]] = ev["seq"]
+        else:
+            # A lost answer leaves the client behind what we handed out: replay the difference.
+            for chat_id, sent in list(conn.delivered.items()):
+                cur = cursors.get(chat_id, 0)
+                chat = await self.store.chat(chat_id) if cur < sent else None
+                if chat is not None and self.chats.may_see(conn.party, chat):
+                    for text, ev in await self.stored(chat_id, cur):
+                        out.append(text)
+                        have[chat_id] = ev["seq"]
+        for text, ev in conn.buffer:
+            if ev and "seq" in ev:
+                if ev["seq"] <= have.get(ev["chat_id"], 0):
+                    continue
+                have[ev["chat_id"]] = ev["seq"]
+            out.append(text)
+        conn.buffer = []
+        for chat_id, seq in have.items():
+            if seq > cursors.get(chat_id, 0):
+                conn.delivered[chat_id] = seq
+        return out
+
+    def held_polls(self) -> int:
+        return sum(
+            1 for c in self.poll_conns.values() if c.waiter is not None and not c.waiter.done()
+        )

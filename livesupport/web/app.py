@@ -1,0 +1,156 @@
+"""The route table and the application: ``make_app(config)`` builds everything and starts the
+timers; ``GuardedHTTPServer`` refuses connections at the open-file cap."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import tornado.httpserver
+import tornado.ioloop
+import tornado.web
+
+from ..clock import Clock
+from ..config import ASSETS_DIR, Config
+from ..guards import FdGuard, LagMonitor
+from ..services import Services
+from ..storage import Storage
+from . import handlers as h
+from .sockets import ConsoleSocket, VisitorSocket
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route: its path pattern, handler, and authentication (a level of ``AUTH_LEVELS``,
+    or one per HTTP method)."""
+
+    pattern: str
+    handler: type
+    auth: str | dict[str, str]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def levels(self) -> set[str]:
+        return set(self.auth.values()) if isinstance(self.auth, dict) else {self.auth}
+
+
+def _file(filename: str) -> dict[str, Any]:
+    return dict(path=ASSETS_DIR, filename=filename)
+
+
+#: The whole route table; docs/PROTOCOL.md documents every ``/api`` route in it.
+ROUTES: list[Route] = [
+    Route(r"/api/status", h.StatusHandler, "public"),
+    Route(r"/api/metrics", h.MetricsHandler, "local"),
+    Route(r"/api/widget/config", h.WidgetConfigHandler, "public"),
+    Route(r"/api/button", h.ButtonHandler, "public"),
+    Route(r"/api/visitor/token", h.VisitorTokenHandler, "visitor_origin"),
+    Route(r"/api/visitor/ws", VisitorSocket, "visitor"),
+    Route(r"/api/visitor/poll", h.PollHandler, "visitor"),
+    Route(r"/api/visitor/track", h.TrackHandler, "visitor_origin"),
+    Route(r"/api/visitor/send", h.SendHandler, "visitor"),
+    Route(r"/api/visitor/chats", h.VisitorChatsHandler, "visitor"),
+    Route(r"/api/visitor/chats/([^/]+)", h.ChatHandler, "visitor"),
+    Route(r"/api/console/session", h.SessionHandler, "console"),
+    Route(r"/api/console/setup", h.SetupHandler, "console"),
+    Route(r"/api/console/login", h.LoginHandler, "console"),
+    Route(r"/api/console/logout", h.LogoutHandler, "operator"),
+    Route(r"/api/console/ws", ConsoleSocket, "operator"),
+    Route(r"/api/console/poll", h.PollHandler, "operator"),
+    Route(r"/api/console/send", h.SendHandler, "operator"),
+    Route(r"/api/console/chats", h.ConsoleChatsHandler, "operator"),
+    Route(r"/api/console/chats/([^/]+)", h.ChatHandler, "operator"),
+    Route(r"/api/console/visitors", h.ConsoleVisitorsHandler, "operator"),
+    Route(r"/api/console/visitors/([^/]+)", h.ConsoleVisitorHandler, "operator"),
+    Route(r"/api/console/invite-rules", h.InviteRulesHandler, {"GET": "operator", "POST": "admin"}),
+    Route(r"/api/console/invite-rules/([^/]+)", h.InviteRuleHandler, "admin"),
+    Route(r"/api/console/offline-messages", h.OfflineMessagesHandler, "operator"),
+    Route(r"/api/console/offline-messages/([^/]+)", h.OfflineMessageHandler, "operator"),
+    Route(r"/api/console/password", h.PasswordHandler, "operator"),
+    Route(r"/api/console/settings", h.SettingsHandler, {"GET": "operator", "PATCH": "admin"}),
+    Route(r"/api/console/operators", h.OperatorsHandler, {"GET": "operator", "POST": "admin"}),
+    Route(r"/api/console/operators/([^/]+)", h.OperatorHandler, "admin"),
+    Route(r"/api/.*", h.NotFoundHandler, "none"),
+    Route(r"/widget\.js", h.FileHandler, "static", _file("widget/widget.js")),
+    Route(r"/chat", h.FileHandler, "static", _file("widget/chat.html")),
+    Route(r"/console/?", h.FileHandler, "static", _file("console/index.html")),
+    Route(r"/assets/(.*)", h.AssetHandler, "static", dict(path=ASSETS_DIR)),
+    Route(
+        r"/demo/(.*)",
+        h.AssetHandler,
+        "static",
+        dict(path=os.path.join(ASSETS_DIR, "demo"), default_filename="index.html"),
+    ),
+    Route(r"/()", tornado.web.RedirectHandler, "static", dict(url="/console/")),
+]
+
+
+def tornado_routes(services: Services) -> list:
+    out = []
+    for r in ROUTES:
+        if r.auth == "static":
+            out.append((r.pattern, r.handler, r.kwargs))
+        else:
+            out.append((r.pattern, r.handler, dict(services=services, auth=r.auth)))
+    return out
+
+
+class GuardedHTTPServer(tornado.httpserver.HTTPServer):
+    """Closes a new connection at once when the process is at its hard file cap."""
+
+    def initialize(self, *args: Any, fd_guard: FdGuard, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self.fd_guard = fd_guard
+
+    def handle_stream(self, stream, address) -> None:
+        self.fd_guard.accepted()
+        if self.fd_guard.full(hard=True):
+            stream.close()
+            return
+        super().handle_stream(stream, address)
+
+
+async def make_app(
+    config: Config,
+    *,
+    storage: Storage | None = None,
+    clock: Clock | None = None,
+    hasher: Any = None,
+) -> tornado.web.Application:
+    """Build the application: storage opened and migrated, services started, routes bound,
+    the once-a-second tick running. Tests hand in their own clock and a cheap hasher."""
+    clock = clock if clock is not None else Clock()
+    if storage is None:
+        storage = Storage(
+            os.path.join(config.server_data_dir, "cutelive.db"),
+            clock,
+            config.database_synchronous,
+            config.database_busy_timeout,
+        )
+    storage.open()
+    loop = asyncio.get_running_loop()
+    services = Services(config, storage, clock=clock, hasher=hasher)
+    await services.start()
+    ticker = tornado.ioloop.PeriodicCallback(services.tick, 1000)
+    ticker.start()
+    services.lag = LagMonitor(loop.call_later)
+    services.lag.start()
+    # Load the user-agent rules in the background so the first visitor does not wait for them.
+    loop.run_in_executor(None, services.monitor.ua.parse, "Mozilla/5.0 (X11; Linux x86_64)")
+    secure = config.base_url().startswith("https://")
+    app = tornado.web.Application(
+        tornado_routes(services),
+        default_handler_class=h.NotFoundHandler,
+        default_handler_args=dict(services=services, auth="none"),
+        cookie_secret=storage.site.secret("cookie_secret"),
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs=dict(httponly=True, samesite="Strict", secure=secure),
+        websocket_ping_interval=config.realtime_heartbeat,
+        websocket_ping_timeout=config.realtime_heartbeat,
+        websocket_max_message_size=config.limits_max_frame,
+        compress_response=True,
+    )
+    app.services = services
+    app.ticker = ticker
+    return app

@@ -1,0 +1,422 @@
+"""The JSON API's handlers, one per route; each parses, calls the domain and replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import Any
+
+import tornado.web
+
+from ..config import ASSETS_DIR
+from ..protocol import ACTIVE, CLOSED, MISSED, WAITING, ApiError, Party, console_protocol
+from ..streams import PollConn
+from .base import SESSION_COOKIE, BaseHandler, path_id
+
+log = logging.getLogger("cutelive")
+
+
+# -- public -------------------------------------------------------------------------------------
+
+
+class MetricsHandler(BaseHandler):
+    """GET /api/metrics: load figures for monitoring and bench/; loopback clients only."""
+
+    def get(self) -> None:
+        self.reply(self.services.metrics(reset=self.get_query_argument("reset", "") == "1"))
+
+
+class StatusHandler(BaseHandler):
+    """GET /api/status: is any operator online."""
+
+    def get(self) -> None:
+        self.reply({"online": self.services.presence.any_online()})
+
+
+class WidgetConfigHandler(BaseHandler):
+    """GET /api/widget/config: the public widget settings, with defaults and limits."""
+
+    def get(self) -> None:
+        self.reply(self.services.site.widget_config())
+
+
+class ButtonHandler(BaseHandler):
+    """GET /api/button: the online or offline button image, for embeds without JavaScript."""
+
+    def get(self) -> None:
+        s = self.services
+        state = "online" if s.presence.any_online() else "offline"
+        custom = s.site.appearance.get(f"image_{state}")
+        self.set_header("Cache-Control", "no-store")
+        if custom:
+            self.redirect(custom, status=302)
+            return
+        with open(os.path.join(ASSETS_DIR, "img", f"{state}.svg"), "rb") as f:
+            data = f.read()
+        self.set_header("Content-Type", "image/svg+xml")
+        self.finish(data)
+
+
+class NotFoundHandler(BaseHandler):
+    """Anything else: a JSON 404."""
+
+    async def prepare(self) -> None:
+        raise ApiError("not_found", f"no such path {self.request.path[:200]}", 404)
+
+
+# -- long-poll ----------------------------------------------------------------------------------
+
+
+class PollHandler(BaseHandler):
+    """POST /api/visitor/poll and /api/console/poll: the long-poll transport (PROTOCOL §3.2)."""
+
+    _conn: PollConn | None = None
+
+    async def post(self) -> None:
+        s = self.services
+        streams = s.streams
+        party = self.party
+        body = self.body_json()
+        if not isinstance(body, dict):
+            raise ApiError("bad_json", "expected a JSON object")
+        kind = "visitor_cursors" if party.role == "visitor" else "cursors"
+        args = s.validate.fields(
+            body, {"conn": ("token", False), "cursors": (kind, False)}, "a poll"
+        )
+        cursors = args.get("cursors", {})
+        conn = streams.poll_conns.get(args.get("conn") or "")
+        if conn is not None and not _same_party(conn.party, party):
+            conn = None
+        if conn is None:
+            conn = await streams.new_poll_conn(party)
+            pairs = await streams.welcome(party, cursors)
+            # Only what was really sent counts as delivered (never a chat that got a reset).
+            for _, ev in pairs:
+                if ev and "seq" in ev:
+                    conn.delivered[ev["chat_id"]] = ev["seq"]
+            sent = {**cursors, **conn.delivered}
+            self._send(conn, [t for t, _ in pairs] + await streams.poll_collect(conn, sent))
+            return
+        if conn.waiter is not None and not conn.waiter.done():
+            conn.waiter.set_result(None)  # a newer poll replaces a held one
+        conn.last_poll = s.clock.monotonic()
+        events = await streams.poll_collect(conn, cursors)
+        if not events and not conn.closed:
+            waiter = conn.waiter = asyncio.get_running_loop().create_future()
+            self._conn = conn
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), s.config.realtime_poll_timeout)
+            except TimeoutError:
+                pass
+            superseded = conn.waiter is not waiter
+            if not superseded:
+                conn.waiter = None
+            conn.last_poll = s.clock.monotonic()
+            if self.request.connection.stream.closed():
+                return
+            # A newer poll of the same conn took over: it collects the events, this one ends.
+            events = [] if superseded else await streams.poll_collect(conn, cursors)
+        self._send(conn, events)
+
+    def _send(self, conn: PollConn, events: list[str]) -> None:
+        self.set_status(200)
+        # The stored events are JSON already: splice them in rather than decode and re-encode.
+        self.finish(f'{{"conn": {json.dumps(conn.id)}, "events": [{", ".join(events)}]}}')
+
+    def on_connection_close(self) -> None:
+        if self._conn is not None:
+            self._conn.wake()
+
+
+def _same_party(a: Party, b: Party) -> bool:
+    return (a.visitor_id, a.operator_id, a.session_id) == (
+        b.visitor_id,
+        b.operator_id,
+        b.session_id,
+    )
+
+
+class SendHandler(BaseHandler):
+    """POST /api/visitor/send and /api/console/send: one command, answered by its ack or error."""
+
+    async def post(self) -> None:
+        self.reply(await self.services.commands.run(self.party, None, self.body_json()))
+
+
+# -- visitors -----------------------------------------------------------------------------------
+
+
+class VisitorTokenHandler(BaseHandler):
+    """POST /api/visitor/token: a new anonymous visitor."""
+
+    async def post(self) -> None:
+        self.body_json(allow_empty=True)
+        token, visitor_id = await self.services.accounts.new_visitor(self.ip, self.user_agent)
+        self.reply({"token": token, "visitor_id": visitor_id}, 201)
+
+
+class TrackHandler(BaseHandler):
+    """POST /api/visitor/track: a page-view beacon (token in the body: no preflight needed)."""
+
+    async def post(self) -> None:
+        await self.services.track(self.body_json(), self.ip, self.user_agent)
+        self.set_status(204)
+        self.finish()
+
+
+class VisitorChatsHandler(BaseHandler):
+    """GET /api/visitor/chats: the visitor's chats, newest first."""
+
+    async def get(self) -> None:
+        self.reply({"chats": await self.services.chats.visitor_list(self.party)})
+
+
+class ChatHandler(BaseHandler):
+    """GET /api/visitor/chats/ID and /api/console/chats/ID: one chat with its transcript."""
+
+    async def get(self, chat_id: str) -> None:
+        self.reply(await self.services.chats.transcript(self.party, path_id(chat_id)))
+
+
+# -- console: session ---------------------------------------------------------------------------
+
+
+class SessionHandler(BaseHandler):
+    """GET /api/console/session: who am I, the CSRF token, whether setup is needed, and the
+    defaults and limits the console needs."""
+
+    async def get(self) -> None:
+        s = self.services
+        op = None
+        if self.party is not None:
+            o = await s.storage.accounts.operator(self.party.operator_id)
+            op = o.public(s.presence.status_of(o.id))
+        self.reply(
+            {
+                "operator": op,
+                "xsrf": self.xsrf_token.decode(),
+                "public_url": s.site.base_url,
+                "setup_required": await s.accounts.setup_required(),
+                "protocol": console_protocol(s.config),
+            }
+        )
+
+
+class SetupHandler(BaseHandler):
+    """POST /api/console/setup: create the first administrator with the logged setup token."""
+
+    async def post(self) -> None:
+        s = self.services
+        args = s.validate.fields(
+            self.body_json(),
+            {
+                "setup_token": ("token", True),
+                "username": ("username", True),
+                "display_name": ("name", True),
+                "password": ("password", True),
+            },
+            "setup",
+        )
+        op = await s.accounts.setup_first_admin(**args)
+        self.set_session_cookie(await s.accounts.new_session(op, self.ip, self.user_agent))
+        log.info("first administrator %r created", op.username)
+        self.reply({"operator": op.public(s.presence.status_of(op.id))}, 201)
+
+
+class LoginHandler(BaseHandler):
+    """POST /api/console/login: start a session."""
+
+    async def post(self) -> None:
+        s = self.services
+        args = s.validate.fields(
+            self.body_json(), {"username": ("token", True), "password": ("secret", True)}, "login"
+        )
+        token, op = await s.accounts.login(
+            args["username"], args["password"], self.ip, self.user_agent
+        )
+        self.set_session_cookie(token)
+        self.reply({"operator": op.public(s.presence.status_of(op.id))})
+
+
+class LogoutHandler(BaseHandler):
+    """POST /api/console/logout: end this session and close its sockets."""
+
+    async def post(self) -> None:
+        party = self.party
+        await self.services.accounts.end_sessions(
+            party.operator_id, "logout", only_session_id=party.session_id
+        )
+        self.clear_cookie(SESSION_COOKIE, path="/")
+        self.reply({})
+
+
+class PasswordHandler(BaseHandler):
+    """POST /api/console/password: change your own password."""
+
+    async def post(self) -> None:
+        await self.services.accounts.change_own_password(self.party, self.body_json())
+        self.reply({})
+
+
+# -- console: chats, visitors, inbox ------------------------------------------------------------
+
+
+class ConsoleChatsHandler(BaseHandler):
+    """GET /api/console/chats: chats by status, newest first."""
+
+    async def get(self) -> None:
+        status = self.get_query_argument("status", "")
+        if status not in ("", WAITING, ACTIVE, CLOSED, MISSED, "mine"):
+            raise ApiError(
+                "invalid_field",
+                "status must be waiting, active, closed, missed or mine",
+                field="status",
+            )
+        limit = self.get_query_argument("limit", "50")
+        before = self.get_query_argument("before", "0")
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 200):
+            raise ApiError("invalid_field", "limit must be 1 to 200", field="limit")
+        if not (before.isascii() and before.isdigit() and len(before) < 18):
+            raise ApiError("invalid_field", "before must be a chat id", field="before")
+        chats = await self.services.chats.console_list(self.party, status, int(limit), int(before))
+        self.reply({"chats": chats})
+
+
+class ConsoleVisitorsHandler(BaseHandler):
+    """GET /api/console/visitors: everyone on the site now (the monitor's snapshot)."""
+
+    def get(self) -> None:
+        self.reply({"visitors": self.services.monitor.snapshot_event()["visitors"]})
+
+
+class ConsoleVisitorHandler(BaseHandler):
+    """GET /api/console/visitors/ID: a visitor's visits, page trails and chats."""
+
+    async def get(self, visitor_id: str) -> None:
+        self.reply(await self.services.monitor.detail(path_id(visitor_id)))
+
+
+class InviteRulesHandler(BaseHandler):
+    """GET/POST /api/console/invite-rules: automatic invitation rules."""
+
+    async def get(self) -> None:
+        rules = await self.services.invitations.rules()
+        self.reply(
+            {
+                "rules": [r.public() for r in rules],
+                "conditions": list(console_protocol(self.services.config)["rule_conditions"]),
+            }
+        )
+
+    async def post(self) -> None:
+        rule = await self.services.invitations.save_rule(self.body_json())
+        self.reply({"rule": rule.public()}, 201)
+
+
+class InviteRuleHandler(BaseHandler):
+    """PATCH/DELETE /api/console/invite-rules/ID: change or remove a rule."""
+
+    async def patch(self, rule_id: str) -> None:
+        rule = await self.services.invitations.save_rule(self.body_json(), path_id(rule_id))
+        self.reply({"rule": rule.public()})
+
+    async def delete(self, rule_id: str) -> None:
+        await self.services.invitations.delete_rule(path_id(rule_id))
+        self.reply({})
+
+
+class OfflineMessagesHandler(BaseHandler):
+    """GET /api/console/offline-messages: the inbox, newest first."""
+
+    async def get(self) -> None:
+        msgs = await self.services.offline.inbox()
+        self.reply({"messages": [m.public() for m in msgs]})
+
+
+class OfflineMessageHandler(BaseHandler):
+    """PATCH /api/console/offline-messages/ID: mark read or unread."""
+
+    async def patch(self, msg_id: str) -> None:
+        args = self.services.validate.fields(
+            self.body_json(), {"read": ("bool", True)}, "an offline message"
+        )
+        msg = await self.services.offline.mark(path_id(msg_id), args["read"])
+        self.reply(msg.public())
+
+
+# -- console: administration --------------------------------------------------------------------
+
+
+class SettingsHandler(BaseHandler):
+    """GET/PATCH /api/console/settings: widget appearance and allowed origins."""
+
+    def get(self) -> None:
+        self.reply(self.services.site.settings_view())
+
+    async def patch(self) -> None:
+        self.reply(await self.services.site.update(self.body_json()))
+
+
+class OperatorsHandler(BaseHandler):
+    """GET/POST /api/console/operators: list operators; administrators add one."""
+
+    async def get(self) -> None:
+        s = self.services
+        ops = await s.storage.accounts.operators()
+        self.reply({"operators": [o.public(s.presence.status_of(o.id)) for o in ops]})
+
+    async def post(self) -> None:
+        s = self.services
+        args = s.validate.fields(
+            self.body_json(),
+            {
+                "username": ("username", True),
+                "display_name": ("name", True),
+                "password": ("password", True),
+                "is_admin": ("bool", False),
+            },
+            "an operator",
+        )
+        op = await s.accounts.create_operator(**args)
+        self.reply({"operator": op.public(s.presence.status_of(op.id))}, 201)
+
+
+class OperatorHandler(BaseHandler):
+    """PATCH /api/console/operators/ID: edit, disable, reset the password (administrators)."""
+
+    async def patch(self, operator_id: str) -> None:
+        s = self.services
+        op = await s.accounts.update_operator(self.party, path_id(operator_id), self.body_json())
+        self.reply({"operator": op.public(s.presence.status_of(op.id))})
+
+
+# -- browser files ------------------------------------------------------------------------------
+
+
+class AssetHandler(tornado.web.StaticFileHandler):
+    """Static browser files from ``assets/``; widget files may be loaded by any site."""
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        if path.startswith("widget") or path.startswith("img"):
+            self.set_header("Access-Control-Allow-Origin", "*")
+        self.set_header("Cache-Control", "no-cache")
+
+
+class FileHandler(tornado.web.StaticFileHandler):
+    """One fixed file (``/widget.js``, ``/console/``, ``/chat``)."""
+
+    def initialize(self, path: str, filename: str) -> None:
+        super().initialize(path)
+        self.filename = filename
+
+    async def get(self, *args: Any, include_body: bool = True) -> None:
+        await super().get(self.filename, include_body=include_body)
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-cache")
+        if path.endswith(".js"):
+            self.set_header("Access-Control-Allow-Origin", "*")

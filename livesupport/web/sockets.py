@@ -1,0 +1,337 @@
+"""The WebSocket transport (docs/PROTOCOL.md §3.1): one socket per stream, hello first."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import tornado.ioloop
+import tornado.iostream
+import tornado.web
+import tornado.websocket
+
+from ..protocol import (
+    CLOSE_BAD_TOKEN,
+    CLOSE_NO_HELLO,
+    COMMANDS,
+    HELLO_TIMEOUT,
+    MAX_UA_CHARS,
+    ApiError,
+    Party,
+    encode,
+    request_id_ok,
+)
+from ..services import Services
+from .base import (
+    HTTP_CODES,
+    SESSION_COOKIE,
+    client_ip,
+    csrf_failed,
+    is_own_origin,
+    origin_refused,
+    parse_json,
+    visitor_origin_allowed,
+)
+
+
+class Utf8CheckingProtocol(tornado.websocket.WebSocketProtocol13):
+    """Closes with 1007 (not a silent abort) on a text frame that is not UTF-8."""
+
+    _too_big = False
+    _draining = False
+
+    def _handle_message(self, opcode: int, data: bytes):
+        if opcode == 0x1 and not self._frame_compressed:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.close(1007, "text frame is not valid UTF-8")
+                return None
+        return super()._handle_message(opcode, data)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == 1009 and not self.server_terminated:
+            self._too_big = True
+        super().close(code, reason)
+        if reason == "ping timed out" and not self.client_terminated:
+            # Tornado's ping timeout: the peer answered nothing for a whole heartbeat, so it
+            # will not answer the close frame either. Free the connection now rather than
+            # after Tornado's 5 s close handshake (PROTOCOL §9: dropped within a heartbeat).
+            self._abort()
+
+    def _abort(self) -> None:
+        """After a 1009 close, drain instead of closing at once.
+
+        Tornado aborts right after sending the 1009 close frame, with the rest of the big
+        frame unread; closing a socket with unread input resets the connection, and the reset
+        can destroy the close frame before the client reads it. So: FIN after the frame, then
+        read and drop what the client still sends (at most 1 MiB, 5 s) before closing.
+        """
+        stream = self.stream
+        if self._draining:
+            self.client_terminated = self.server_terminated = True
+            return  # drain_then_close() closes the stream
+        if not self._too_big or stream is None or stream.closed():
+            super()._abort()
+            return
+        self._draining = True
+        self.client_terminated = self.server_terminated = True
+        try:
+            stream.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+        async def drain() -> None:
+            left = 1024 * 1024
+            while left > 0:
+                left -= len(await stream.read_bytes(65536, partial=True))
+
+        async def drain_then_close() -> None:
+            try:
+                await asyncio.wait_for(drain(), 5)
+            except (tornado.iostream.StreamClosedError, TimeoutError):
+                pass
+            stream.close()
+
+        asyncio.ensure_future(drain_then_close())
+
+
+class StreamSocket(tornado.websocket.WebSocketHandler):
+    """A party's WebSocket; subclasses set the role and how the party proves who it is."""
+
+    role = "visitor"
+
+    def initialize(self, services: Services, auth: str = "visitor") -> None:
+        self.services = services
+        self.auth = auth
+        self.party: Party | None = None
+        self._counted = False
+        self._hello_timer = None
+        self._hello_done = False
+        #: Events held back while the hello is answered (what attaching publishes comes after
+        #: the welcome); None when delivering directly.
+        self._held: list | None = None
+
+    @property
+    def ip(self) -> str:
+        if not hasattr(self, "_ip"):
+            self._ip = client_ip(self.request, self.services.config.server_trusted_proxies)
+        return self._ip
+
+    @property
+    def user_agent(self) -> str:
+        return self.request.headers.get("User-Agent", "")[:MAX_UA_CHARS]
+
+    def get_websocket_protocol(self):
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None
+        params = tornado.websocket._WebSocketParams(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size,
+            compression_options=self.get_compression_options(),
+        )
+        return Utf8CheckingProtocol(self, False, params)
+
+    def _refuse(self, err: ApiError) -> None:
+        self.set_status(err.status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(encode(err.event()))
+
+    def check_xsrf_cookie(self) -> None:
+        # Only GET (the upgrade) is served; other methods answer 405 below, after the console
+        # socket's CSRF check like every console route.
+        if self.role == "operator":
+            try:
+                tornado.web.RequestHandler.check_xsrf_cookie(self)
+            except tornado.web.HTTPError:
+                raise csrf_failed() from None
+
+    def log_exception(self, typ, value, tb) -> None:
+        if not isinstance(value, ApiError):
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if not isinstance(exc, ApiError):
+            code = HTTP_CODES.get(status_code, "server_error")
+            exc = ApiError(code, self._reason, status_code)
+        self._refuse(exc)
+
+    def get(self, *args: Any, **kwargs: Any):
+        # Not a coroutine for visitors: it returns WebSocketHandler.get's, which Tornado awaits
+        # for the socket's whole life, so a held visitor socket carries no coroutine frame of
+        # ours. The console's socket awaits its session first.
+        s = self.services
+        try:
+            s.check_request(self.ip)
+            self.check_party_origin()
+            limit = s.config.limits_sockets_per_ip
+            if s.streams.sockets_per_ip[self.ip] >= limit:
+                raise ApiError(
+                    "rate_limited",
+                    f"too many open WebSockets from this address; limit sockets_per_ip is {limit}",
+                    429,
+                    limit="sockets_per_ip",
+                )
+        except ApiError as e:
+            return self._refuse(e)
+        if self.role == "visitor":
+            return super().get(*args, **kwargs)
+        return self._get_authenticated(*args, **kwargs)
+
+    async def _get_authenticated(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await self.authenticate()
+        except ApiError as e:
+            return self._refuse(e)
+        await super().get(*args, **kwargs)
+
+    def check_party_origin(self) -> None:
+        if not visitor_origin_allowed(self.request, self.services):
+            raise origin_refused()
+
+    async def authenticate(self) -> None:
+        """Visitors prove who they are in the hello; operators by the session cookie."""
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # checked in get() with a JSON answer
+
+    def open(self, *args: Any) -> None:
+        s = self.services
+        if s.fd_guard.full():
+            self.close(1013, "server full; try again later")
+            return
+        s.streams.sockets_per_ip[self.ip] += 1
+        self._counted = True
+        self.set_nodelay(True)
+        loop = tornado.ioloop.IOLoop.current()
+        self._hello_timer = loop.call_later(HELLO_TIMEOUT, self._no_hello)
+
+    def _no_hello(self) -> None:
+        if not self._hello_done:
+            self.close(CLOSE_NO_HELLO, "no hello within 10 seconds")
+
+    def send(self, event: dict) -> None:
+        self.deliver(encode(event), event)
+
+    def deliver(self, text: str, event: dict | None) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        if self._held is not None:
+            self._held.append((text, event))
+            return
+        try:
+            self.write_message(text).add_done_callback(self._written)
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    @staticmethod
+    def _written(fut: asyncio.Future) -> None:
+        # Retrieve the write's outcome: a peer that left mid-write is normal, and an unretrieved
+        # WebSocketClosedError would be logged as "Task exception was never retrieved".
+        if not fut.cancelled():
+            fut.exception()
+
+    async def on_message(self, message: str | bytes) -> None:
+        # Tornado reads the next frame only when this returns, so commands run in order.
+        if isinstance(message, bytes):
+            self.send(
+                ApiError("bad_json", "binary frames are not accepted; send JSON text").event()
+            )
+            return
+        try:
+            cmd = parse_json(message)
+        except ApiError as e:
+            self.send(e.event())
+            return
+        if not self._hello_done:
+            await self.hello(cmd)
+            return
+        s = self.services
+        wait = s.rl_frames.hit(id(self))
+        if wait:
+            ref = cmd.get("id") if isinstance(cmd, dict) else None
+            err = ApiError(
+                "rate_limited",
+                "too many commands on this socket; limit commands_per_socket",
+                429,
+                limit="commands_per_socket",
+                retry_after=round(wait + 0.05, 1),
+            )
+            self.send(err.event(ref if request_id_ok(ref) else None))
+            return
+        self.send(await s.commands.dispatch(self.party, self, cmd))
+
+    async def hello(self, cmd: Any) -> None:
+        s = self.services
+        ref = cmd.get("id") if isinstance(cmd, dict) else None
+        ref = ref if request_id_ok(ref) else None
+        try:
+            if not isinstance(cmd, dict) or cmd.get("type") != "hello":
+                raise ApiError("hello_required", "the first frame must be a 'hello' command")
+            args = s.validate.fields(cmd, COMMANDS[self.role]["hello"], "'hello'")
+            if self.role == "visitor":
+                self.party = await s.accounts.visitor_party(args["token"], self.ip, self.user_agent)
+        except ApiError as e:
+            self.send(e.event(ref))
+            if e.code == "bad_token":
+                self.close(CLOSE_BAD_TOKEN, "unknown visitor token")
+            return
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        self._hello_done = True
+        if self._hello_timer is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(self._hello_timer)
+        self._held = []
+        await s.streams.attach(self, self.party)
+        welcome = await s.streams.welcome(self.party, args.get("cursors", {}))
+        held, self._held = self._held, None
+        for text, ev in welcome + held:
+            self.deliver(text, ev)
+        if self._closed_during_hello:
+            s.streams.detach(self, self.party)
+
+    _closed_during_hello = False
+
+    def on_close(self) -> None:
+        if self._counted:
+            self._counted = False
+            c = self.services.streams.sockets_per_ip
+            c[self.ip] -= 1
+            if c[self.ip] <= 0:
+                del c[self.ip]
+        if self._hello_timer is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(self._hello_timer)
+        if self._hello_done:
+            if self._held is not None:
+                self._closed_during_hello = True  # hello() detaches when it is done
+            else:
+                self.services.streams.detach(self, self.party)
+
+
+class VisitorSocket(StreamSocket):
+    """GET /api/visitor/ws: the visitor's WebSocket."""
+
+    role = "visitor"
+
+
+class ConsoleSocket(StreamSocket):
+    """GET /api/console/ws: the operator's WebSocket (own origin, session cookie)."""
+
+    role = "operator"
+
+    def check_party_origin(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin and not is_own_origin(self.request, self.services, origin):
+            raise ApiError(
+                "origin_not_allowed", "the console socket accepts only its own origin", 403
+            )
+
+    async def authenticate(self) -> None:
+        self.party = await self.services.accounts.operator_party(
+            self.get_cookie(SESSION_COOKIE), self.ip, self.user_agent
+        )
+        if self.party is None:
+            raise ApiError("not_authenticated", "log in first", 401)
