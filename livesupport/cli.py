@@ -92,7 +92,7 @@ async def serve(config: Config) -> int:
     await stop.wait()
     log.info("shutting down")
     server.stop()
-    app.ticker.stop()
+    services.stop_ticking()
     await services.monitor.shutdown()
     for sub in services.hub.all_subscribers():
         if isinstance(sub, StreamSocket):

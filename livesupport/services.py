@@ -79,6 +79,8 @@ class Services:
         self.fd_guard = FdGuard()
         self.lag: LagMonitor | None = None
         self._ticks = 0
+        self._tick_timer: Any = None
+        self._ticking = False
         # Who reacts to what.
         self.accounts.sessions_ended.connect(self.streams.sessions_ended)
         self.accounts.operator_disabled.connect(self.presence.gone)
@@ -94,6 +96,26 @@ class Services:
         operators = await self.chats.start()
         # Their operators will reconnect after the restart; if not, the grace requeues.
         await self.presence.restore(operators)
+
+    def start_ticking(self) -> None:
+        """Run ``tick`` once a second on the clock (a test's clock ticks when it advances)."""
+        self._ticking = True
+        self._tick_timer = self.clock.call_later(1.0, self._tick_due)
+
+    def stop_ticking(self) -> None:
+        self._ticking = False
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+
+    def _tick_due(self) -> None:
+        self.clock.spawn(self._tick_then_again())
+
+    async def _tick_then_again(self) -> None:
+        try:
+            await self.tick()
+        finally:
+            if self._ticking:
+                self._tick_timer = self.clock.call_later(1.0, self._tick_due)
 
     async def tick(self) -> None:
         """Once a second: timeouts, expiries, page views to disk, idle bookkeeping."""

@@ -1,12 +1,20 @@
-"""Test harness: the real server in a subprocess on an ephemeral port, and real clients.
+"""Test harness: the real server in a subprocess on an ephemeral port with real clients, and
+the domain in-process with a fake clock.
 
 ``server`` starts ``cutelive.py serve`` with a fresh data directory and returns a ``Server``;
 ``Server.visitor()`` and ``Server.console(...)`` give protocol clients that speak real HTTP and
-WebSocket. Nothing here imports the server's code: tests see it only as its users do.
+WebSocket; those tests see the server only as its users do. ``app`` builds the application
+with ``make_app`` in the test's own process, with ``FakeClock`` and ``CheapHasher``, for the
+domain's logic in milliseconds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hashlib
+import heapq
+import hmac
 import itertools
 import json
 import os
@@ -75,6 +83,8 @@ class Server:
         self.port: int | None = None
         self.log_lines: list[str] = []
         self.setup_token: str | None = None
+        #: The first administrator's (username, password), once created.
+        self._admin: tuple[str, str] | None = None
         self._clients: list = []
 
     # -- process ----------------------------------------------------------------------------
@@ -125,6 +135,10 @@ class Server:
     def metrics(self) -> dict:
         """The server's load figures (GET /api/metrics, loopback only)."""
         return requests.get(self.url + "/api/metrics", timeout=TIMEOUT).json()
+
+    def _setup_pending(self) -> bool:
+        r = requests.get(self.url + "/api/console/session", timeout=TIMEOUT)
+        return r.json()["setup_required"]
 
     def setup_token_from_log(self) -> str:
         def find():
@@ -185,13 +199,40 @@ class Server:
         admin=False,
         display_name: str | None = None,
     ) -> None:
-        args = ["create-operator", username, "--password-stdin"]
-        if admin:
-            args.append("--admin")
-        if display_name:
-            args += ["--display-name", display_name]
-        r = self.run_cli(*args, stdin=password + "\n")
-        assert r.returncode == 0, r.stderr
+        """Add an operator over the console API, as an administrator would: the first
+        administrator with the setup token from the log, the others by that administrator.
+        (The command line's create-operator has tests of its own.)"""
+        body = {"username": username, "display_name": display_name or username}
+        body["password"] = password
+        if self._admin is None and (not admin or not self._setup_pending()):
+            args = ["create-operator", username, "--password-stdin"]
+            if admin:
+                args.append("--admin")
+            if display_name:
+                args += ["--display-name", display_name]
+            r = self.run_cli(*args, stdin=password + "\n")
+            assert r.returncode == 0, r.stderr
+            return
+        http = requests.Session()
+        xsrf = http.get(self.url + "/api/console/session", timeout=TIMEOUT).json()["xsrf"]
+        http.headers["X-XSRFToken"] = xsrf
+        if self._admin is None:
+            body["setup_token"] = self.setup_token_from_log()
+            r = http.post(self.url + "/api/console/setup", json=body, timeout=TIMEOUT)
+            assert r.status_code == 201, r.text
+            self._admin = (username, password)
+            return
+        name, secret = self._admin
+        r = http.post(
+            self.url + "/api/console/login",
+            json={"username": name, "password": secret},
+            timeout=TIMEOUT,
+        )
+        assert r.status_code == 200, r.text
+        r = http.post(
+            self.url + "/api/console/operators", json=dict(body, is_admin=admin), timeout=TIMEOUT
+        )
+        assert r.status_code == 201, r.text
 
     def visitor(self, token: str | None = None) -> VisitorClient:
         c = VisitorClient(self, token)
@@ -515,3 +556,255 @@ def host(server, tmp_path):
 def dialogs():
     """Every JavaScript dialog any page opened (there must be none)."""
     return []
+
+
+# -- in-process: the domain with a fake clock and a cheap hasher ---------------------------------
+#
+# The server's own objects, built by make_app in this process, driven by a clock the test
+# advances: a queue timeout is ``app.advance(120)``, not a two-minute wait. Only fixtures hand
+# these to make_app; nothing in the configuration selects them.
+
+
+class FakeClock:
+    """A clock that moves only when told: ``await clock.advance(seconds)`` fires the timers
+    that fall due on the way, in order, letting the tasks they start run to completion."""
+
+    def __init__(self, start_ms: int = 1_800_000_000_000):
+        self._wall = start_ms / 1000
+        self._mono = 1000.0
+        self._timers: list = []
+        self._order = itertools.count()
+        self._tasks: set = set()
+
+    def now_ms(self) -> int:
+        return int(self._wall * 1000)
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def call_later(self, delay: float, fn):
+        timer = _FakeTimer(self._mono + max(0.0, delay), next(self._order), fn)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def spawn(self, coro):
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def settle(self) -> None:
+        """Run what is due now: timers at the current time, and every task they started."""
+        while True:
+            await asyncio.sleep(0)
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks))
+                continue
+            if self._timers and self._timers[0].due <= self._mono:
+                timer = heapq.heappop(self._timers)
+                if not timer.cancelled:
+                    timer.fn()
+                continue
+            return
+
+    async def advance(self, seconds: float) -> None:
+        target = self._mono + seconds
+        await self.settle()
+        while self._timers and self._timers[0].due <= target:
+            step = self._timers[0].due - self._mono
+            self._mono += step
+            self._wall += step
+            await self.settle()
+        self._wall += target - self._mono
+        self._mono = target
+        await self.settle()
+
+
+@functools.total_ordering
+class _FakeTimer:
+    def __init__(self, due: float, order: int, fn):
+        self.due, self.order, self.fn = due, order, fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other) -> bool:
+        return (self.due, self.order) < (other.due, other.order)
+
+    def __eq__(self, other) -> bool:
+        return self is other
+
+
+class CheapHasher:
+    """A password "hash" for in-process tests: argon2id costs tens of milliseconds a call."""
+
+    def hash(self, password: str) -> str:
+        return "test$" + hashlib.sha256(password.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def verify(self, stored: str, password: str) -> bool:
+        return hmac.compare_digest(stored, self.hash(password))
+
+
+class Recorder:
+    """A stream as the domain sees one (``deliver``, ``close``), recording what it got."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        self.closed: tuple | None = None
+
+    def deliver(self, text: str, event) -> None:
+        self.events.append(json.loads(text))
+
+    def close(self, code: int, reason: str = "") -> None:
+        self.closed = (code, reason)
+
+    def of_type(self, type_: str) -> list[dict]:
+        return [e for e in self.events if e["type"] == type_]
+
+    def last(self, type_: str) -> dict:
+        found = self.of_type(type_)
+        assert found, f"no {type_!r} event among {[e['type'] for e in self.events]}"
+        return found[-1]
+
+
+class InProcessParty:
+    """A visitor or an operator talking to the in-process domain through a Recorder stream."""
+
+    def __init__(self, app: InProcessApp, party):
+        self.app = app
+        self.party = party
+        self.stream: Recorder | None = None
+
+    def connect(self, cursors: dict | None = None) -> Recorder:
+        """What a WebSocket hello does: attach, then the welcome with snapshots and replay."""
+        streams = self.app.services.streams
+        stream = Recorder()
+
+        async def hello():
+            await streams.attach(stream, self.party)
+            for text, ev in await streams.welcome(self.party, cursors or {}):
+                stream.deliver(text, ev)
+
+        self.app.run(hello())
+        self.stream = stream
+        return stream
+
+    def disconnect(self) -> None:
+        self.app.services.streams.detach(self.stream, self.party)
+        self.app.settle()
+
+    def send(self, cmd: dict) -> dict:
+        """One command, answered as over a socket: ack, pong or error."""
+        reply = self.app.run(self.app.services.commands.dispatch(self.party, self.stream, cmd))
+        self.app.settle()
+        return reply
+
+    def ok(self, cmd: dict) -> dict:
+        reply = self.send(cmd)
+        assert reply["type"] in ("ack", "pong"), reply
+        return reply
+
+
+class InProcessApp:
+    """The application built by ``make_app`` in this process, with its own event loop."""
+
+    def __init__(self, tmp: Path, config: dict[str, dict[str, str]] | None = None):
+        from livesupport.config import load_config
+        from livesupport.web.app import make_app
+
+        overrides = {("server", "data_dir"): str(tmp / "data")}
+        for section, values in (config or {}).items():
+            for key, value in values.items():
+                overrides[(section, key)] = value
+        self.config = load_config(None, overrides)
+        self.loop = asyncio.new_event_loop()
+        self.clock = FakeClock()
+        self.app = self.run(make_app(self.config, clock=self.clock, hasher=CheapHasher()))
+        self.services = self.app.services
+        self.storage = self.services.storage
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def settle(self) -> None:
+        self.run(self.clock.settle())
+
+    def advance(self, seconds: float) -> None:
+        self.run(self.clock.advance(seconds))
+
+    def visitor(self, ip: str = "127.0.0.1", user_agent: str = "Mozilla/5.0 (X11; Linux x86_64)"):
+        accounts = self.services.accounts
+        token, _vid = self.run(accounts.new_visitor(ip, user_agent))
+        return InProcessParty(self, self.run(accounts.visitor_party(token, ip, user_agent)))
+
+    def operator(self, username: str, admin: bool = False, display_name: str | None = None):
+        accounts = self.services.accounts
+        op = self.run(
+            accounts.create_operator(
+                username, display_name or username.title(), "horse " * 2, admin
+            )
+        )
+        token = self.run(accounts.new_session(op, "127.0.0.1", "test"))
+        party = self.run(accounts.operator_party(token, "127.0.0.1", "test"))
+        return InProcessParty(self, party)
+
+    def close(self) -> None:
+        self.services.stop_ticking()
+        if self.services.lag is not None:
+            self.services.lag.stop()
+        self.storage.close()
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
+def _storage_only(violations: list):
+    """A SQLite trace callback: every statement's nearest caller outside the database
+    libraries must be in ``livesupport/storage/``."""
+    storage_dir = str(ROOT / "livesupport" / "storage") + os.sep
+    libraries = (os.sep + "peewee.py", os.sep + "playhouse" + os.sep, os.sep + "sqlite3" + os.sep)
+
+    def trace(sql: str) -> None:
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.endswith(libraries):
+            frame = frame.f_back
+        where = frame.f_code.co_filename if frame else "?"
+        if not where.startswith(storage_dir):
+            violations.append(f"{where}:{frame.f_lineno if frame else 0}: {sql[:80]}")
+
+    return trace
+
+
+@pytest.fixture
+def app(tmp_path):
+    """The domain in this process (fake clock, cheap hasher). Every database statement it
+    runs is checked to come from the storage layer."""
+    from livesupport.storage.schema import db
+
+    a = InProcessApp(tmp_path)
+    violations: list[str] = []
+    db.connection().set_trace_callback(_storage_only(violations))
+    yield a
+    db.connection().set_trace_callback(None)
+    a.close()
+    assert not violations, "database touched outside livesupport/storage:\n" + "\n".join(violations)
+
+
+@pytest.fixture
+def make_app_in_process(tmp_path):
+    """Factory for the in-process app with a configuration: ``make_app_in_process({...})``."""
+    from livesupport.storage.schema import db
+
+    apps: list[InProcessApp] = []
+    violations: list[str] = []
+
+    def make(config=None) -> InProcessApp:
+        a = InProcessApp(tmp_path / f"a{len(apps)}", config)
+        apps.append(a)
+        db.connection().set_trace_callback(_storage_only(violations))
+        return a
+
+    yield make
+    for a in apps:
+        a.close()
+    assert not violations, "database touched outside livesupport/storage:\n" + "\n".join(violations)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.httpserver
-import tornado.ioloop
 import tornado.web
 
 from ..clock import Clock
@@ -132,8 +131,7 @@ async def make_app(
     loop = asyncio.get_running_loop()
     services = Services(config, storage, clock=clock, hasher=hasher)
     await services.start()
-    ticker = tornado.ioloop.PeriodicCallback(services.tick, 1000)
-    ticker.start()
+    services.start_ticking()
     services.lag = LagMonitor(loop.call_later)
     services.lag.start()
     # Load the user-agent rules in the background so the first visitor does not wait for them.
@@ -152,5 +150,4 @@ async def make_app(
         compress_response=True,
     )
     app.services = services
-    app.ticker = ticker
     return app
