@@ -214,13 +214,7 @@ class Accounts:
 
     async def update_operator(self, actor: Party, operator_id: int, body: Any) -> Operator:
         """An administrator edits an operator: name, admin rights, disabled, new password."""
-        schema = {
-            "display_name": ("name", False),
-            "is_admin": ("bool", False),
-            "disabled": ("bool", False),
-            "password": ("password", False),
-        }
-        args = self.validate.fields(body, schema, "an operator")
+        args = self.validate.request("operator_changes", body)
         op = await self.store.operator(operator_id)
         if op is None:
             raise not_found(f"no operator {operator_id}")
@@ -248,11 +242,7 @@ class Accounts:
         return await self.store.operator(op.id)
 
     async def change_own_password(self, party: Party, body: Any) -> None:
-        args = self.validate.fields(
-            body,
-            {"current_password": ("secret", True), "new_password": ("password", True)},
-            "a password change",
-        )
+        args = self.validate.request("password_change", body)
         op = await self.store.operator(party.operator_id)
         if not await self.check_password(op.password_hash, args["current_password"]):
             raise ApiError("login_failed", "the current password is wrong", 401)

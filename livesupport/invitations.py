@@ -191,16 +191,7 @@ class Invitations:
 
     async def save_rule(self, body: Any, rule_id: int | None = None) -> InviteRule:
         """Create or change an automatic invitation rule from a console request body."""
-        args = self.validate.fields(
-            body,
-            {
-                "name": ("name", rule_id is None),
-                "message": ("invitation", rule_id is None),
-                "enabled": ("bool", False),
-                "conditions": ("conditions", rule_id is None),
-            },
-            "an invitation rule",
-        )
+        args = self.validate.request("new_rule" if rule_id is None else "rule_changes", body)
         if "message" in args and not args["message"].strip():
             raise invalid_field("message", "'message' must not be empty")
         traffic = self.storage.traffic

@@ -400,6 +400,11 @@ class Validator:
             raise ApiError("invalid_field", f"'{name}' is not a valid e-mail address", field=name)
         return v
 
+    def request(self, name: str, body: Any) -> dict:
+        """Check an HTTP request body against its schema in ``REQUESTS``."""
+        what, schema = REQUESTS[name]
+        return self.fields(body, schema, what)
+
     def fields(self, obj: Any, schema: dict[str, tuple[str, bool]], what: str) -> dict:
         """Check a JSON object against ``{field: (kind, required)}``; unknown fields refused."""
         if not isinstance(obj, dict):
@@ -420,8 +425,20 @@ class Validator:
         return out
 
 
-#: The commands each party may send, with their fields: ``{field: (kind, required)}``.
-COMMANDS: dict[str, dict[str, dict[str, tuple[str, bool]]]] = {
+#: A command's fields: ``{field: (kind, required)}``; kinds are ``Validator.kind``'s.
+Schema = dict[str, tuple[str, bool]]
+
+#: Where the visitor was when it wrote (optional on every command that starts something).
+_PAGE: Schema = {"page_url": ("url", False), "page_title": ("title", False)}
+#: Commands on one chat that both parties send.
+_CHAT_COMMANDS: dict[str, Schema] = {
+    "message": {"chat_id": ("int", True), "text": ("text", True), "client_id": ("client_id", True)},
+    "typing": {"chat_id": ("int", True), "typing": ("bool", True)},
+    "close": {"chat_id": ("int", True)},
+}
+
+#: The commands each party may send, with their fields (docs/PROTOCOL.md §5).
+COMMANDS: dict[str, dict[str, Schema]] = {
     "visitor": {
         "hello": {"token": ("token", True), "cursors": ("visitor_cursors", False)},
         "sync": {"cursors": ("visitor_cursors", True)},
@@ -431,32 +448,23 @@ COMMANDS: dict[str, dict[str, dict[str, tuple[str, bool]]]] = {
             "email": ("email?", False),
             "text": ("text", True),
             "client_id": ("client_id", True),
-            "page_url": ("url", False),
-            "page_title": ("title", False),
+            **_PAGE,
         },
-        "message": {
-            "chat_id": ("int", True),
-            "text": ("text", True),
-            "client_id": ("client_id", True),
-        },
-        "typing": {"chat_id": ("int", True), "typing": ("bool", True)},
-        "close": {"chat_id": ("int", True)},
+        **_CHAT_COMMANDS,
         "accept_invitation": {
             "invitation_id": ("token", True),
             "name": ("name", False),
             "email": ("email?", False),
             "text": ("text", False),
             "client_id": ("client_id", False),
-            "page_url": ("url", False),
-            "page_title": ("title", False),
+            **_PAGE,
         },
         "decline_invitation": {"invitation_id": ("token", True)},
         "leave_message": {
             "name": ("name", True),
             "email": ("email", True),
             "text": ("text", True),
-            "page_url": ("url", False),
-            "page_title": ("title", False),
+            **_PAGE,
             "chat_id": ("int", False),
             "client_id": ("client_id", False),
         },
@@ -465,17 +473,47 @@ COMMANDS: dict[str, dict[str, dict[str, tuple[str, bool]]]] = {
         "hello": {"cursors": ("cursors", False)},
         "sync": {"cursors": ("cursors", True)},
         "ping": {},
-        "message": {
-            "chat_id": ("int", True),
-            "text": ("text", True),
-            "client_id": ("client_id", True),
-        },
-        "typing": {"chat_id": ("int", True), "typing": ("bool", True)},
-        "close": {"chat_id": ("int", True)},
+        **_CHAT_COMMANDS,
         "accept": {"chat_id": ("int", True)},
         "invite": {"visitor_id": ("int", True), "message": ("invitation", False)},
         "status": {"status": ("status", True)},
     },
+}
+
+
+_NEW_OPERATOR: Schema = {
+    "username": ("username", True),
+    "display_name": ("name", True),
+    "password": ("password", True),
+}
+_RULE = {"name": "name", "message": "invitation", "enabled": "bool", "conditions": "conditions"}
+
+#: The bodies of the HTTP API's requests: name -> (what it is, in errors; its fields).
+REQUESTS: dict[str, tuple[str, Schema]] = {
+    "setup": ("setup", {"setup_token": ("token", True), **_NEW_OPERATOR}),
+    "login": ("login", {"username": ("token", True), "password": ("secret", True)}),
+    "new_operator": ("an operator", {**_NEW_OPERATOR, "is_admin": ("bool", False)}),
+    "operator_changes": (
+        "an operator",
+        {
+            "display_name": ("name", False),
+            "is_admin": ("bool", False),
+            "disabled": ("bool", False),
+            "password": ("password", False),
+        },
+    ),
+    "password_change": (
+        "a password change",
+        {"current_password": ("secret", True), "new_password": ("password", True)},
+    ),
+    "visitor_poll": ("a poll", {"conn": ("token", False), "cursors": ("visitor_cursors", False)}),
+    "operator_poll": ("a poll", {"conn": ("token", False), "cursors": ("cursors", False)}),
+    "offline_message_read": ("an offline message", {"read": ("bool", True)}),
+    "new_rule": (
+        "an invitation rule",
+        {k: (kind, k != "enabled") for k, kind in _RULE.items()},
+    ),
+    "rule_changes": ("an invitation rule", {k: (kind, False) for k, kind in _RULE.items()}),
 }
 
 

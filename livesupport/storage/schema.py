@@ -30,20 +30,22 @@ DIALECT = {
 # ============================================================================================
 
 
+def _table_name(model: type) -> str:
+    """``OfflineMessageRow`` is the table ``offline_message``."""
+    return peewee.make_snake_case(model.__name__.removesuffix("Row"))
+
+
 class BaseModel(peewee.Model):
     class Meta:
         database = db
-        legacy_table_names = False
+        table_function = _table_name
 
 
-class StoredValue(BaseModel):
-    """Key/value rows for generated secrets and console-edited settings."""
+class MetaRow(BaseModel):
+    """Key/value rows for generated secrets and console-edited settings (table ``meta``)."""
 
     key = peewee.TextField(primary_key=True)
     value = peewee.TextField()
-
-    class Meta:
-        table_name = "meta"
 
 
 class OperatorRow(BaseModel):
@@ -55,9 +57,6 @@ class OperatorRow(BaseModel):
     status = peewee.TextField(default=ONLINE)
     created_at = peewee.IntegerField()
 
-    class Meta:
-        table_name = "operator"
-
 
 class SessionRow(BaseModel):
     token_hash = peewee.TextField(unique=True)
@@ -66,9 +65,6 @@ class SessionRow(BaseModel):
     expires_at = peewee.IntegerField()
     ip = peewee.TextField(default="")
     user_agent = peewee.TextField(default="")
-
-    class Meta:
-        table_name = "session"
 
 
 class OfflineMessageRow(BaseModel):
@@ -84,9 +80,6 @@ class OfflineMessageRow(BaseModel):
     read = peewee.BooleanField(default=False)
     client_id = peewee.TextField(null=True)
 
-    class Meta:
-        table_name = "offline_message"
-
 
 class InviteRuleRow(BaseModel):
     name = peewee.TextField()
@@ -94,9 +87,6 @@ class InviteRuleRow(BaseModel):
     message = peewee.TextField()
     conditions = peewee.TextField(default="{}")  # JSON, see protocol.RULE_CONDITIONS
     created_at = peewee.IntegerField()
-
-    class Meta:
-        table_name = "invite_rule"
 
 
 #: Migrations: entry N takes the schema from version N to N+1, in one transaction. Never edit

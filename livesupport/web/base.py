@@ -57,6 +57,18 @@ def client_ip(request: Any, trusted_proxies: list[str]) -> str:
     return ip
 
 
+def handler_ip(handler: Any) -> str:
+    """A handler's client address (worked out once per request)."""
+    if not hasattr(handler, "_client_ip"):
+        config = handler.services.config
+        handler._client_ip = client_ip(handler.request, config.server_trusted_proxies)
+    return handler._client_ip
+
+
+def handler_user_agent(handler: Any) -> str:
+    return handler.request.headers.get("User-Agent", "")[:MAX_UA_CHARS]
+
+
 def is_own_origin(request: Any, services: Services, origin: str) -> bool:
     o = split_url(origin.lower())
     if o is not None and o.netloc and o.netloc == request.host.lower():
@@ -127,15 +139,8 @@ class BaseHandler(tornado.web.RequestHandler):
             return self._auth.get(self.request.method, "operator")
         return self._auth
 
-    @property
-    def ip(self) -> str:
-        if not hasattr(self, "_ip"):
-            self._ip = client_ip(self.request, self.services.config.server_trusted_proxies)
-        return self._ip
-
-    @property
-    def user_agent(self) -> str:
-        return self.request.headers.get("User-Agent", "")[:MAX_UA_CHARS]
+    ip = property(handler_ip)
+    user_agent = property(handler_user_agent)
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")

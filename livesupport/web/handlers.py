@@ -81,10 +81,7 @@ class PollHandler(BaseHandler):
         body = self.body_json()
         if not isinstance(body, dict):
             raise ApiError("bad_json", "expected a JSON object")
-        kind = "visitor_cursors" if party.role == "visitor" else "cursors"
-        args = s.validate.fields(
-            body, {"conn": ("token", False), "cursors": (kind, False)}, "a poll"
-        )
+        args = s.validate.request(f"{party.role}_poll", body)
         cursors = args.get("cursors", {})
         conn = streams.poll_conns.get(args.get("conn") or "")
         if conn is not None and not _same_party(conn.party, party):
@@ -209,16 +206,7 @@ class SetupHandler(BaseHandler):
 
     async def post(self) -> None:
         s = self.services
-        args = s.validate.fields(
-            self.body_json(),
-            {
-                "setup_token": ("token", True),
-                "username": ("username", True),
-                "display_name": ("name", True),
-                "password": ("password", True),
-            },
-            "setup",
-        )
+        args = s.validate.request("setup", self.body_json())
         op = await s.accounts.setup_first_admin(**args)
         self.set_session_cookie(await s.accounts.new_session(op, self.ip, self.user_agent))
         log.info("first administrator %r created", op.username)
@@ -230,9 +218,7 @@ class LoginHandler(BaseHandler):
 
     async def post(self) -> None:
         s = self.services
-        args = s.validate.fields(
-            self.body_json(), {"username": ("token", True), "password": ("secret", True)}, "login"
-        )
+        args = s.validate.request("login", self.body_json())
         token, op = await s.accounts.login(
             args["username"], args["password"], self.ip, self.user_agent
         )
@@ -339,9 +325,7 @@ class OfflineMessageHandler(BaseHandler):
     """PATCH /api/console/offline-messages/ID: mark read or unread."""
 
     async def patch(self, msg_id: str) -> None:
-        args = self.services.validate.fields(
-            self.body_json(), {"read": ("bool", True)}, "an offline message"
-        )
+        args = self.services.validate.request("offline_message_read", self.body_json())
         msg = await self.services.offline.mark(path_id(msg_id), args["read"])
         self.reply(msg.public())
 
@@ -369,16 +353,7 @@ class OperatorsHandler(BaseHandler):
 
     async def post(self) -> None:
         s = self.services
-        args = s.validate.fields(
-            self.body_json(),
-            {
-                "username": ("username", True),
-                "display_name": ("name", True),
-                "password": ("password", True),
-                "is_admin": ("bool", False),
-            },
-            "an operator",
-        )
+        args = s.validate.request("new_operator", self.body_json())
         op = await s.accounts.create_operator(**args)
         self.reply({"operator": op.public(s.presence.status_of(op.id))}, 201)
 

@@ -16,7 +16,6 @@ from ..protocol import (
     CLOSE_NO_HELLO,
     COMMANDS,
     HELLO_TIMEOUT,
-    MAX_UA_CHARS,
     ApiError,
     Party,
     encode,
@@ -26,8 +25,9 @@ from ..services import Services
 from .base import (
     HTTP_CODES,
     SESSION_COOKIE,
-    client_ip,
     csrf_failed,
+    handler_ip,
+    handler_user_agent,
     is_own_origin,
     origin_refused,
     parse_json,
@@ -113,15 +113,8 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         #: the welcome); None when delivering directly.
         self._held: list | None = None
 
-    @property
-    def ip(self) -> str:
-        if not hasattr(self, "_ip"):
-            self._ip = client_ip(self.request, self.services.config.server_trusted_proxies)
-        return self._ip
-
-    @property
-    def user_agent(self) -> str:
-        return self.request.headers.get("User-Agent", "")[:MAX_UA_CHARS]
+    ip = property(handler_ip)
+    user_agent = property(handler_user_agent)
 
     def get_websocket_protocol(self):
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
