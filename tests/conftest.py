@@ -40,6 +40,8 @@ SERVER_CMD = (
     else [sys.executable, str(ROOT / "cutelive.py")]
 )
 TIMEOUT = 10.0
+#: The password of every operator a test creates, unless it says otherwise.
+PASSWORD = "correct horse 1"
 _ids = itertools.count(1)
 
 
@@ -195,7 +197,7 @@ class Server:
     def create_operator(
         self,
         username: str,
-        password: str = "correct horse 1",
+        password: str = PASSWORD,
         admin=False,
         display_name: str | None = None,
     ) -> None:
@@ -239,7 +241,7 @@ class Server:
         self._clients.append(c)
         return c
 
-    def console(self, username: str, password: str = "correct horse 1") -> ConsoleClient:
+    def console(self, username: str, password: str = PASSWORD) -> ConsoleClient:
         c = ConsoleClient(self)
         c.login(username, password)
         self._clients.append(c)
@@ -779,13 +781,11 @@ def _storage_only(violations: list):
 def app(tmp_path):
     """The domain in this process (fake clock, cheap hasher). Every database statement it
     runs is checked to come from the storage layer."""
-    from livesupport.storage.schema import db
-
     a = InProcessApp(tmp_path)
     violations: list[str] = []
-    db.connection().set_trace_callback(_storage_only(violations))
+    a.storage.db.connection().set_trace_callback(_storage_only(violations))
     yield a
-    db.connection().set_trace_callback(None)
+    a.storage.db.connection().set_trace_callback(None)
     a.close()
     assert not violations, "database touched outside livesupport/storage:\n" + "\n".join(violations)
 
@@ -793,15 +793,13 @@ def app(tmp_path):
 @pytest.fixture
 def make_app_in_process(tmp_path):
     """Factory for the in-process app with a configuration: ``make_app_in_process({...})``."""
-    from livesupport.storage.schema import db
-
     apps: list[InProcessApp] = []
     violations: list[str] = []
 
     def make(config=None) -> InProcessApp:
         a = InProcessApp(tmp_path / f"a{len(apps)}", config)
         apps.append(a)
-        db.connection().set_trace_callback(_storage_only(violations))
+        a.storage.db.connection().set_trace_callback(_storage_only(violations))
         return a
 
     yield make

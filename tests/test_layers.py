@@ -129,8 +129,7 @@ def test_the_storage_guard_catches_a_query_from_elsewhere(app):
     """The ``app`` fixture's hook would fail a test whose code queries the database directly."""
     from conftest import _storage_only
 
-    from livesupport.storage.schema import db
-
+    db = app.storage.db
     seen: list[str] = []
     db.connection().set_trace_callback(_storage_only(seen))
     try:

@@ -15,11 +15,13 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import peewee
+
 from ..clock import Clock
 from ..config import ConfigError
 from .accounts import AccountStore
 from .chats import ChatStore
-from .schema import DIALECT, MIGRATIONS, SCHEMA_VERSION, db
+from .schema import DIALECT, MIGRATIONS, MODELS, SCHEMA_VERSION
 from .site import SiteStore
 from .traffic import TrafficStore
 
@@ -43,6 +45,16 @@ class Storage:
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
         self.dialect = DIALECT["sqlite"]
+        #: The database; its connection opens in ``open``.
+        self.db = peewee.SqliteDatabase(
+            path,
+            pragmas={
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "busy_timeout": int(busy_timeout * 1000),
+                "synchronous": synchronous.upper(),
+            },
+        )
         self.accounts = AccountStore(self)
         self.chats = ChatStore(self)
         self.traffic = TrafficStore(self)
@@ -55,35 +67,27 @@ class Storage:
 
     def execute(self, sql: str, params: tuple | list = ()):
         """One statement with ``?`` placeholders; returns the cursor."""
-        return db.execute_sql(sql, params)
+        return self.db.execute_sql(sql, params)
 
     def executemany(self, sql: str, rows: list) -> None:
         if rows:
-            db.cursor().executemany(sql, rows)
+            self.db.cursor().executemany(sql, rows)
 
     def atomic(self):
         """A transaction (nested ones become savepoints)."""
-        return db.atomic()
+        return self.db.atomic()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        db.init(
-            self.path,
-            pragmas={
-                "journal_mode": "wal",
-                "foreign_keys": 1,
-                "busy_timeout": int(self.busy_timeout * 1000),
-                "synchronous": self.synchronous.upper(),
-            },
-        )
-        db.connect(reuse_if_open=True)
+        self.db.bind(MODELS)
+        self.db.connect(reuse_if_open=True)
         self.migrate()
 
     def close(self) -> None:
-        if not db.is_closed():
-            db.close()
+        if not self.db.is_closed():
+            self.db.close()
 
     def migrate(self) -> None:
         version = self.execute(self.dialect["get_version"]).fetchone()[0]
@@ -93,7 +97,7 @@ class Storage:
                 f"program's {SCHEMA_VERSION}; use a newer cutelive"
             )
         for step in range(version, SCHEMA_VERSION):
-            with db.atomic():
+            with self.db.atomic():
                 for sql in MIGRATIONS[step]:
                     self.execute(sql)
                 self.execute(self.dialect["set_version"].format(version=step + 1))

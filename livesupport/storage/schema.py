@@ -10,10 +10,6 @@ import peewee
 
 from ..protocol import ONLINE
 
-#: The one database; ``Storage.open`` initialises it with its file and pragmas.
-db = peewee.SqliteDatabase(None)
-
-
 # == SQL dialect =============================================================================
 # The one place where SQL differs between databases. Everything else in ``livesupport.storage``
 # is portable SQL (written with ``?`` placeholders, which ``Storage`` adapts to the driver's).
@@ -36,8 +32,9 @@ def _table_name(model: type) -> str:
 
 
 class BaseModel(peewee.Model):
+    """Models are bound to the database ``Storage.open`` opens (``MODELS``)."""
+
     class Meta:
-        database = db
         table_function = _table_name
 
 
@@ -87,6 +84,10 @@ class InviteRuleRow(BaseModel):
     message = peewee.TextField()
     conditions = peewee.TextField(default="{}")  # JSON, see protocol.RULE_CONDITIONS
     created_at = peewee.IntegerField()
+
+
+#: The models ``Storage`` binds to its database.
+MODELS = [MetaRow, OperatorRow, SessionRow, OfflineMessageRow, InviteRuleRow]
 
 
 #: Migrations: entry N takes the schema from version N to N+1, in one transaction. Never edit
