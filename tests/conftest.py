@@ -11,6 +11,8 @@ domain's logic in milliseconds.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import functools
 import hashlib
 import heapq
@@ -21,6 +23,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -516,6 +519,93 @@ def server(make_server) -> Server:
     return s
 
 
+# -- helpers for the subprocess tests ------------------------------------------------------------
+
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+
+
+def track(server, token, url, title="", referrer="", ua=CHROME) -> requests.Response:
+    """A page-view beacon as the widget sends it: text/plain, a simple request with no CORS
+    preflight."""
+    return requests.post(
+        server.url + "/api/visitor/track",
+        data=json.dumps({"token": token, "url": url, "title": title, "referrer": referrer}),
+        headers={"Content-Type": "text/plain", "User-Agent": ua, "Origin": "http://localhost:9"},
+        timeout=TIMEOUT,
+    )
+
+
+def row_of(events: list[dict], vid: int) -> dict | None:
+    """The latest monitor row for a visitor, from the snapshots and deltas among ``events``."""
+    row = None
+    for e in events:
+        if e["type"] in ("visitors", "visitors_changed"):
+            for r in e["visitors"]:
+                if r["id"] == vid:
+                    row = r
+            if e["type"] == "visitors_changed" and vid in e.get("gone", []):
+                row = None
+    return row
+
+
+def login(server, username: str, password: str) -> tuple[ConsoleClient, requests.Response]:
+    """A fresh console client (with its CSRF token) and the raw answer to its login."""
+    c = ConsoleClient(server)
+    r = c.post("/api/console/login", {"username": username, "password": password})
+    return c, r
+
+
+def alive(ws) -> bool:
+    """The socket is open and answering (a ping gets its pong)."""
+    return ws.request({"type": "ping"})["type"] == "pong"
+
+
+class Inbox:
+    """What the test's SMTP server received: ``(mail_from, rcpt_tos, message)`` each."""
+
+    def __init__(self):
+        self.messages = []
+        self.lock = threading.Lock()
+        self.port: int | None = None
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append((envelope.mail_from, envelope.rcpt_tos, msg))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on a free port; ``smtp.messages`` is what it got."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    with socket.socket() as probe:  # aiosmtpd needs a concrete port
+        probe.bind(("127.0.0.1", 0))
+        inbox.port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+def mail_config(smtp: Inbox, **extra: str) -> dict:
+    """The ``[mail]`` section that sends to the test's SMTP server."""
+    return {
+        "mail": {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": str(smtp.port),
+            "smtp_security": "none",
+            "to_address": "support@shop.example",
+            **extra,
+        }
+    }
+
+
 def pytest_sessionfinish(session, exitstatus):
     """A run that skipped a test, or ran none, fails: a skipped browser test proves nothing."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -673,27 +763,37 @@ class Recorder:
 class InProcessParty:
     """A visitor or an operator talking to the in-process domain through a Recorder stream."""
 
-    def __init__(self, app: InProcessApp, party):
+    def __init__(self, app: InProcessApp, party, token: str | None = None):
         self.app = app
         self.party = party
+        #: The visitor token, or the operator's session cookie value.
+        self.token = token
         self.stream: Recorder | None = None
+
+    @property
+    def id(self) -> int:
+        """The visitor id, or the operator id."""
+        return self.party.visitor_id if self.party.role == "visitor" else self.party.operator_id
 
     def connect(self, cursors: dict | None = None) -> Recorder:
         """What a WebSocket hello does: attach, then the welcome with snapshots and replay."""
         streams = self.app.services.streams
         stream = Recorder()
+        cursors = {int(k): v for k, v in (cursors or {}).items()}
 
         async def hello():
             await streams.attach(stream, self.party)
-            for text, ev in await streams.welcome(self.party, cursors or {}):
+            for text, ev in await streams.welcome(self.party, cursors):
                 stream.deliver(text, ev)
 
         self.app.run(hello())
+        self.app.settle()
         self.stream = stream
         return stream
 
-    def disconnect(self) -> None:
-        self.app.services.streams.detach(self.stream, self.party)
+    def disconnect(self, stream: Recorder | None = None) -> None:
+        """The stream goes away (closed tab, dropped connection)."""
+        self.app.services.streams.detach(stream or self.stream, self.party)
         self.app.settle()
 
     def send(self, cmd: dict) -> dict:
@@ -707,24 +807,71 @@ class InProcessParty:
         assert reply["type"] in ("ack", "pong"), reply
         return reply
 
+    def start_chat(self, text="Hello, I need help", name="Ann", **extra) -> dict:
+        """A visitor starts a chat; returns the ack (``["chat"]``, ``["message"]``)."""
+        return self.ok(
+            {"type": "start_chat", "name": name, "text": text, "client_id": _cid(), **extra}
+        )
+
+    def say(self, chat_id: int, text: str, client_id: str | None = None) -> dict:
+        """A message in a chat; returns the reply (an ack or an error)."""
+        cmd = {"type": "message", "chat_id": chat_id, "text": text}
+        return self.send(dict(cmd, client_id=client_id or _cid()))
+
+    def transcript(self, chat_id: int) -> dict:
+        """What ``GET .../chats/ID`` answers this party."""
+        return self.app.run(self.app.services.chats.transcript(self.party, chat_id))
+
+    def track(self, url: str, title: str = "", referrer: str = "") -> None:
+        """A page-view beacon of this visitor."""
+        body = {"token": self.token, "url": url, "title": title, "referrer": referrer}
+        self.app.run(self.app.services.track(body, self.party.ip, self.party.user_agent))
+        self.app.settle()
+
+    def row(self) -> dict | None:
+        """This visitor's row as the monitor shows it now."""
+        lv = self.app.services.monitor.live.get(self.id)
+        return self.app.services.monitor.row(lv) if lv else None
+
+
+def _cid() -> str:
+    return uuid.uuid4().hex
+
 
 class InProcessApp:
     """The application built by ``make_app`` in this process, with its own event loop."""
 
-    def __init__(self, tmp: Path, config: dict[str, dict[str, str]] | None = None):
+    def __init__(
+        self,
+        tmp: Path,
+        config: dict[str, dict[str, str]] | None = None,
+        *,
+        start_ms: int | None = None,
+        violations: list[str] | None = None,
+        family: list[InProcessApp] | None = None,
+    ):
         from livesupport.config import load_config
         from livesupport.web.app import make_app
 
+        self.tmp = tmp
+        self.config_overrides = config
         overrides = {("server", "data_dir"): str(tmp / "data")}
         for section, values in (config or {}).items():
             for key, value in values.items():
                 overrides[(section, key)] = value
         self.config = load_config(None, overrides)
         self.loop = asyncio.new_event_loop()
-        self.clock = FakeClock()
+        self.clock = FakeClock() if start_ms is None else FakeClock(start_ms)
         self.app = self.run(make_app(self.config, clock=self.clock, hasher=CheapHasher()))
         self.services = self.app.services
         self.storage = self.services.storage
+        self.closed = False
+        #: Statements from outside the storage layer (see ``_storage_only``).
+        self.violations = violations if violations is not None else []
+        self.storage.db.connection().set_trace_callback(_storage_only(self.violations))
+        #: This app and the ones its restarts made; the fixture closes them all.
+        self.family = family if family is not None else []
+        self.family.append(self)
 
     def run(self, coro):
         return self.loop.run_until_complete(coro)
@@ -735,26 +882,84 @@ class InProcessApp:
     def advance(self, seconds: float) -> None:
         self.run(self.clock.advance(seconds))
 
-    def visitor(self, ip: str = "127.0.0.1", user_agent: str = "Mozilla/5.0 (X11; Linux x86_64)"):
+    def visitor(self, ip: str = "127.0.0.1", user_agent: str = CHROME) -> InProcessParty:
         accounts = self.services.accounts
         token, _vid = self.run(accounts.new_visitor(ip, user_agent))
-        return InProcessParty(self, self.run(accounts.visitor_party(token, ip, user_agent)))
+        party = self.run(accounts.visitor_party(token, ip, user_agent))
+        return InProcessParty(self, party, token)
 
-    def operator(self, username: str, admin: bool = False, display_name: str | None = None):
-        accounts = self.services.accounts
-        op = self.run(
-            accounts.create_operator(
-                username, display_name or username.title(), "horse " * 2, admin
+    def as_visitor(self, token: str, ip: str = "127.0.0.1", user_agent: str = CHROME):
+        """The visitor with this token (after a restart, say)."""
+        party = self.run(self.services.accounts.visitor_party(token, ip, user_agent))
+        return InProcessParty(self, party, token)
+
+    def operator(
+        self,
+        username: str,
+        admin: bool = False,
+        display_name: str | None = None,
+        password: str = PASSWORD,
+    ) -> InProcessParty:
+        """A new operator, logged in once."""
+        self.run(
+            self.services.accounts.create_operator(
+                username, display_name or username.title(), password, admin
             )
         )
-        token = self.run(accounts.new_session(op, "127.0.0.1", "test"))
-        party = self.run(accounts.operator_party(token, "127.0.0.1", "test"))
-        return InProcessParty(self, party)
+        return self.login(username, password)
+
+    def login(self, username: str, password: str = PASSWORD, ip: str = "127.0.0.1"):
+        """A new console session of the operator (or the error the login raises)."""
+        accounts = self.services.accounts
+        token, _op = self.run(accounts.login(username, password, ip, "test"))
+        return InProcessParty(self, self.run(accounts.operator_party(token, ip, "test")), token)
+
+    def login_error(self, username: str, password: str, ip: str = "127.0.0.1") -> dict:
+        """The error event a failed login answers (fails the test if the login works)."""
+        from livesupport.protocol import ApiError
+
+        try:
+            self.run(self.services.accounts.login(username, password, ip, "test"))
+        except ApiError as e:
+            return dict(e.event(None), status=e.status)
+        raise AssertionError(f"{username} logged in")
+
+    def session_alive(self, party: InProcessParty) -> bool:
+        """Whether the operator's session cookie still names a session."""
+        accounts = self.services.accounts
+        return self.run(accounts.operator_party(party.token, "127.0.0.1", "test")) is not None
+
+    def error(self, coro) -> dict:
+        """Run a domain call that must refuse: its error event, with the HTTP status."""
+        from livesupport.protocol import ApiError
+
+        try:
+            result = self.run(coro)
+        except ApiError as e:
+            return dict(e.event(None), status=e.status)
+        raise AssertionError(f"no error; got {result!r}")
+
+    def restart(self) -> InProcessApp:
+        """Stop this app as the server stops, and start a new one on the same database, the
+        clock carrying on from where it was."""
+        self.run(self.services.monitor.shutdown())
+        self.close()
+        return InProcessApp(
+            self.tmp,
+            self.config_overrides,
+            start_ms=self.clock.now_ms(),
+            violations=self.violations,
+            family=self.family,
+        )
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.services.stop_ticking()
         if self.services.lag is not None:
             self.services.lag.stop()
+        self.storage.db.connection().set_trace_callback(None)
         self.storage.close()
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
@@ -778,31 +983,23 @@ def _storage_only(violations: list):
 
 
 @pytest.fixture
-def app(tmp_path):
-    """The domain in this process (fake clock, cheap hasher). Every database statement it
-    runs is checked to come from the storage layer."""
-    a = InProcessApp(tmp_path)
-    violations: list[str] = []
-    a.storage.db.connection().set_trace_callback(_storage_only(violations))
-    yield a
-    a.storage.db.connection().set_trace_callback(None)
-    a.close()
-    assert not violations, "database touched outside livesupport/storage:\n" + "\n".join(violations)
-
-
-@pytest.fixture
 def make_app_in_process(tmp_path):
-    """Factory for the in-process app with a configuration: ``make_app_in_process({...})``."""
+    """Factory for the in-process app (fake clock, cheap hasher) with a configuration:
+    ``make_app_in_process({"chat": {"queue_timeout": "1s"}})``. Every database statement the
+    apps run is checked to come from the storage layer."""
     apps: list[InProcessApp] = []
     violations: list[str] = []
 
     def make(config=None) -> InProcessApp:
-        a = InProcessApp(tmp_path / f"a{len(apps)}", config)
-        apps.append(a)
-        a.storage.db.connection().set_trace_callback(_storage_only(violations))
-        return a
+        return InProcessApp(tmp_path / f"a{len(apps)}", config, violations=violations, family=apps)
 
     yield make
     for a in apps:
         a.close()
     assert not violations, "database touched outside livesupport/storage:\n" + "\n".join(violations)
+
+
+@pytest.fixture
+def app(make_app_in_process) -> InProcessApp:
+    """The domain in this process at the default configuration."""
+    return make_app_in_process()
