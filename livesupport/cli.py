@@ -23,9 +23,7 @@ from .config import Config, ConfigError, load_config
 from .protocol import ApiError, invalid_field, not_found
 from .services import Services
 from .storage import Storage
-from .streams import PollConn
 from .web.app import GuardedHTTPServer, make_app
-from .web.sockets import StreamSocket
 
 log = logging.getLogger("cutelive")
 
@@ -94,11 +92,8 @@ async def serve(config: Config) -> int:
     server.stop()
     services.stop_ticking()
     await services.monitor.shutdown()
-    for sub in services.hub.all_subscribers():
-        if isinstance(sub, StreamSocket):
-            sub.close(1001, "server shutting down")
-        elif isinstance(sub, PollConn):
-            sub.close(1001)
+    for stream in services.hub.all_subscribers():
+        stream.close(1001, "server shutting down")
     await asyncio.sleep(0)  # let the close frames and poll answers go out
     try:
         await asyncio.wait_for(server.close_all_connections(), 2)
@@ -113,8 +108,8 @@ async def _cli_services(config: Config) -> Services:
     storage = Storage(
         os.path.join(config.server_data_dir, "cutelive.db"),
         Clock(),
-        config.database_synchronous,
-        config.database_busy_timeout,
+        synchronous=config.database_synchronous,
+        busy_timeout=config.database_busy_timeout,
     )
     storage.open()
     return Services(config, storage, clock=storage.clock)

@@ -83,13 +83,13 @@ class FdGuard:
         self.limit = soft if soft > 0 else 1024
         self.soft_cap = int(self.limit * soft_ratio)
         self.hard_cap = int(self.limit * hard_ratio)
-        self._count = self._real_count()
+        self._count = self.count_open()
         self._counted_at = time.monotonic()
         self._since = 0
         self._logged = 0.0
 
     @staticmethod
-    def _real_count() -> int:
+    def count_open() -> int:
         try:
             return len(os.listdir("/proc/self/fd"))
         except OSError:
@@ -102,7 +102,7 @@ class FdGuard:
         est = self._count + self._since
         now = time.monotonic()
         if (est >= self.soft_cap or now - self._counted_at > 5) and now - self._counted_at > 0.1:
-            self._count = self._real_count()
+            self._count = self.count_open()
             self._counted_at = now
             self._since = 0
             est = self._count

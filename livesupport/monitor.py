@@ -26,6 +26,7 @@ from .protocol import (
     ApiError,
     chat_summary,
     not_found,
+    operator_ref,
 )
 from .storage import Storage
 from .storage.records import Chat, Visit
@@ -239,7 +240,7 @@ class Monitor:
         lv.chat_id = chat.id if is_open else None
         lv.chat_status = chat.status if is_open else None
         op = await self.storage.accounts.operator(chat.operator_id) if chat.operator_id else None
-        lv.chat_operator = {"id": op.id, "name": op.display_name} if op else None
+        lv.chat_operator = operator_ref(op.id, op.display_name) if op else None
 
     async def chat_changed(self, chat: Chat) -> None:
         """A chat's status or operator changed (the chats announce it)."""

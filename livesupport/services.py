@@ -165,7 +165,7 @@ class Services:
             "held_polls": self.streams.held_polls(),
             "waiting_chats": len(self.chats.waiting),
             "operators_present": len(self.presence.present),
-            "open_files": self.fd_guard._real_count(),
+            "open_files": self.fd_guard.count_open(),
             "file_limit": self.fd_guard.limit,
             "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "cpu_s": round(time.process_time(), 3),

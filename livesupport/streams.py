@@ -27,8 +27,10 @@ from .storage import Storage
 class PollConn:
     """A long-poll connection: events collected between polls, and the poll waiting for them."""
 
-    def __init__(self, conn_id: str, party: Party, now: float):
+    def __init__(self, conn_id: str, party: Party, now: float, on_close: Any):
         self.id = conn_id
+        #: Called once when the connection closes (the streams forget it).
+        self._on_close = on_close
         self.party = party
         self.buffer: list[tuple[str, dict | None]] = []
         self.overflow = False
@@ -53,8 +55,12 @@ class PollConn:
             self.waiter.set_result(None)
 
     def close(self, code: int, reason: str = "") -> None:
+        """Like a WebSocket's close: a held poll answers now, and the connection is gone."""
+        if self.closed:
+            return
         self.closed = True
         self.wake()
+        self._on_close(self)
 
 
 class Streams:
@@ -191,8 +197,6 @@ class Streams:
             for stream in list(self._session_streams.get(sid, ())):
                 stream.deliver(text, ev)
                 stream.close(CLOSE_SESSION_ENDED, reason)
-                if isinstance(stream, PollConn):
-                    self.drop_poll_conn(stream)
 
     async def end_vanished_sessions(self) -> None:
         """Close streams whose session row is gone (``cutelive passwd``, expiry, another tool)."""
@@ -205,15 +209,14 @@ class Streams:
     # -- long-poll connections ----------------------------------------------------------------
 
     async def new_poll_conn(self, party: Party) -> PollConn:
-        conn = PollConn(secrets.token_urlsafe(18), party, self.clock.monotonic())
+        conn = PollConn(secrets.token_urlsafe(18), party, self.clock.monotonic(), self._closed)
         self.poll_conns[conn.id] = conn
         await self.attach(conn, party)
         return conn
 
-    def drop_poll_conn(self, conn: PollConn) -> None:
+    def _closed(self, conn: PollConn) -> None:
         if self.poll_conns.pop(conn.id, None) is not None:
             self.detach(conn, conn.party)
-        conn.close(1000)
 
     def drop_forgotten_polls(self) -> None:
         """Long-poll connections whose client stopped polling are closed."""
@@ -221,7 +224,7 @@ class Streams:
         expiry = self.config.realtime_poll_timeout + 30
         for conn in list(self.poll_conns.values()):
             if conn.waiter is None and mono - conn.last_poll > expiry:
-                self.drop_poll_conn(conn)
+                conn.close(1000)
 
     async def poll_collect(self, conn: PollConn, cursors: dict[int, int]) -> list[str]:
         """Events for a poll: a replay for what the client lacks, then the buffer, deduplicated."""

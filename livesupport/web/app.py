@@ -124,8 +124,8 @@ async def make_app(
         storage = Storage(
             os.path.join(config.server_data_dir, "cutelive.db"),
             clock,
-            config.database_synchronous,
-            config.database_busy_timeout,
+            synchronous=config.database_synchronous,
+            busy_timeout=config.database_busy_timeout,
         )
     storage.open()
     loop = asyncio.get_running_loop()

@@ -11,7 +11,16 @@ from typing import Any
 import tornado.web
 
 from ..config import ASSETS_DIR
-from ..protocol import ACTIVE, CLOSED, MISSED, WAITING, ApiError, Party, console_protocol
+from ..protocol import (
+    ACTIVE,
+    CLOSED,
+    MISSED,
+    RULE_CONDITIONS,
+    WAITING,
+    ApiError,
+    Party,
+    console_protocol,
+)
 from ..streams import PollConn
 from .base import SESSION_COOKIE, BaseHandler, path_id
 
@@ -292,7 +301,7 @@ class InviteRulesHandler(BaseHandler):
         self.reply(
             {
                 "rules": [r.public() for r in rules],
-                "conditions": list(console_protocol(self.services.config)["rule_conditions"]),
+                "conditions": list(RULE_CONDITIONS),
             }
         )
 
