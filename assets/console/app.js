@@ -1,0 +1,574 @@
+/* The running console: its state in the store, the event stream (stream.js's CuteLiveStream,
+ * docs/PROTOCOL.md §3–§4), and the operator's commands. Events and answers only change the
+ * store; the shell and the views draw from it (store.js). Nothing here touches the DOM.
+ *
+ * Store keys: me, conn, alerts, view, tabs, queue, team, inbox, visitors (a Map, changed in
+ * place), mon (the monitor's sort and filters), detail (the visitor open in the monitor), and per
+ * chat ID: log:ID (its events), head:ID (its summary), outbox:ID, typing:ID, seen:ID; per
+ * visitor ID: vrow:ID (the monitor row) and visitor:ID (the detail's visits and chats). */
+
+import { api, BASE, xsrfHeaders } from "./api.js";
+import { alerts, flashTitle, stopTitle } from "./alerts.js";
+import { errorText } from "./errors.js";
+import { ago, cid, dur } from "./format.js";
+import { setText } from "./dom.js";
+import { local, store } from "./store.js";
+import { toast, toastError } from "./ui.js";
+
+const d = document;
+const w = window;
+const S = store.state;
+let run = null; // this session's stream, timers and listeners
+
+// -- state --------------------------------------------------------------------------------------
+
+/** Start the console for a signed-in operator; `signedOut(message)` ends it. */
+export function start(me, session, signedOut) {
+  stop();
+  const key = "op" + me.id;
+  const saved = local.get(key) || {};
+  store.set({
+    me,
+    publicUrl: (session && session.public_url) || BASE,
+    conn: { state: "connecting", transport: null },
+    alerts: 0,
+    tabs: [],
+    chats: new Map(), // id -> {id, summary, events, seen, typing, outbox, draft, rev}
+    queue: [],
+    team: [],
+    inbox: [],
+    // The live traffic monitor ("Visitors"): the view operators open first.
+    view: saved.view && saved.view.kind !== "chat" ? saved.view : { kind: "visitors" },
+    visitors: new Map(), // visitor id -> monitor row (docs/PROTOCOL.md §7.5)
+    visKnown: false,
+    visitorInfo: new Map(), // visitor id -> {data} or {error}: the detail panel's history
+    mon: Object.assign({ key: "time", dir: 1, q: "", state: "", ret: "" }, saved.mon || {}),
+    detail: null,
+    historyFilter: "closed",
+  });
+  for (const t of saved.tabs || []) {
+    const c = chat(t.id);
+    c.seen = t.seen || 0;
+    c.outbox = (t.outbox || []).filter((m) => !m.acked);
+    S.tabs.push(c.id);
+  }
+  if (saved.view && saved.view.kind === "chat" && S.tabs.includes(saved.view.id))
+    S.view = saved.view;
+  run = { key, signedOut, queueKnown: null, settingStatus: false };
+  run.stream = new w.CuteLiveStream({
+    base: BASE,
+    role: "operator",
+    headers: xsrfHeaders,
+    onState: (state, transport) => {
+      store.set({ conn: { state, transport } });
+      if (state === "connected") for (const id of S.tabs) flush(S.chats.get(id));
+    },
+    onWelcome: welcome,
+    onEvent: event,
+    onFatal: () => signOut(errorText("not_authenticated")),
+  });
+  // Replay every open tab's whole transcript (cursor 0): no message is lost across a reload.
+  for (const id of S.tabs) run.stream.cursors[id] = 0;
+  run.stream.start();
+  loadInbox();
+  run.timers = [setInterval(tick, 1000), setInterval(loadInbox, 60000)];
+  run.wake = () => {
+    run.stream.kick();
+    if (!d.hidden) markSeen();
+    updateTitle();
+  };
+  d.addEventListener("visibilitychange", run.wake);
+  w.addEventListener("focus", run.wake);
+  w.addEventListener("online", run.wake);
+}
+
+/** Stop the stream, the timers and the listeners (signed out, or started again). */
+export function stop() {
+  if (!run) return;
+  run.stream.stop();
+  for (const t of run.timers) clearInterval(t);
+  d.removeEventListener("visibilitychange", run.wake);
+  w.removeEventListener("focus", run.wake);
+  w.removeEventListener("online", run.wake);
+  run = null;
+  stopTitle();
+}
+
+/** End the console and say why (the sign-in screen shows `message`). */
+export function signOut(message) {
+  if (!run) return;
+  const done = run.signedOut;
+  stop();
+  done(message);
+}
+
+export const live = () => S.conn.state === "connected";
+
+function save() {
+  if (!run) return; // signed out meanwhile
+  local.set(run.key, {
+    tabs: S.tabs.map((id) => {
+      const c = S.chats.get(id);
+      return { id, seen: c.seen, outbox: c.outbox.length ? c.outbox : undefined };
+    }),
+    view: S.view,
+    mon: { key: S.mon.key, dir: S.mon.dir, state: S.mon.state, ret: S.mon.ret },
+  });
+}
+
+/** A chat's record, made on first sight. */
+export function chat(id) {
+  id = Number(id);
+  let c = S.chats.get(id);
+  if (!c)
+    S.chats.set(
+      id,
+      (c = {
+        id,
+        summary: null,
+        events: [],
+        seen: 0,
+        typing: false,
+        outbox: [],
+        draft: "",
+        rev: 0,
+      }),
+    );
+  return c;
+}
+
+/** Merge what is known of a chat (a queue entry, an answer) into its summary. */
+function summarize(c, s) {
+  c.summary = Object.assign(c.summary || {}, s);
+  store.touch("head:" + c.id);
+}
+
+export const isMine = (s) =>
+  !!(s && s.status === "active" && s.operator && s.operator.id === S.me.id);
+
+export function unread(c) {
+  let n = 0;
+  for (const e of c.events) if (e.type === "message" && e.from === "visitor" && e.seq > c.seen) n++;
+  return n;
+}
+
+const viewing = (c) => !d.hidden && S.view.kind === "chat" && S.view.id === c.id;
+
+// -- the stream ---------------------------------------------------------------------------------
+
+function welcome(ev) {
+  if (ev.operator) store.set({ me: ev.operator });
+  for (const s of ev.chats || []) {
+    const c = chat(s.id);
+    summarize(c, s);
+    if (isMine(s) || (s.status === "closed" && s.operator && s.operator.id === S.me.id))
+      openTab(s.id, false);
+  }
+  for (const id of S.tabs) flush(S.chats.get(id));
+}
+
+/** What each event that is not about one chat changes. */
+const EVENTS = {
+  queue: (ev) => setQueue(ev.chats || []),
+  visitors(ev) {
+    S.visitors = new Map();
+    for (const r of ev.visitors || []) S.visitors.set(r.id, r);
+    store.set({ visKnown: true });
+    store.touch("visitors");
+    store.flush(); // the first view at once, not a frame later
+  },
+  visitors_changed(ev) {
+    for (const r of ev.visitors || []) {
+      S.visitors.set(r.id, r);
+      store.touch("vrow:" + r.id);
+    }
+    for (const id of ev.gone || []) {
+      S.visitors.delete(id);
+      store.touch("vrow:" + id);
+    }
+    store.touch("visitors");
+  },
+  offline_message(ev) {
+    const m = ev.message;
+    if (!m || S.inbox.some((x) => x.id === m.id)) return;
+    store.set({ inbox: [m].concat(S.inbox) });
+    alerts.beep(true);
+    alerts.notify(
+      "Message from " + (m.name || "a visitor"),
+      (m.text || "").slice(0, 140),
+      "cutelive-inbox-" + m.id,
+      () => show({ kind: "inbox" }),
+    );
+  },
+  operators(ev) {
+    store.set({ team: ev.operators || [] });
+    // My own status may have changed in another console window.
+    const mine = S.team.find((o) => o.id === S.me.id);
+    const status = mine ? mine.status : "offline";
+    if (status !== S.me.status && !run.settingStatus)
+      store.set({ me: Object.assign({}, S.me, { status }) });
+  },
+  typing(ev) {
+    const c = ev.from === "visitor" && S.chats.get(ev.chat_id);
+    if (!c) return;
+    clearTimeout(c.typingTimer);
+    c.typing = !!ev.typing;
+    if (c.typing)
+      c.typingTimer = setTimeout(
+        () => ((c.typing = false), store.touch("typing:" + c.id)),
+        (ev.expires_in || 6) * 1000,
+      );
+    store.touch("typing:" + c.id);
+  },
+  reset: (ev) => reload(ev.chat_id),
+  session_ended: (ev) => signOut(errorText({ error: ev.reason }, "session")),
+  error: () => {},
+};
+
+function event(ev) {
+  if (EVENTS[ev.type]) return EVENTS[ev.type](ev);
+  if (ev.chat_id == null || ev.seq == null) return;
+  const c = chat(ev.chat_id);
+  apply(c, ev);
+  const inv = ev.type === "chat_started" && ev.invitation;
+  if (inv && inv.operator && inv.operator.id === S.me.id && !S.tabs.includes(c.id)) {
+    // The visitor accepted my invitation, and the chat is mine already (its events reach
+    // only the operator it is assigned to). Bring it to the front unless I am in a chat.
+    toast("A visitor accepted your invitation.", "ok");
+    alerts.beep(false);
+    openTab(c.id, S.view.kind !== "chat");
+    loadSummary(c);
+  }
+  if (!S.tabs.includes(c.id)) openTab(c.id, false);
+  markSeen();
+  if (ev.type === "message" && ev.from === "visitor" && live() && !viewing(c)) {
+    alerts.beep(true);
+    const name = (c.summary && c.summary.name) || "Visitor";
+    alerts.notify(name + " wrote", ev.text.slice(0, 140), "cutelive-msg-" + c.id, () =>
+      show({ kind: "chat", id: c.id }),
+    );
+  }
+  if (ev.type === "chat_missed") loadInbox();
+  updateTitle();
+  save();
+}
+
+/** How each chat event changes the chat's summary. */
+const SUMMARY = {
+  chat_started: (ev, s) =>
+    Object.assign(s, {
+      name: ev.name,
+      email: ev.email,
+      page_url: ev.page_url,
+      page_title: ev.page_title,
+      created_at: ev.ts,
+      status: s.status || "waiting",
+    }),
+  chat_accepted: (ev, s) =>
+    Object.assign(s, { status: "active", operator: ev.operator, accepted_at: ev.ts }),
+  chat_requeued: (ev, s) => Object.assign(s, { status: "waiting", operator: null }),
+  chat_missed: (ev, s) => (s.status = "missed"),
+  chat_closed: (ev, s) => Object.assign(s, { status: "closed", closed_at: ev.ts }),
+};
+
+function apply(c, ev) {
+  c.events.push(ev);
+  store.touch("log:" + c.id);
+  const s = (c.summary = c.summary || { id: c.id, status: "waiting" });
+  s.last_seq = ev.seq;
+  if (SUMMARY[ev.type]) {
+    SUMMARY[ev.type](ev, s);
+    store.touch("head:" + c.id);
+  }
+  if ((ev.type === "message" && ev.from === "visitor") || ev.type === "chat_closed") {
+    clearTimeout(c.typingTimer);
+    if (c.typing) store.touch("typing:" + c.id);
+    c.typing = false;
+  }
+  if (ev.type === "message" && c.outbox.some((m) => m.client_id === ev.client_id)) {
+    c.outbox = c.outbox.filter((m) => m.client_id !== ev.client_id);
+    store.touch("outbox:" + c.id);
+  }
+}
+
+/** Load a chat's whole transcript again (after a reset, or to open a past chat). */
+async function reload(id) {
+  const cursors = run.stream.cursors;
+  const c = chat(id);
+  c.events = [];
+  c.rev++;
+  store.touch("log:" + c.id);
+  try {
+    const j = await api("GET", "/api/console/chats/" + id);
+    c.summary = j.chat;
+    for (const ev of j.events) {
+      if (ev.seq === (cursors[id] || 0) + 1) {
+        cursors[id] = ev.seq;
+        apply(c, ev);
+      }
+    }
+    summarize(c, j.chat);
+  } catch (e) {
+    if (e.status === 404) closeTab(c.id);
+  }
+}
+
+/** The chat's summary with what events do not carry (browser, IP, visitor id). */
+async function loadSummary(c) {
+  try {
+    const j = await api("GET", "/api/console/chats/" + c.id);
+    summarize(c, Object.assign(j.chat, { status: c.summary.status }));
+  } catch (e) {
+    /* the events have the rest */
+  }
+}
+
+function setQueue(list) {
+  const before = run.queueKnown;
+  run.queueKnown = new Set(list.map((c) => c.id));
+  for (const s of list) if (S.chats.has(s.id)) summarize(S.chats.get(s.id), s);
+  store.set({ queue: list });
+  const fresh = before ? list.filter((s) => !before.has(s.id)) : [];
+  if (fresh.length && S.me.status !== "offline") {
+    alerts.beep(false);
+    const s = fresh[0];
+    alerts.notify(
+      "New chat: " + (s.name || "Visitor"),
+      (s.first_message || "").slice(0, 140),
+      "cutelive-chat-" + s.id,
+      () => show({ kind: "home" }),
+    );
+  }
+  updateTitle();
+}
+
+function markSeen() {
+  if (d.hidden || S.view.kind !== "chat") return;
+  const c = S.chats.get(S.view.id);
+  if (!c || !c.events.length) return;
+  const last = c.events[c.events.length - 1].seq;
+  if (c.seen !== last) {
+    c.seen = last;
+    store.touch("seen:" + c.id);
+    save();
+  }
+}
+
+function updateTitle() {
+  const waiting = S.queue.length;
+  let n = 0;
+  for (const id of S.tabs) n += unread(S.chats.get(id));
+  const away = d.hidden || !d.hasFocus();
+  if (waiting && away)
+    flashTitle("(" + waiting + ") New chat \u2014 " + (S.queue[0].name || "Visitor"));
+  else if (n && away) flashTitle("(" + n + ") New message");
+  else stopTitle();
+}
+
+/** Once a second: the clocks ("waiting for", "on this page", "on site") move on, in place. */
+function tick() {
+  for (const el of d.querySelectorAll("[data-since]"))
+    setText(el, ago(Number(el.getAttribute("data-since"))));
+  const now = Date.now();
+  for (const el of d.querySelectorAll("[data-dur]"))
+    setText(el, dur(now - Number(el.getAttribute("data-dur"))));
+}
+
+// -- commands -----------------------------------------------------------------------------------
+
+export function show(view) {
+  store.set({ view });
+  save();
+  markSeen();
+  updateTitle();
+}
+
+export async function setStatus(status) {
+  const r = run;
+  r.settingStatus = true;
+  let now = status;
+  try {
+    const ack = await r.stream.send({ type: "status", status });
+    now = ack.status || status;
+  } catch (e) {
+    now = S.me.status;
+    toastError(e);
+  }
+  r.settingStatus = false;
+  store.set({ me: Object.assign({}, S.me, { status: now }) });
+}
+
+export async function accept(id, btn) {
+  if (btn) btn.disabled = true;
+  try {
+    const ack = await run.stream.send({ type: "accept", chat_id: id });
+    const c = chat(ack.chat ? ack.chat.id : id);
+    summarize(c, ack.chat || {});
+    openTab(c.id, true);
+  } catch (e) {
+    if (btn) btn.disabled = false;
+    toastError(e);
+  }
+}
+
+export function send(c, text) {
+  c.outbox.push({ client_id: cid(), text });
+  store.touch("outbox:" + c.id);
+  save();
+  flush(c);
+}
+
+/** Send a chat's outbox in order; a message the server refuses stays, marked as failed. */
+async function flush(c) {
+  if (!c || c.flushing || !live()) return;
+  c.flushing = true;
+  try {
+    for (const m of c.outbox.slice()) {
+      if (m.acked || m.failed) continue;
+      const cmd = { type: "message", chat_id: c.id, text: m.text, client_id: m.client_id };
+      const e = await run.stream.send(cmd).then(
+        () => null,
+        (x) => x || {},
+      );
+      if (!e) m.acked = true;
+      else if (e.error === "disconnected" || e.error === "timeout") break;
+      else if (e.error === "rate_limited") {
+        setTimeout(() => flush(c), (e.retry_after || 3) * 1000);
+        break;
+      } else m.failed = errorText(e, "deliver");
+    }
+  } finally {
+    c.flushing = false;
+    store.touch("outbox:" + c.id);
+    if (run) save();
+  }
+}
+
+export async function closeChat(c) {
+  try {
+    await run.stream.send({ type: "close", chat_id: c.id });
+  } catch (e) {
+    toastError(e);
+  }
+}
+
+/** Tell the visitor whether I am typing (at most every 3 s while I am). */
+export function typing(c, text) {
+  if (!live() || !isMine(c.summary)) return;
+  const has = text.trim() !== "";
+  const now = Date.now();
+  if (has && (!c.typingOn || now - c.typingAt >= 3000)) {
+    c.typingOn = true;
+    c.typingAt = now;
+    run.stream.send({ type: "typing", chat_id: c.id, typing: true }).catch(() => {});
+  } else if (!has && c.typingOn) {
+    c.typingOn = false;
+    run.stream.send({ type: "typing", chat_id: c.id, typing: false }).catch(() => {});
+  }
+}
+
+export function openTab(id, activate) {
+  const c = chat(id);
+  if (!S.tabs.includes(c.id)) {
+    store.set({ tabs: S.tabs.concat(c.id) });
+    if (!(c.id in run.stream.cursors)) run.stream.cursors[c.id] = 0;
+  }
+  if (activate) show({ kind: "chat", id: c.id });
+  save();
+  return c;
+}
+
+/** Open a chat's transcript in a tab (a past chat, a missed one, a visitor's). */
+export async function openTranscript(id) {
+  const c = chat(id);
+  if (!S.tabs.includes(c.id)) {
+    store.set({ tabs: S.tabs.concat(c.id) });
+    if (!c.events.length) {
+      run.stream.cursors[c.id] = 0; // replayed from the start, after the transcript below
+      await reload(c.id);
+      c.seen = c.events.length ? c.events[c.events.length - 1].seq : 0;
+    }
+  }
+  show({ kind: "chat", id: c.id });
+}
+
+export function closeTab(id) {
+  const i = S.tabs.indexOf(id);
+  if (i < 0) return;
+  const tabs = S.tabs.filter((t) => t !== id);
+  store.set({ tabs });
+  delete run.stream.cursors[id];
+  if (S.view.kind === "chat" && S.view.id === id) {
+    const next = tabs[Math.min(i, tabs.length - 1)];
+    show(next != null ? { kind: "chat", id: next } : { kind: "home" });
+  }
+  save();
+}
+
+export async function loadInbox() {
+  try {
+    const j = await api("GET", "/api/console/offline-messages");
+    store.set({ inbox: j.messages || [] });
+  } catch (e) {
+    /* the next minute */
+  }
+}
+
+export async function markRead(m, read) {
+  try {
+    const r = await api("PATCH", "/api/console/offline-messages/" + m.id, { read });
+    Object.assign(m, r.message || r, { read });
+  } catch (e) {
+    toastError(e);
+  }
+  store.set({ inbox: S.inbox.slice() });
+}
+
+export const invite = (visitorId, message) =>
+  run.stream.send({ type: "invite", visitor_id: visitorId, message });
+
+// -- the monitor's detail panel ---------------------------------------------------------------
+
+export function saveMon(patch) {
+  store.set({ mon: Object.assign({}, S.mon, patch) });
+  save();
+}
+
+/** Open a visitor in the monitor's detail panel and load their visits and chats. */
+export function openDetail(id) {
+  S.visitorInfo.delete(id); // "Loading…" until this look's answer
+  store.set({ detail: { id } });
+  loadVisitor(id);
+}
+
+export const closeDetail = () => store.set({ detail: null });
+
+/** Load a visitor's history into visitorInfo (one request at a time per visitor). */
+const loading = new Map(); // visitor id -> whether to load again when the answer is back
+
+export async function loadVisitor(id) {
+  const busy = loading;
+  if (busy.has(id)) return busy.set(id, true); // once more when this one is back
+  busy.set(id, false);
+  const r = S.visitors.get(id);
+  const info = { pages: r && r.pages, visit: r && r.visit_number };
+  try {
+    info.data = await api("GET", "/api/console/visitors/" + id);
+  } catch (e) {
+    info.error = e;
+  }
+  S.visitorInfo.set(id, info);
+  store.touch("visitor:" + id);
+  const again = busy.get(id);
+  busy.delete(id);
+  if (again) loadVisitor(id);
+}
+
+export async function logout() {
+  try {
+    await api("POST", "/api/console/logout", {});
+  } catch (e) {
+    /* signed out anyway */
+  }
+  signOut("You are signed out.");
+}

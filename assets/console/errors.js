@@ -1,0 +1,49 @@
+/* What the console says when something goes wrong: ONE table from error codes (the server's,
+ * docs/PROTOCOL.md §8, and the client's own: network, disconnected, timeout) to the words an
+ * operator reads. The console's translation will replace this table, so no other module writes
+ * an error text. A "context:code" entry says it better where the context changes the advice. */
+
+const TEXTS = {
+  network: "Cannot reach the server. Check your connection.",
+  disconnected: "Not connected \u2014 try again in a moment.",
+  timeout: "The server did not answer in time. Try again.",
+  not_authenticated: "Your session has ended. Please sign in again.",
+  rate_limited: "Too many requests. Please wait a moment.",
+  bad_setup_token: "That setup token is not right. Copy it again from the server log.",
+  setup_done: "An administrator already exists. Please sign in.",
+  login_failed: "Wrong username or password.",
+  login_throttled: (e) =>
+    "Too many attempts. Try again in " + Math.ceil((e.retry_after || 60) / 60) + " min.",
+  passwords_differ: "The passwords do not match.",
+  username_taken: "That username is taken.",
+  chat_taken: "Another operator already took this chat.",
+  status_not_online: "Set your status to Online to accept chats.",
+  "invite:status_not_online": "Set your status to Online to invite visitors.",
+  "invite:rate_limited": "Too many invitations in a short time. Please wait a moment.",
+  visitor_left: "This visitor has left the site.",
+  visitor_chatting: "This visitor is already in a chat.",
+  "deliver:chat_closed": "Not delivered: the chat is closed",
+  "deliver:*": (e) => "Not delivered: " + (e.message || e.error),
+  rule_incomplete: "A name and a message, please.",
+  whole_numbers: "Counts and seconds are whole numbers.",
+  // Why a session ended (the session_ended event's reason).
+  "session:disabled": "Your account was disabled.",
+  "session:password_changed": "Your password was changed. Please sign in again.",
+  "session:*": "You were signed out.",
+};
+
+/** The words for an error ({error, message, field, ...} or a code); `context` picks a better
+ * entry where there is one. A server message without an entry keeps its field name. */
+export function errorText(error, context) {
+  const e = typeof error === "string" ? { error } : error || {};
+  const text =
+    (context && (TEXTS[context + ":" + e.error] || TEXTS[context + ":*"])) || TEXTS[e.error];
+  if (typeof text === "function") return text(e);
+  if (text) return text;
+  if (e.message) return (e.field ? e.field + ": " : "") + e.message;
+  if (e.status) return "The server answered " + e.status + ".";
+  return "Something went wrong" + (e.error ? " (" + e.error + ")." : ".");
+}
+
+/** An error of the console's own, thrown where a form finds a problem before any request. */
+export const fail = (code) => ({ error: code });

@@ -1,0 +1,360 @@
+/* The console's frame: the top bar (status, connection, alerts, my menu), the sidebar (the
+ * queue, the navigation, the team), the chat tabs, and the view that fills the rest. Each part
+ * is a region of the store (data-region names it) and redraws only when its keys change. */
+
+import { alerts } from "./alerts.js";
+import * as app from "./app.js";
+import { dots, h, I, icon, put, setText } from "./dom.js";
+import { ago } from "./format.js";
+import { store } from "./store.js";
+import { brand, button, VIEW_TEXT } from "./ui.js";
+import { VIEWS } from "./views/index.js";
+import { passwordDialog } from "./views/password.js";
+
+const S = store.state;
+
+const STATUS_TITLES = {
+  online: "Online: take new chats",
+  away: "Away: keep your chats, receive no new ones",
+  offline: "Offline returns your open chats to the queue",
+};
+
+/** The navigation: view, icon, for administrators only. */
+const NAV = [
+  ["visitors", I.globe],
+  ["home", I.chat],
+  ["inbox", I.inbox],
+  ["history", I.history],
+  ["operators", I.users, true],
+  ["rules", I.zap, true],
+  ["widget", I.brush, true],
+  ["embed", I.code],
+];
+
+/** Build the frame into `root` and keep it drawn until the returned end() is called. */
+export function mountShell(root) {
+  const scope = store.scope();
+  const host = viewHost();
+  const region = (name, el) => (el.setAttribute("data-region", name), el);
+  const e = {
+    status: region(
+      "status",
+      h("div", { class: "status-switch", role: "radiogroup", "aria-label": "Your status" }),
+    ),
+    conn: region("conn", h("div", { class: "conn" })),
+    alerts: region("alerts", button({ class: "alerts-btn", onclick: () => alerts.arm() })),
+    me: region("me", h("div", { class: "me" })),
+    queueCount: region("queue", h("span", { class: "count" })),
+    queue: region("queue", h("div", { class: "queue" })),
+    nav: region("nav", h("nav", { class: "nav" })),
+    team: region("team", h("div", { class: "team" })),
+    tabs: region("tabs", h("div", { class: "tabs", role: "tablist" })),
+    view: region("view", h("section", { class: "view" })),
+  };
+  put(
+    root,
+    h(
+      "div",
+      { class: "shell" },
+      h(
+        "header",
+        { class: "topbar" },
+        brand(),
+        e.status,
+        h("div", { class: "spacer" }),
+        e.conn,
+        e.alerts,
+        e.me,
+      ),
+      h(
+        "div",
+        { class: "layout" },
+        h(
+          "aside",
+          { class: "sidebar" },
+          h("div", { class: "side-title" }, h("span", { text: "Waiting" }), e.queueCount),
+          e.queue,
+          e.nav,
+          e.team,
+        ),
+        h("main", { class: "main" }, e.tabs, e.view),
+      ),
+    ),
+  );
+  scope.region(["me"], () => drawStatus(e.status));
+  scope.region(["conn"], () => drawConn(e.conn));
+  scope.region(["alerts"], () => drawAlerts(e.alerts));
+  scope.region(["me"], meMenu(e.me));
+  scope.region(["queue", "me"], () => drawQueue(e.queueCount, e.queue));
+  scope.region(["view", "inbox", "me", "visitors"], nav(e.nav));
+  scope.region(["team", "me"], () => drawTeam(e.team));
+  scope.region(["tabs", "view", "me", "log:*", "head:*", "typing:*", "seen:*"], tabs(e.tabs));
+  scope.region(["view", "me"], () => host.draw(e.view));
+  return () => (scope.end(), host.end());
+}
+
+function drawStatus(el) {
+  const cur = S.me.status || "offline";
+  put(
+    el,
+    ...["online", "away", "offline"].map((s) =>
+      button({
+        role: "radio",
+        class: "status-opt " + s + (cur === s ? " on" : ""),
+        "aria-checked": cur === s ? "true" : "false",
+        "data-status": s,
+        title: STATUS_TITLES[s],
+        text: s[0].toUpperCase() + s.slice(1),
+        onclick: () => s !== S.me.status && app.setStatus(s),
+      }),
+    ),
+  );
+}
+
+function drawConn(el) {
+  const { state, transport } = S.conn;
+  el.className = "conn " + state;
+  put(
+    el,
+    h("span", { class: "dot" }),
+    state === "connected"
+      ? transport === "poll"
+        ? "Connected (long-poll)"
+        : "Connected"
+      : state === "connecting"
+        ? "Connecting\u2026"
+        : "Reconnecting\u2026",
+  );
+}
+
+function drawAlerts(el) {
+  const armed = alerts.armed;
+  const perm = "Notification" in window ? Notification.permission : "unsupported";
+  el.className = "alerts-btn " + (armed ? "armed" : "off");
+  put(el, icon(armed ? I.bell : I.bellOff), armed ? "Alerts on" : "Enable alerts");
+  el.title = armed
+    ? "Sound is on" +
+      (perm === "granted"
+        ? " and desktop notifications are allowed."
+        : perm === "denied"
+          ? "; desktop notifications are blocked in the browser settings."
+          : ".")
+    : "Browsers block sound until you click: click to hear new chats and get desktop notifications.";
+  el.setAttribute("aria-pressed", armed ? "true" : "false");
+}
+
+/** My name and menu: drawn again only when my name changes (an open menu stays open). */
+function meMenu(el) {
+  let drawn = null;
+  return () => {
+    const name = S.me.display_name || S.me.username;
+    if (name === drawn) return;
+    drawn = name;
+    put(
+      el,
+      h(
+        "details",
+        { class: "me-menu" },
+        h(
+          "summary",
+          {},
+          h("span", { class: "avatar", text: (S.me.display_name || "?").charAt(0).toUpperCase() }),
+          h("span", { class: "me-name", text: name }),
+        ),
+        h(
+          "div",
+          { class: "menu" },
+          button({ class: "menu-item", onclick: passwordDialog }, icon(I.key), "Change password"),
+          button({ class: "menu-item logout", onclick: app.logout }, icon(I.logout), "Sign out"),
+        ),
+      ),
+    );
+  };
+}
+
+function drawQueue(count, list) {
+  setText(count, String(S.queue.length));
+  count.classList.toggle("hot", S.queue.length > 0);
+  const online = S.me.status === "online";
+  if (!S.queue.length)
+    return put(list, h("p", { class: "empty-small", text: "No one is waiting." }));
+  put(
+    list,
+    ...S.queue.map((s) =>
+      h(
+        "div",
+        { class: "qcard", "data-chat": s.id },
+        h(
+          "div",
+          { class: "qcard-top" },
+          h("span", { class: "qname", text: s.name || "Visitor" }),
+          h("span", {
+            class: "qwait",
+            title: "Waiting for",
+            "data-since": s.created_at,
+            text: ago(s.created_at),
+          }),
+        ),
+        h("p", { class: "qmsg", text: s.first_message || "" }),
+        s.page_url || s.page_title
+          ? h("p", { class: "qpage", title: s.page_url || "", text: s.page_title || s.page_url })
+          : null,
+        button({
+          class: "btn primary small accept",
+          text: "Accept",
+          disabled: !online,
+          title: online ? "Take this chat" : "Set your status to Online to accept chats",
+          onclick: (ev) => app.accept(s.id, ev.currentTarget),
+        }),
+      ),
+    ),
+  );
+}
+
+/** The navigation: built again only when I become or stop being an administrator; otherwise
+ * the current item and the counts change in place. */
+function nav(el) {
+  let admin = null;
+  let items = {};
+  return (changed) => {
+    const rebuild = S.me.is_admin !== admin;
+    if (rebuild) {
+      admin = S.me.is_admin;
+      items = {};
+      for (const [kind, ic, adminOnly] of NAV) {
+        if (adminOnly && !admin) continue;
+        items[kind] = button(
+          { class: "nav-item", "data-nav": kind, onclick: () => app.show({ kind }) },
+          icon(ic),
+          h("span", { class: "nav-label", text: VIEW_TEXT[kind][0] }),
+        );
+      }
+      items.visitors.append(h("span", { class: "count vis-count hidden" }));
+      put(el, Object.values(items));
+    }
+    for (const kind in items) items[kind].classList.toggle("on", S.view.kind === kind);
+    if (rebuild || changed.has("inbox")) {
+      const n = S.inbox.filter((m) => !m.read).length;
+      const b = items.inbox;
+      const count = b.querySelector(".count");
+      if (!n) {
+        if (count) count.remove();
+      } else if (count) setText(count, String(n));
+      else b.append(h("span", { class: "count hot", text: String(n) }));
+    }
+    if (rebuild || changed.has("visitors")) {
+      let n = 0;
+      for (const r of S.visitors.values()) if (r.state !== "left") n++;
+      const count = items.visitors.lastChild;
+      setText(count, n ? n.toLocaleString("en") : "");
+      count.classList.toggle("hidden", !n);
+    }
+  };
+}
+
+function drawTeam(el) {
+  const others = S.team.filter((o) => o.id !== S.me.id);
+  put(
+    el,
+    h("div", { class: "side-title small", text: "Team" }),
+    others.length
+      ? h(
+          "ul",
+          { class: "team-list" },
+          ...others.map((o) =>
+            h(
+              "li",
+              {},
+              h("span", { class: "sdot " + o.status }),
+              h("span", { text: o.display_name }),
+            ),
+          ),
+        )
+      : h("p", { class: "empty-small", text: "No other operators online." }),
+  );
+}
+
+/** The chat tabs. A tab is drawn again only when what it shows changed (name, state, typing,
+ * unread count, being in front): a message in the chat in front changes no tab. */
+function tabs(el) {
+  const drawn = new Map(); // chat id -> {sig, el}
+  return () => {
+    el.classList.toggle("empty", !S.tabs.length);
+    const want = S.tabs.map((id) => {
+      const c = S.chats.get(id);
+      const s = c.summary || {};
+      const t = {
+        name: s.name || "Chat #" + id,
+        status: s.status,
+        mine: app.isMine(s),
+        on: S.view.kind === "chat" && S.view.id === id,
+        typing: c.typing,
+        unread: app.unread(c),
+      };
+      const sig = JSON.stringify(t);
+      const old = drawn.get(id);
+      return old && old.sig === sig ? old : { sig, el: tab(id, t) };
+    });
+    drawn.clear();
+    want.forEach((t, i) => {
+      drawn.set(S.tabs[i], t);
+      if (el.children[i] !== t.el) el.insertBefore(t.el, el.children[i] || null);
+    });
+    while (el.children.length > want.length) el.lastChild.remove();
+  };
+}
+
+function tab(id, t) {
+  return h(
+    "div",
+    {
+      class: "tab" + (t.on ? " on" : "") + (t.mine ? "" : " ended"),
+      role: "tab",
+      "aria-selected": t.on ? "true" : "false",
+      "data-chat": id,
+      onclick: () => app.show({ kind: "chat", id }),
+    },
+    h("span", {
+      class:
+        "sdot " + (t.status === "active" ? "online" : t.status === "waiting" ? "away" : "offline"),
+    }),
+    h("span", { class: "tab-name", text: t.name }),
+    t.typing ? dots({ class: "tab-typing", title: "Typing\u2026" }) : null,
+    t.unread ? h("span", { class: "badge unread", text: String(t.unread) }) : null,
+    !t.mine
+      ? button(
+          {
+            class: "tab-close",
+            title: "Close tab",
+            "aria-label": "Close tab",
+            onclick: (ev) => {
+              ev.stopPropagation();
+              app.closeTab(id);
+            },
+          },
+          icon(I.x),
+        )
+      : null,
+  );
+}
+
+/** The view: mounted again when another view (or another chat) is chosen; the view draws its
+ * own regions in its own scope, which ends when it is left. */
+function viewHost() {
+  let shown = null;
+  let scope = null;
+  const end = () => scope && scope.end();
+  const draw = (el) => {
+    const v = S.view;
+    let kind = VIEWS[v.kind] && (!VIEWS[v.kind].admin || S.me.is_admin) ? v.kind : "home";
+    if (kind === "chat" && !S.chats.has(v.id)) kind = "home";
+    const key = kind + (kind === "chat" ? ":" + v.id : "");
+    if (key === shown) return;
+    shown = key;
+    end();
+    scope = store.scope();
+    el.className = "view view-" + kind;
+    VIEWS[kind].mount(el, scope, v);
+  };
+  return { draw, end };
+}

@@ -1,0 +1,260 @@
+/* The console's UI scaffolds, each written once: toasts, form fields from a description, a form
+ * dialog, a panel header, and an administration page (title, loader, columns, row, action). */
+
+import { h, I, icon, put } from "./dom.js";
+import { errorText } from "./errors.js";
+import { limit } from "./protocol.js";
+import { store } from "./store.js";
+
+const d = document;
+
+export function toast(text, kind) {
+  let box = d.querySelector(".toasts");
+  if (!box) d.body.append((box = h("div", { class: "toasts", role: "status" })));
+  const t = h("div", { class: "toast " + (kind || ""), text });
+  box.append(t);
+  setTimeout(() => t.classList.add("out"), 4200);
+  setTimeout(() => t.remove(), 4600);
+}
+
+/** Toast an error in words (errors.js); `context` as for errorText. */
+export const toastError = (e, context) => toast(errorText(e, context), "error");
+
+export function brand() {
+  return h(
+    "div",
+    { class: "brand" },
+    h("span", { class: "brand-mark" }, icon(I.chat)),
+    h("span", { class: "brand-name", text: "Cute Live Support" }),
+  );
+}
+
+/** A labelled field around an input. */
+export function field(label, input, hint) {
+  return h(
+    "label",
+    { class: "field" },
+    h("span", { class: "field-label", text: label }),
+    input,
+    hint ? h("span", { class: "field-hint", text: hint }) : null,
+  );
+}
+
+/** The attributes of each kind of input: passwords take their lengths from the server. */
+const KINDS = {
+  text: () => ({}),
+  number: () => ({ type: "number", min: 0, step: 1 }),
+  password: () => ({ type: "password", maxlength: limit("password_max_chars") }),
+  "new-password": () => ({
+    type: "password",
+    autocomplete: "new-password",
+    minlength: limit("password_min_chars"),
+    maxlength: limit("password_max_chars"),
+  }),
+};
+
+/** An input from a description: {name, kind, value, options: [[value, label]], rows, and any
+ * attribute (required, maxlength, placeholder, autocomplete, disabled…)}. */
+export function input(spec) {
+  const { kind = "text", label, hint, options, rows, value, ...attrs } = spec;
+  let el;
+  if (options) {
+    el = h(
+      "select",
+      Object.assign({ class: "select" }, attrs),
+      ...options.map(([v, l]) => h("option", { value: v, text: l })),
+    );
+  } else if (kind === "checkbox") {
+    el = h("input", Object.assign({ type: "checkbox" }, attrs));
+    el.checked = !!value;
+    return el;
+  } else if (kind === "para") el = h("textarea", Object.assign({ rows: rows || 3 }, attrs));
+  else el = h("input", Object.assign(KINDS[kind](), attrs));
+  el.value = value == null ? "" : String(value);
+  return el;
+}
+
+/** Inputs from descriptions, laid out: a spec is a field, a string a subheading, an array a row
+ * of fields side by side, a node itself. Fills `inputs` (name -> input). */
+export function layout(specs, inputs) {
+  return specs.map((s) => {
+    if (s == null || s === false) return null;
+    if (typeof s === "string") return h("h3", { class: "dialog-sub", text: s });
+    if (Array.isArray(s))
+      return h("div", { class: s.length > 2 ? "three" : "two" }, layout(s, inputs));
+    if (s instanceof Node) return s;
+    const el = (inputs[s.name] = input(s));
+    if (s.kind === "checkbox")
+      return h("label", { class: "check" }, el, h("span", { text: s.label }));
+    return field(s.label, el, s.hint);
+  });
+}
+
+/** The values of a form's inputs: text trimmed (passwords as typed), checkboxes as booleans. */
+export function values(inputs) {
+  const out = {};
+  for (const k in inputs) {
+    const el = inputs[k];
+    out[k] =
+      el.type === "checkbox" ? el.checked : el.type === "password" ? el.value : el.value.trim();
+  }
+  return out;
+}
+
+/** A submit handler that shows errors in words in `err` and keeps the button busy meanwhile. */
+export function submitter(err, button, action) {
+  return async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    if (button) button.disabled = true;
+    try {
+      await action();
+    } catch (x) {
+      err.textContent = errorText(x);
+    } finally {
+      if (button) button.disabled = false;
+    }
+  };
+}
+
+/** A modal form: {title, note, fields (as for layout), submit, action(values, inputs), done}.
+ * The dialog closes when `action` resolves (then `done` is toasted); an error stays in it. */
+export function formDialog(spec) {
+  const inputs = {};
+  const err = h("p", { class: "form-error", role: "alert" });
+  const dlg = h("dialog", { class: "dialog" });
+  const submit = h("button", { type: "submit", class: "btn primary", text: spec.submit });
+  const form = h(
+    "form",
+    {
+      method: "dialog",
+      onsubmit: submitter(err, submit, async () => {
+        await spec.action(values(inputs), inputs);
+        dlg.close();
+        if (spec.done) toast(spec.done, "ok");
+      }),
+    },
+    h("h2", { text: spec.title }),
+    spec.note ? h("p", { class: "muted dialog-note", text: spec.note }) : null,
+    layout(spec.fields || [], inputs),
+    err,
+    h(
+      "div",
+      { class: "dialog-actions" },
+      h("button", {
+        type: "button",
+        class: "btn ghost",
+        text: "Cancel",
+        onclick: () => dlg.close(),
+      }),
+      submit,
+    ),
+  );
+  dlg.append(form);
+  dlg.addEventListener("close", () => dlg.remove());
+  d.body.append(dlg);
+  dlg.showModal();
+  return inputs;
+}
+
+/** Each view's name (in the navigation and as its title) and the line that explains it. */
+export const VIEW_TEXT = {
+  visitors: ["Visitors"],
+  home: ["Chats"],
+  inbox: ["Inbox", "Messages left while nobody was online."],
+  history: ["History", "Past chats stay readable as transcripts."],
+  operators: ["Operators", "People who answer chats. Administrators can also manage operators."],
+  rules: [
+    "Invitation rules",
+    "Invite visitors automatically when a rule matches. Rules fire only while an operator is online, at most once per visitor and visit.",
+  ],
+  widget: [
+    "Widget",
+    "How the chat looks on your site. Changes reach open pages at once; the embed code stays the same.",
+  ],
+  embed: ["Embed code", "Put Live Support on your web site."],
+};
+
+/** A view's panel with its header: the view's title, its line of explanation, and controls. */
+export function panel(view, ...controls) {
+  const [title, intro] = VIEW_TEXT[view];
+  return h(
+    "div",
+    { class: "panel" },
+    h(
+      "div",
+      { class: "panel-head" },
+      h("h2", { text: title }),
+      intro ? h("p", { class: "muted", text: intro }) : null,
+      controls,
+    ),
+  );
+}
+
+/** A button (not a form's submit): {text, class, onclick, disabled, title}, children. */
+export const button = (props, ...kids) =>
+  h("button", Object.assign({ type: "button" }, props), ...kids);
+
+/** The empty state of a list. */
+export const empty = (ic, text) => h("div", { class: "empty" }, icon(ic), h("p", { text }));
+
+/** The page of view `name`: {load, columns, row(item, reload), empty: [icon, text], add:
+ * [label, dialog(null, reload), class] for an "Add" button, action: another header control,
+ * tableClass, bodyClass}. The loader's rows (or error) go into the store under "page:NAME",
+ * and the table is drawn from there while the page is open. Returns reload. */
+export function adminPage(scope, root, name, spec) {
+  const key = "page:" + name;
+  const body = h("div", { class: spec.bodyClass || null });
+  const add =
+    spec.add &&
+    button({
+      class: "btn primary " + (spec.add[2] || ""),
+      text: spec.add[0],
+      onclick: () => spec.add[1](null, reload),
+    });
+  const box = panel(name, spec.action || add || null);
+  box.append(body);
+  put(root, box);
+  const reload = () =>
+    spec.load().then(
+      (rows) => store.set({ [key]: { rows } }),
+      (error) => store.set({ [key]: { error } }),
+    );
+  store.state[key] = null; // "Loading…" until this visit's answer
+  scope.region([key], () => {
+    const page = store.state[key];
+    if (!page) return put(body, h("p", { class: "muted", text: "Loading\u2026" }));
+    if (page.error) return put(body, h("p", { class: "form-error", text: errorText(page.error) }));
+    if (!page.rows.length && spec.empty) return put(body, empty(...spec.empty));
+    put(
+      body,
+      h(
+        "table",
+        { class: "table " + (spec.tableClass || "") },
+        h("thead", {}, h("tr", {}, ...spec.columns.map((t) => h("th", { text: t })))),
+        h("tbody", {}, ...page.rows.map((item) => spec.row(item, reload))),
+      ),
+    );
+  });
+  reload();
+  return reload;
+}
+
+/** A table row's buttons: [label, classes, onclick] each (null: none). */
+export const rowActions = (...list) =>
+  h(
+    "td",
+    { class: "actions" },
+    list.map((a) => a && button({ class: "btn small " + a[1], text: a[0], onclick: a[2] })),
+  );
+
+/** Run an administration change, toast how it went, then reload the page it belongs to. */
+export async function change(request, done, reload) {
+  try {
+    await request();
+    toast(done, "ok");
+  } catch (e) {
+    toastError(e);
+  }
+  if (reload) reload();
+}

@@ -1,0 +1,14 @@
+/* The views, by the name the navigation and the saved state use. Each exports
+ * mount(root, scope, view), and `admin = true` when only administrators may open it. */
+
+import * as chat from "./chat.js";
+import * as embed from "./embed.js";
+import * as history from "./history.js";
+import * as home from "./home.js";
+import * as inbox from "./inbox.js";
+import * as operators from "./operators.js";
+import * as rules from "./rules.js";
+import * as visitors from "./visitors.js";
+import * as widget from "./widget.js";
+
+export const VIEWS = { visitors, home, chat, inbox, history, operators, rules, widget, embed };
