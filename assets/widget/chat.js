@@ -54,7 +54,6 @@
     mail: "M4 6h16v12H4z|M4 7l8 6 8-6",
     check: "M20 6 9 17l-5-5",
   };
-  const INVITE_TEXT = "Hi! Can we help you with anything?";
   const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
   /** Text with http(s) URLs as links; nothing else is ever interpreted. */
   function linkify(text) {
@@ -81,10 +80,7 @@
     Math.random().toString(36).slice(2, 10) +
     Math.random().toString(36).slice(2, 6);
   const look = () => K.look();
-  const txt = (key, dflt) => {
-    const v = look()[key];
-    return typeof v === "string" && v.trim() ? v : dflt;
-  };
+  const txt = (key) => look()[key] || "";
 
   // -- state -----------------------------------------------------------------------------------
 
@@ -182,21 +178,21 @@
   el.name = h("input", {
     class: "cl-input cl-in-name",
     name: "name",
-    maxlength: 100,
+    maxlength: K.limit("name_chars"),
     autocomplete: "name",
   });
   el.email = h("input", {
     class: "cl-input cl-in-email",
     name: "email",
     type: "email",
-    maxlength: 254,
+    maxlength: K.limit("email_chars"),
     autocomplete: "email",
   });
   el.text = h("textarea", {
     class: "cl-input cl-in-text",
     name: "message",
     rows: 4,
-    maxlength: 5000,
+    maxlength: K.limit("message_chars"),
   });
   el.intro = h("p", { class: "cl-intro" });
   el.emailHint = h("em");
@@ -252,7 +248,7 @@
   el.input = h("textarea", {
     class: "cl-compose-input",
     rows: 1,
-    maxlength: 5000,
+    maxlength: K.limit("message_chars"),
     placeholder: "Type your message\u2026",
     "aria-label": "Message",
   });
@@ -289,8 +285,8 @@
     const a = look();
     const color = /^#[0-9a-f]{3,8}$/i.test(a.color || "") ? a.color : "";
     const fg = /^#[0-9a-f]{3,8}$/i.test(a.color_text || "") ? a.color_text : "";
-    win.style.setProperty("--cl-accent", color || "#4f46e5");
-    win.style.setProperty("--cl-on-accent", fg || "#ffffff");
+    win.style.setProperty("--cl-accent", color);
+    win.style.setProperty("--cl-on-accent", fg);
     win.classList.toggle("cl-left", a.position === "left");
     render();
   }
@@ -329,11 +325,10 @@
 
   function renderHead() {
     const op = cur && cur.id !== S.dismissed && cur.status === "active" && cur.operator;
-    el.title.textContent = op ? op.name : txt("title", "Live Support");
+    el.title.textContent = op ? op.name : txt("title");
     let sub;
     if (op) sub = "Support \u00b7 online";
-    else if (shown === "chat" && cur.status === "waiting")
-      sub = txt("waiting", "Waiting for an operator\u2026");
+    else if (shown === "chat" && cur.status === "waiting") sub = txt("waiting");
     else if (shown === "chat") sub = "Chat ended";
     else sub = K.online ? "We\u2019re online" : "Leave us a message";
     el.sub.textContent = sub;
@@ -358,11 +353,8 @@
     el.intro.textContent = missed
       ? "Sorry, nobody was free to answer. Leave a message and we\u2019ll reply by e-mail."
       : off
-        ? txt(
-            "offline_prompt",
-            "We\u2019re away right now. Leave a message and we\u2019ll get back to you by e-mail.",
-          )
-        : txt("greeting", "Hi there! Ask us anything \u2014 we usually reply in a few minutes.");
+        ? txt("offline_prompt")
+        : txt("greeting");
     el.emailHint.textContent = off ? "" : " (optional)";
     el.email.required = off;
     if (missed && !el.text.value) {
@@ -380,8 +372,8 @@
         ? "Sending\u2026"
         : "Connecting\u2026"
       : off
-        ? txt("button_send", "Send message")
-        : txt("button_start", "Start chat");
+        ? txt("button_send")
+        : txt("button_start");
   }
 
   function renderThanks() {
@@ -391,7 +383,7 @@
       h("div", { class: "cl-thanks-icon" }, icon(I.check)),
       h("h3", {
         class: "cl-thanks-title",
-        text: txt("thanks", "Thank you! Your message has been sent."),
+        text: txt("thanks"),
       }),
       h("p", {
         class: "cl-thanks-text",
@@ -411,7 +403,7 @@
     el.compose.classList.toggle("cl-hidden", !open);
     el.ended.classList.toggle("cl-hidden", open);
     el.waiting.classList.toggle("cl-hidden", cur.status !== "waiting");
-    el.waiting.lastChild.textContent = txt("waiting", "Waiting for an operator\u2026");
+    el.waiting.lastChild.textContent = txt("waiting");
     if (!open) showTyping(false);
   }
 
@@ -427,8 +419,7 @@
         const inv = ev.invitation;
         if (!inv) return line;
         // Started from an invitation: its message is the operator's first bubble.
-        const from =
-          inv.operator && inv.operator.name ? inv.operator.name : txt("title", "Live Support");
+        const from = inv.operator && inv.operator.name ? inv.operator.name : txt("title");
         return h(
           "div",
           { class: "cl-started" },
@@ -437,7 +428,7 @@
             "div",
             { class: "cl-msg cl-them cl-invited" },
             h("div", { class: "cl-from", text: from }),
-            h("div", { class: "cl-bubble" }, linkify(inv.message || INVITE_TEXT)),
+            h("div", { class: "cl-bubble" }, linkify(inv.message || K.config.invitation_text)),
             h("div", { class: "cl-time", text: hhmm(ev.ts) }),
           ),
         );
@@ -796,10 +787,7 @@
     el.formErr.textContent = err;
     if (err) return;
     K.jset("profile", { name, email });
-    const page = {
-      page_url: location.href.slice(0, 2048),
-      page_title: (d.title || "").slice(0, 512),
-    };
+    const page = K.where();
     if (off) {
       leaving = Object.assign({ name, email, text }, page);
       if (cur && cur.status === "missed") leaving.chat_id = cur.id;

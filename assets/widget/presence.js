@@ -11,6 +11,14 @@
   const w = window;
   const S = K.state;
   let backlog = []; // chat events that arrived before chat.js
+
+  /** A limit of the server's (message_chars, name_chars, url_chars...). */
+  K.limit = (name) => (K.config.limits || {})[name];
+  /** The page the visitor is on, within the server's limits. */
+  K.where = () => ({
+    page_url: location.href.slice(0, K.limit("url_chars")),
+    page_title: (d.title || "").slice(0, K.limit("title_chars")),
+  });
   let connecting = false;
   let sent = null; // the token the stream last identified with
 
@@ -145,17 +153,14 @@
     return b;
   };
   const cid = () => Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
-  const title = () => {
-    const t = K.look().title;
-    return typeof t === "string" && t.trim() ? t : "Live Support";
-  };
+  const title = () => K.look().title || "";
 
   function restyle() {
     if (!card) return;
     const a = K.look();
     const ok = (c) => /^#[0-9a-f]{3,8}$/i.test(c || "");
-    card.style.setProperty("--a", ok(a.color) ? a.color : "#4f46e5");
-    card.style.setProperty("--t", ok(a.color_text) ? a.color_text : "#fff");
+    card.style.setProperty("--a", ok(a.color) ? a.color : "");
+    card.style.setProperty("--t", ok(a.color_text) ? a.color_text : "");
   }
 
   function show(ev) {
@@ -165,7 +170,7 @@
     const who = ev.operator && ev.operator.name ? ev.operator.name : title();
     const input = el("textarea", "cl-inv-in");
     input.rows = 2;
-    input.maxLength = 5000;
+    input.maxLength = K.limit("message_chars");
     input.placeholder = "Write a reply\u2026";
     input.setAttribute("aria-label", "Your reply");
     input.addEventListener("keydown", (e) => {
@@ -197,12 +202,7 @@
     card.setAttribute("aria-live", "polite");
     card.setAttribute("aria-label", "Chat invitation from " + who);
     card.setAttribute("data-invitation", ev.id);
-    card.append(
-      head,
-      el("p", "cl-inv-msg", ev.message || "Hi! Can we help you with anything?"),
-      input,
-      btns,
-    );
+    card.append(head, el("p", "cl-inv-msg", ev.message || K.config.invitation_text), input, btns);
     restyle();
     K.wrap.appendChild(card);
     if (ev.expires_in) expiry = setTimeout(drop, (ev.expires_in + 2) * 1000);
@@ -223,15 +223,10 @@
   /** Accept: the chat window opens at once, in the chat the server creates for us. */
   function accept(text) {
     if (!inv) return;
-    const cmd = {
-      type: "accept_invitation",
-      invitation_id: inv.id,
-      page_url: location.href.slice(0, 2048),
-      page_title: (d.title || "").slice(0, 512),
-    };
+    const cmd = Object.assign({ type: "accept_invitation", invitation_id: inv.id }, K.where());
     const profile = K.jget("profile") || {};
     if (typeof profile.name === "string" && profile.name.trim())
-      cmd.name = profile.name.trim().slice(0, 100);
+      cmd.name = profile.name.trim().slice(0, K.limit("name_chars"));
     if (text) {
       cmd.text = text;
       cmd.client_id = cid();

@@ -101,8 +101,8 @@
   wrap.appendChild(btn);
   btn.addEventListener("click", () => K.open());
 
-  /** The appearance an administrator set, from /api/widget/config (all optional). */
-  K.look = () => K.config.appearance || {};
+  /** The appearance an administrator set over the defaults, from /api/widget/config. */
+  K.look = () => Object.assign({}, K.config.defaults, K.config.appearance);
   const safeUrl = (u) => {
     if (typeof u !== "string" || !u.trim()) return null;
     try {
@@ -120,11 +120,7 @@
     const name = on ? "online" : "offline";
     const src = safeUrl(a["image_" + name]) || server + "/assets/img/" + name + ".svg";
     if (img.getAttribute("src") !== src) img.src = src;
-    btn.setAttribute(
-      "aria-label",
-      (on ? a.button_online : a.button_offline) ||
-        (on ? "Live Support \u2014 we're online" : "Leave a message"),
-    );
+    btn.setAttribute("aria-label", a["button_" + name] || "");
     btn.setAttribute("data-status", name);
     wrap.classList.toggle("cl-left", a.position === "left");
     if (K.chat) K.chat.availability(K.online);
@@ -151,9 +147,9 @@
         s.onerror = () => j(delete scripts[name]);
         (d.head || d.documentElement).appendChild(s);
       }));
-  /** The realtime connection: presence and invitations. */
+  /** The realtime connection: presence and invitations (and the texts they show). */
   K.realtime = () =>
-    Promise.all([js("/assets/widget/stream.js"), js("/assets/widget/presence.js")]);
+    Promise.all([js("/assets/widget/stream.js"), js("/assets/widget/presence.js"), K.configP]);
   let loading = null;
   /** The chat window; resolves with K.chat. */
   K.load = () => {
