@@ -100,3 +100,62 @@ class HostSite:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def watched_page(browser, dialogs, width=1280, height=800, **kw):
+    """A page in a fresh context whose JavaScript errors land in ``page.js_errors`` and whose
+    dialogs (there must be none) land in ``dialogs``."""
+    page = browser.new_context(viewport={"width": width, "height": height}, **kw).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.js_errors = errors
+    return page
+
+
+def sign_in(page, server, username, password="correct horse 1", online=True, timeout=10_000):
+    """Sign in to the console on ``page``; optionally go online."""
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/console/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    expect(page.locator(".conn.connected")).to_be_visible(timeout=timeout)
+    if online:
+        page.click(".status-opt.online")
+        expect(page.locator(".status-opt.online.on")).to_be_visible(timeout=timeout)
+    return page
+
+
+#: Records which regions of the console (``data-region``) had nodes added or removed.
+WATCH_REGIONS = """() => {
+  window.__regions = [];
+  new MutationObserver((list) => {
+    for (const m of list) {
+      const el = m.target.nodeType === 1 ? m.target : m.target.parentElement;
+      const region = el.closest("[data-region]");
+      window.__regions.push({
+        region: region ? region.getAttribute("data-region") : "(none)",
+        nodes: m.addedNodes.length + m.removedNodes.length,
+      });
+    }
+  }).observe(document.getElementById("app"), { childList: true, subtree: true });
+}"""
+
+#: The regions changed since the last call ({region: nodes added or removed}), after the
+#: store's next animation frame has been drawn.
+TAKE_REGIONS = """() => new Promise((done) =>
+  requestAnimationFrame(() => requestAnimationFrame(() => {
+    const out = {};
+    for (const r of window.__regions) out[r.region] = (out[r.region] || 0) + r.nodes;
+    window.__regions = [];
+    done(out);
+  })))"""
+
+#: Show a console view by setting the store's `view` key, as the navigation does.
+SET_VIEW = """async (kind) => {
+  const { store } = await import("/assets/console/store.js");
+  store.set({ view: { kind } });
+  return store.state.view.kind;
+}"""
