@@ -21,7 +21,8 @@ every import):
                 traffic, site); every method awaitable
 5. ``hub``      publish/subscribe to the open streams; ``Signal`` for domain announcements
 6. ``guards``   rate limits, the open-file guard, event-loop lag
-7. the domain, one module per subject, each receiving what it needs:
+7. ``context``  what every domain object is built with: config, storage, hub, clock
+8. the domain, one module per subject, each receiving the context and its peers:
    ``accounts``    visitor tokens, operators, passwords, logins, sessions
    ``presence``    who is online, grace after a disconnect, availability
    ``site``        console-edited settings, the public widget configuration
@@ -34,9 +35,9 @@ every import):
    ``streams``     attach, welcome, replay by cursors, long-poll connections
    ``commands``    the table of commands each party may send, dispatch
    ``services``    the composition root: builds and wires the above, the tick
-8. ``web/``     thin handlers, one route table naming each route's authentication,
+9. ``web/``     thin handlers, one route table naming each route's authentication,
                 ``make_app``
-9. ``cli``      subcommands, ``serve`` and ``main()``
+10. ``cli``     subcommands, ``serve`` and ``main()``
 
 A new feature goes where its subject is: a new table and its SQL in ``storage/``, its wire
 format in ``protocol``, its behaviour in a domain module of its own (wired in ``services``),

@@ -15,6 +15,7 @@ LAYERS: list[str] = [
     "storage",
     "hub",
     "guards",
+    "context",
     # The domain, one module per subject, each importing only the subjects before it.
     "accounts",
     "presence",

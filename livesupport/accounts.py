@@ -11,6 +11,7 @@ from typing import Any
 
 from .clock import Clock
 from .config import Config
+from .context import Context
 from .hub import Signal
 from .protocol import (
     MAX_PASSWORD_CHARS,
@@ -22,7 +23,6 @@ from .protocol import (
     invalid_field,
     not_found,
 )
-from .storage import Storage
 from .storage.accounts import Duplicate
 from .storage.records import Operator
 
@@ -114,17 +114,9 @@ class Accounts:
     #: Visitor tokens remembered in front of the database.
     TOKEN_CACHE = 100_000
 
-    def __init__(
-        self,
-        config: Config,
-        storage: Storage,
-        clock: Clock,
-        run_blocking: RunBlocking,
-        hasher: Any = None,
-    ):
-        self.config = config
-        self.storage = storage
-        self.store = storage.accounts
+    def __init__(self, ctx: Context, run_blocking: RunBlocking, hasher: Any = None):
+        config = self.config = ctx.config
+        self.store, clock = ctx.storage.accounts, ctx.clock
         self.clock = clock
         self.run_blocking = run_blocking
         self.hasher = hasher if hasher is not None else Argon2Hasher()

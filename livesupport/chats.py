@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 
 from .clock import Clock
-from .config import Config
+from .context import Context
 from .guards import RateLimiter
 from .hub import Hub, Signal
 from .invitations import Invitations
@@ -32,7 +32,6 @@ from .protocol import (
     not_found,
     operator_ref,
 )
-from .storage import Storage
 from .storage.records import Chat
 
 
@@ -97,20 +96,10 @@ class Chats:
     """The chats and their queue. Announces ``changed(chat)`` after any change of a chat's
     status or operator."""
 
-    def __init__(
-        self,
-        config: Config,
-        storage: Storage,
-        hub: Hub,
-        clock: Clock,
-        presence: Presence,
-        invitations: Invitations,
-    ):
-        self.config = config
-        self.store = storage.chats
-        self.accounts = storage.accounts
-        self.hub = hub
-        self.clock = clock
+    def __init__(self, ctx: Context, presence: Presence, invitations: Invitations):
+        config, hub, clock = ctx.config, ctx.hub, ctx.clock
+        self.config, self.hub, self.clock = config, hub, clock
+        self.store, self.accounts = ctx.storage.chats, ctx.storage.accounts
         self.presence = presence
         self.invitations = invitations
         self.typing = Typing(hub, clock)

@@ -9,14 +9,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from .clock import Clock
-from .config import Config
+from .context import Context
 from .guards import RateLimiter
-from .hub import Hub
 from .monitor import LiveVisitor, Monitor
 from .presence import Presence
 from .protocol import OPEN_STATUSES, ApiError, Validator, invalid_field, not_found, operator_ref
-from .storage import Storage
 from .storage.records import InviteRule
 
 
@@ -39,19 +36,9 @@ def rule_matches(rule: InviteRule, lv: LiveVisitor, t: int) -> bool:
 
 
 class Invitations:
-    def __init__(
-        self,
-        config: Config,
-        storage: Storage,
-        hub: Hub,
-        clock: Clock,
-        monitor: Monitor,
-        presence: Presence,
-    ):
-        self.config = config
-        self.storage = storage
-        self.hub = hub
-        self.clock = clock
+    def __init__(self, ctx: Context, monitor: Monitor, presence: Presence):
+        config, clock = ctx.config, ctx.clock
+        self.config, self.storage, self.hub, self.clock = config, ctx.storage, ctx.hub, clock
         self.monitor = monitor
         self.presence = presence
         self.validate = Validator(config)

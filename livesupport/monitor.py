@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import Clock
-from .config import Config, split_url
+from .config import split_url
+from .context import Context
 from .enrichment import GeoIP, UserAgents, clip, search_terms
 from .guards import RateLimiter
-from .hub import Hub, Signal
+from .hub import Signal
 from .protocol import (
     ACTIVE,
     MAX_TITLE_CHARS,
@@ -28,7 +28,6 @@ from .protocol import (
     not_found,
     operator_ref,
 )
-from .storage import Storage
 from .storage.records import Chat, Visit
 
 log = logging.getLogger("cutelive")
@@ -112,10 +111,9 @@ class Monitor:
 
     COALESCE = 0.15
 
-    def __init__(self, config: Config, storage: Storage, hub: Hub, clock: Clock):
-        self.config = config
-        self.storage = storage
-        self.hub = hub
+    def __init__(self, ctx: Context):
+        config = self.config = ctx.config
+        self.storage, self.hub, clock = ctx.storage, ctx.hub, ctx.clock
         self.clock = clock
         self.live: dict[int, LiveVisitor] = {}
         self._views: list[tuple] = []

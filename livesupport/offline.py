@@ -8,12 +8,10 @@ from typing import Any
 
 from .accounts import RunBlocking
 from .chats import Chats
-from .clock import Clock
-from .hub import Hub
+from .context import Context
 from .mail import Mailer
 from .protocol import Party, not_found
 from .site import Site
-from .storage import Storage
 from .storage.records import OfflineMessage
 
 log = logging.getLogger("cutelive")
@@ -21,18 +19,9 @@ log = logging.getLogger("cutelive")
 
 class OfflineMessages:
     def __init__(
-        self,
-        storage: Storage,
-        hub: Hub,
-        clock: Clock,
-        chats: Chats,
-        mailer: Mailer,
-        site: Site,
-        run_blocking: RunBlocking,
+        self, ctx: Context, chats: Chats, mailer: Mailer, site: Site, run_blocking: RunBlocking
     ):
-        self.store = storage.chats
-        self.hub = hub
-        self.clock = clock
+        self.store, self.hub, self.clock = ctx.storage.chats, ctx.hub, ctx.clock
         self.chats = chats
         self.mailer = mailer
         self.site = site

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .clock import Clock
-from .config import Config
-from .hub import Hub, Signal
+from .context import Context
+from .hub import Signal
 from .protocol import OFFLINE, ONLINE
-from .storage import Storage
 
 
 class Presence:
@@ -24,11 +22,9 @@ class Presence:
     the queue).
     """
 
-    def __init__(self, config: Config, storage: Storage, hub: Hub, clock: Clock):
-        self.config = config
-        self.accounts = storage.accounts
-        self.hub = hub
-        self.clock = clock
+    def __init__(self, ctx: Context):
+        self.config, self.hub, self.clock = ctx.config, ctx.hub, ctx.clock
+        self.accounts = ctx.storage.accounts
         #: Present operators and the status each chose.
         self.present: dict[int, str] = {}
         self._grace: dict[int, Any] = {}

@@ -14,6 +14,7 @@ from .chats import Chats
 from .clock import Clock
 from .commands import Commands
 from .config import Config
+from .context import Context
 from .guards import FdGuard, LagMonitor, RateLimiter
 from .hub import Hub
 from .invitations import Invitations
@@ -49,20 +50,16 @@ class Services:
         self.hub = hub = hub if hub is not None else Hub()
         self.clock = clock = clock if clock is not None else Clock()
         self.validate = Validator(config)
-        self.accounts = Accounts(config, storage, clock, run_blocking, hasher)
-        self.presence = Presence(config, storage, hub, clock)
-        self.site = Site(config, storage, hub, self.presence)
-        self.monitor = Monitor(config, storage, hub, clock)
-        self.invitations = Invitations(config, storage, hub, clock, self.monitor, self.presence)
-        self.chats = Chats(config, storage, hub, clock, self.presence, self.invitations)
-        self.offline = OfflineMessages(
-            storage, hub, clock, self.chats, Mailer(config), self.site, run_blocking
-        )
+        ctx = Context(config, storage, hub, clock)
+        self.accounts = Accounts(ctx, run_blocking, hasher)
+        self.presence = Presence(ctx)
+        self.site = Site(ctx, self.presence)
+        self.monitor = Monitor(ctx)
+        self.invitations = Invitations(ctx, self.monitor, self.presence)
+        self.chats = Chats(ctx, self.presence, self.invitations)
+        self.offline = OfflineMessages(ctx, self.chats, Mailer(config), self.site, run_blocking)
         self.streams = Streams(
-            config,
-            storage,
-            hub,
-            clock,
+            ctx,
             self.accounts,
             self.presence,
             self.monitor,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .config import Config, parse_origins
-from .hub import Hub
+from .config import parse_origins
+from .context import Context
 from .presence import Presence
 from .protocol import (
     APPEARANCE,
@@ -18,18 +18,16 @@ from .protocol import (
     invalid_field,
     widget_limits,
 )
-from .storage import Storage
 
 
 class Site:
     """Console-edited settings, cached in memory and stored as one document."""
 
-    def __init__(self, config: Config, storage: Storage, hub: Hub, presence: Presence):
-        self.config = config
-        self.store = storage.site
-        self.hub = hub
+    def __init__(self, ctx: Context, presence: Presence):
+        self.config, self.hub = ctx.config, ctx.hub
+        self.store = ctx.storage.site
         self.presence = presence
-        self.base_url = config.base_url()
+        self.base_url = ctx.config.base_url()
         self._settings: dict = {"appearance": {}, "allowed_origins": []}
 
     async def start(self) -> None:

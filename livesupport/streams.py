@@ -14,14 +14,11 @@ from typing import Any
 
 from .accounts import Accounts
 from .chats import Chats
-from .clock import Clock
-from .config import Config
-from .hub import Hub
+from .context import Context
 from .invitations import Invitations
 from .monitor import Monitor
 from .presence import Presence
 from .protocol import CLOSE_SESSION_ENDED, POLL_BUFFER_MAX, ApiError, Party, encode
-from .storage import Storage
 
 
 class PollConn:
@@ -68,20 +65,15 @@ class Streams:
 
     def __init__(
         self,
-        config: Config,
-        storage: Storage,
-        hub: Hub,
-        clock: Clock,
+        ctx: Context,
         accounts: Accounts,
         presence: Presence,
         monitor: Monitor,
         invitations: Invitations,
         chats: Chats,
     ):
-        self.config = config
-        self.store = storage.chats
-        self.hub = hub
-        self.clock = clock
+        self.config, self.hub, self.clock = ctx.config, ctx.hub, ctx.clock
+        self.store = ctx.storage.chats
         self.accounts = accounts
         self.presence = presence
         self.monitor = monitor
