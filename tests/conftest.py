@@ -48,6 +48,22 @@ PASSWORD = "correct horse 1"
 _ids = itertools.count(1)
 
 
+def with_generous_limits(config: dict | None) -> dict[str, dict[str, str]]:
+    """A test's configuration over generous per-address limits: every test client comes
+    from 127.0.0.1."""
+    base = {
+        "limits": {
+            "requests_per_ip": "100000/1m",
+            "chats_per_ip": "10000/1m",
+            "sockets_per_ip": "1000",
+        },
+        "operators": {"login_failures_per_ip": "1000/15m"},
+    }
+    for section, values in (config or {}).items():
+        base.setdefault(section, {}).update(values)
+    return base
+
+
 def wait_for(predicate, timeout=TIMEOUT, interval=0.02, what="condition"):
     """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -67,17 +83,7 @@ class Server:
         self.tmp = Path(tmp)
         self.data_dir = self.tmp / "data"
         self.ini = self.tmp / "test.ini"
-        # Generous limits by default: every test client comes from 127.0.0.1.
-        base = {
-            "limits": {
-                "requests_per_ip": "100000/1m",
-                "chats_per_ip": "10000/1m",
-                "sockets_per_ip": "1000",
-            },
-            "operators": {"login_failures_per_ip": "1000/15m"},
-        }
-        for section, values in (config or {}).items():
-            base.setdefault(section, {}).update(values)
+        base = with_generous_limits(config)
         self.config = base
         lines = []
         for section, values in base.items():
@@ -856,7 +862,7 @@ class InProcessApp:
         self.tmp = tmp
         self.config_overrides = config
         overrides = {("server", "data_dir"): str(tmp / "data")}
-        for section, values in (config or {}).items():
+        for section, values in with_generous_limits(config).items():
             for key, value in values.items():
                 overrides[(section, key)] = value
         self.config = load_config(None, overrides)
@@ -938,6 +944,10 @@ class InProcessApp:
         except ApiError as e:
             return dict(e.event(None), status=e.status)
         raise AssertionError(f"no error; got {result!r}")
+
+    def inbox(self) -> list[dict]:
+        """The offline messages as ``GET /api/console/offline-messages`` lists them."""
+        return [m.public() for m in self.run(self.services.offline.inbox())]
 
     def restart(self) -> InProcessApp:
         """Stop this app as the server stops, and start a new one on the same database, the

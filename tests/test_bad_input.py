@@ -17,7 +17,7 @@ import uuid
 import pytest
 import requests
 import websocket
-from conftest import TIMEOUT, WS, wait_for
+from conftest import TIMEOUT, WS, track, wait_for
 from tornado.web import RequestHandler
 
 from livesupport.web.app import ROUTES, Route
@@ -1404,3 +1404,55 @@ def test_widget_allowed_origins_restrict_the_visitor_api_and_socket(make_server)
     r = requests.get(s.url + "/api/visitor/chats", headers=auth, timeout=TIMEOUT)
     assert r.status_code == 200 and len(r.json()["chats"]) == 1
     assert len(console_state(admin)["chats"]) == 1
+
+
+# -- odd input in paths and headers, local-only endpoints ---------------------------------------
+
+
+def test_odd_digits_and_unparseable_urls_are_client_errors(server):
+    ann = server.visitor()
+    r = ann.http.get(server.url + "/api/visitor/chats/%C2%B2", timeout=TIMEOUT)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    bob = server.console("bob")
+    assert bob.get("/api/console/chats?limit=%C2%B2").status_code == 400
+    r = track(server, ann.token, "http://[x")
+    assert r.status_code == 400 and r.json()["field"] == "url"
+    r = requests.post(
+        server.url + "/api/visitor/token", json={}, headers={"Origin": "http://[x"}, timeout=TIMEOUT
+    )
+    assert r.status_code == 201
+    try:
+        websocket.create_connection(
+            server.ws_url + "/api/console/ws",
+            origin="http://[x",
+            cookie=bob.cookie_header(),
+            timeout=TIMEOUT,
+        )
+        raise AssertionError("the console socket accepted a garbage origin")
+    except websocket.WebSocketBadStatusException as e:
+        assert e.status_code == 403
+
+
+def test_metrics_are_not_served_through_a_proxy(server):
+    r = requests.get(server.url + "/api/metrics", timeout=TIMEOUT)
+    assert r.status_code == 200 and "loop_lag" in r.json()
+    r = requests.get(
+        server.url + "/api/metrics", headers={"X-Forwarded-For": "203.0.113.5"}, timeout=TIMEOUT
+    )
+    assert r.status_code == 404
+
+
+# -- commands per socket ------------------------------------------------------------------------
+
+
+def test_commands_per_socket_are_limited_and_the_socket_stays_open(make_server):
+    server = make_server(config={"limits": {"commands_per_socket": "5/10s"}})
+    ann = server.visitor()
+    ws = ann.connect()
+    replies = [ws.request({"type": "ping"}) for _ in range(7)]
+    assert [r["type"] for r in replies[:5]] == ["pong"] * 5
+    assert replies[6]["error"] == "rate_limited"
+    assert replies[6]["limit"] == "commands_per_socket"
+    assert ws.closed is None
+    r = ws.request({"type": "sync", "cursors": {str(i): 0 for i in range(1, 102)}})
+    assert r["type"] == "error"

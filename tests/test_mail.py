@@ -1,51 +1,11 @@
-"""Offline messages reach the inbox and, with SMTP configured, a real SMTP server."""
+"""Offline messages reach the inbox and, with SMTP configured, a real SMTP server (the
+``smtp`` fixture); what a visitor types cannot add headers or recipients to the mail."""
 
-import email
-import email.policy
-import socket
-import threading
-
-import pytest
-from aiosmtpd.controller import Controller
-from conftest import wait_for
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append((envelope.mail_from, envelope.rcpt_tos, msg))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    with socket.socket() as probe:  # aiosmtpd needs a concrete port
-        probe.bind(("127.0.0.1", 0))
-        inbox.port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
-    yield inbox
-    controller.stop()
+from conftest import mail_config, wait_for
 
 
 def test_offline_message_is_stored_and_mailed_with_reply_to(make_server, smtp):
-    server = make_server(
-        config={
-            "mail": {
-                "smtp_host": "127.0.0.1",
-                "smtp_port": str(smtp.port),
-                "smtp_security": "none",
-                "from_address": "chat@shop.example",
-                "to_address": "support@shop.example",
-            }
-        }
-    )
+    server = make_server(config=mail_config(smtp, from_address="chat@shop.example"))
     server.create_operator("admin", admin=True)
     ann = server.visitor()
     r = ann.send(
@@ -76,16 +36,7 @@ def test_offline_message_is_stored_and_mailed_with_reply_to(make_server, smtp):
 
 
 def test_header_injection_is_impossible(make_server, smtp):
-    server = make_server(
-        config={
-            "mail": {
-                "smtp_host": "127.0.0.1",
-                "smtp_port": str(smtp.port),
-                "smtp_security": "none",
-                "to_address": "support@shop.example",
-            }
-        }
-    )
+    server = make_server(config=mail_config(smtp))
     ann = server.visitor()
     for name, addr in [
         ("Ann\r\nBcc: victim@example.org", "ann@example.org"),
@@ -103,3 +54,40 @@ def test_header_injection_is_impossible(make_server, smtp):
     assert len(smtp.messages) == 1
     _, rcpt, msg = smtp.messages[0]
     assert rcpt == ["support@shop.example"] and msg["Bcc"] is None
+
+
+def test_encoded_words_cannot_smuggle_headers_into_the_mail(make_server, smtp):
+    server = make_server(config=mail_config(smtp))
+    ann = server.visitor()
+    r = ann.send(
+        {
+            "type": "leave_message",
+            "name": "=?utf-8?q?=0D=0ABcc:_x@evil.example?=",
+            "email": "ann@example.org",
+            "text": "hi",
+        }
+    )
+    assert r.status_code == 200, r.text
+    wait_for(lambda: smtp.messages, what="the mail")
+    _, rcpt, msg = smtp.messages[0]
+    assert rcpt == ["support@shop.example"] and msg["Bcc"] is None
+    # Addresses that cannot be mailed are refused before anything is stored.
+    for addr in ["é@example.com", "a@[x.com", "a,b@example.com"]:
+        r = ann.send({"type": "leave_message", "name": "Ann", "email": addr, "text": "hi"})
+        assert r.status_code == 400 and r.json()["field"] == "email", (addr, r.text)
+    server.create_operator("admin", admin=True)
+    admin = server.console("admin")
+    assert len(admin.get("/api/console/offline-messages").json()["messages"]) == 1
+    # A retry with the same client id stores nothing new.
+    for _ in range(2):
+        r = ann.send(
+            {
+                "type": "leave_message",
+                "name": "Ann",
+                "email": "ann@example.org",
+                "text": "again",
+                "client_id": "lm-1",
+            }
+        )
+        assert r.status_code == 200
+    assert len(admin.get("/api/console/offline-messages").json()["messages"]) == 2
