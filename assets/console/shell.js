@@ -150,25 +150,32 @@ function meMenu(el) {
     const name = S.me.display_name || S.me.username;
     if (name === drawn) return;
     drawn = name;
-    put(
-      el,
+    const pick = (action) => () => ((menu.open = false), action());
+    const menu = h(
+      "details",
+      { class: "me-menu" },
       h(
-        "details",
-        { class: "me-menu" },
-        h(
-          "summary",
-          {},
-          h("span", { class: "avatar", text: (S.me.display_name || "?").charAt(0).toUpperCase() }),
-          h("span", { class: "me-name", text: name }),
+        "summary",
+        {},
+        h("span", { class: "avatar", text: (S.me.display_name || "?").charAt(0).toUpperCase() }),
+        h("span", { class: "me-name", text: name }),
+      ),
+      h(
+        "div",
+        { class: "menu" },
+        button(
+          { class: "menu-item", onclick: pick(passwordDialog) },
+          icon(I.key),
+          "Change password",
         ),
-        h(
-          "div",
-          { class: "menu" },
-          button({ class: "menu-item", onclick: passwordDialog }, icon(I.key), "Change password"),
-          button({ class: "menu-item logout", onclick: app.logout }, icon(I.logout), "Sign out"),
+        button(
+          { class: "menu-item logout", onclick: pick(app.logout) },
+          icon(I.logout),
+          "Sign out",
         ),
       ),
     );
+    put(el, menu);
   };
 }
 
