@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -501,13 +502,17 @@ class Poller:
 
 @pytest.fixture
 def make_server(tmp_path):
-    """Factory: ``make_server(config={...})`` starts a server; all are stopped at teardown."""
+    """Factory: ``make_server(config={...})`` starts a server (``database=path`` on a copy of
+    that database); all are stopped at teardown."""
     servers: list[Server] = []
 
-    def make(config=None, subdir=None) -> Server:
+    def make(config=None, subdir=None, database: Path | None = None) -> Server:
         d = tmp_path / (subdir or f"s{len(servers)}")
         d.mkdir(exist_ok=True)
         s = Server(d, config)
+        if database is not None:  # start on a copy of this database file
+            s.data_dir.mkdir()
+            shutil.copyfile(database, s.data_dir / "cutelive.db")
         servers.append(s)
         return s.start()
 
