@@ -1,0 +1,96 @@
+"""Every event the server sends during a typical day is declared in ``protocol.EVENTS``, for
+the party that gets it: clients dispatch only allow-listed types (DESIGN §3), and
+docs/PROTOCOL.md documents exactly that list (test_docs.py)."""
+
+from __future__ import annotations
+
+from conftest import Recorder
+
+from livesupport.protocol import EVENTS
+
+
+def test_every_event_of_a_typical_day_is_a_declared_protocol_event(make_app_in_process):
+    app = make_app_in_process(
+        {"chat": {"queue_timeout": "30s"}, "monitor": {"invitation_ttl": "10s"}}
+    )
+    # Whatever reaches any visitor's or operator's topic, recorded besides their own streams.
+    everything = Recorder()
+    hub = app.services.hub
+    hub.subscribe(everything, "visitors", "ops")
+
+    admin = app.operator("admin", admin=True, display_name="Alice")
+    bob = app.operator("bob", display_name="Bob")
+    streams = {"operator": [admin.connect(), bob.connect()], "visitor": []}
+    replies = []
+
+    def send(party, cmd):
+        reply = party.send(cmd)
+        replies.append(reply)
+        return reply
+
+    ann, ben, cy = app.visitor(), app.visitor(), app.visitor()
+    for v in (ann, ben, cy):
+        hub.subscribe(everything, f"v:{v.id}")
+        v.track("https://shop.example/pricing", "Pricing")
+        streams["visitor"].append(v.connect())
+    for op in (admin, bob):
+        hub.subscribe(everything, f"op:{op.id}")
+    app.advance(1)
+
+    # An invitation declined, one expired; a chat started, typed in, answered, closed.
+    inv = send(bob, {"type": "invite", "visitor_id": ben.id})["invitation"]
+    send(ben, {"type": "decline_invitation", "invitation_id": inv["id"]})
+    send(bob, {"type": "invite", "visitor_id": cy.id, "message": "Hello?"})
+    app.advance(11)
+    chat_id = send(ann, {"type": "start_chat", "name": "Ann", "text": "Hi", "client_id": "a1"})[
+        "chat"
+    ]["id"]
+    send(bob, {"type": "accept", "chat_id": chat_id})
+    send(ann, {"type": "typing", "chat_id": chat_id, "typing": True})
+    send(bob, {"type": "typing", "chat_id": chat_id, "typing": True})
+    send(bob, {"type": "message", "chat_id": chat_id, "text": "Hello Ann", "client_id": "b1"})
+    send(ann, {"type": "ping"})
+    send(ann, {"type": "sync", "cursors": {str(chat_id): 1, "999": 1}})
+    send(ann, {"type": "message", "chat_id": 999, "text": "x", "client_id": "a2"})  # an error
+    app.advance(6)  # typing expires
+    # Bob goes away and comes back; his chat is requeued when he goes offline; Alice takes it.
+    send(bob, {"type": "status", "status": "offline"})
+    send(admin, {"type": "accept", "chat_id": chat_id})
+    send(bob, {"type": "status", "status": "online"})
+    send(admin, {"type": "close", "chat_id": chat_id})
+    # A chat nobody answers is missed; its visitor leaves a message.
+    send(bob, {"type": "status", "status": "away"})
+    send(admin, {"type": "status", "status": "away"})
+    ben_chat = send(ben, {"type": "start_chat", "name": "Ben", "text": "?", "client_id": "b"})
+    app.advance(31)
+    send(
+        ben,
+        {
+            "type": "leave_message",
+            "name": "Ben",
+            "email": "ben@example.org",
+            "text": "Call me",
+            "chat_id": ben_chat["chat"]["id"],
+        },
+    )
+    # The look changes; Bob logs out.
+    app.run(app.services.site.update({"appearance": {"color": "#123456"}}))
+    app.run(
+        app.services.accounts.end_sessions(bob.id, "logout", only_session_id=bob.party.session_id)
+    )
+    cy.disconnect()
+    app.advance(60)
+
+    seen: dict[str, set[str]] = {"visitor": set(), "operator": set()}
+    for role, recorders in streams.items():
+        for rec in recorders:
+            seen[role] |= {e["type"] for e in rec.events}
+    published = {e["type"] for e in everything.events}
+    answered = {r["type"] for r in replies}
+    undeclared = (published | answered | seen["visitor"] | seen["operator"]) - set(EVENTS)
+    assert not undeclared, f"events not in protocol.EVENTS: {sorted(undeclared)}"
+    for role, types in seen.items():
+        wrong = {t for t in types if EVENTS[t] not in ("both", role)}
+        assert not wrong, f"{role} streams got {sorted(wrong)}, declared for the other party"
+    # The day above did meet nearly every kind of event.
+    assert set(EVENTS) == published | answered | seen["visitor"] | seen["operator"]
