@@ -222,71 +222,37 @@ class Chats:
             )
         return None
 
-    async def start_chat(
-        self, party, name, text, client_id, email="", page_url="", page_title=""
-    ) -> dict:
-        again = await self._open_chat_of(party, client_id)
+    async def start_chat(self, party: Party, **form: str) -> dict:
+        """The visitor's ``start_chat``: its pre-chat form and first message (``form``)."""
+        again = await self._open_chat_of(party, form["client_id"])
         if again is not None:
             return again
         self.rl_chats.check(party.ip, "new chats from this address")
         self.rl_messages.check(party.visitor_id, "messages")
-        chat, pairs = await self._create(
-            party,
-            name=name,
-            email=email,
-            page_url=page_url,
-            page_title=page_title,
-            text=text,
-            client_id=client_id,
-        )
+        chat, pairs = await self._create(party, form)
         self.invitations.chat_started(party.visitor_id)
         return {"chat": await self.summary(chat, "visitor"), "message": pairs[-1][0]}
 
-    async def accept_invitation(
-        self,
-        party,
-        invitation_id,
-        name="",
-        email="",
-        text="",
-        client_id=None,
-        page_url="",
-        page_title="",
-    ) -> dict:
+    async def accept_invitation(self, party: Party, invitation_id: str, **form: str) -> dict:
+        """The visitor accepts an invitation, optionally with a name and a first message."""
         inv = self.invitations.pending(party.visitor_id)
         if inv is None or inv["id"] != invitation_id:
             raise not_found("no such invitation, or it expired")
-        if text and not client_id:
+        if form.get("text") and not form.get("client_id"):
             raise invalid_field("client_id", "'client_id' is required with 'text'")
         await self._open_chat_of(party, None)
         self.rl_chats.check(party.ip, "new chats from this address")
         self.invitations.answer(party.visitor_id, invitation_id, True)
-        chat, _pairs = await self._create(
-            party,
-            name=name or "Visitor",
-            email=email,
-            page_url=page_url,
-            page_title=page_title,
-            text=text,
-            client_id=client_id,
-            invitation=inv,
-        )
+        form["name"] = form.get("name") or "Visitor"
+        chat, _pairs = await self._create(party, form, invitation=inv)
         return {"chat": await self.summary(chat, "visitor")}
 
-    async def _create(
-        self,
-        party,
-        *,
-        name,
-        email,
-        page_url,
-        page_title,
-        text,
-        client_id,
-        invitation: dict | None = None,
-    ):
+    async def _create(self, party: Party, form: dict, invitation: dict | None = None):
         """Store a new chat with its first events; accepted at once for an operator's invitation
         when that operator is online, otherwise queued."""
+        name, text, client_id = form["name"], form.get("text", ""), form.get("client_id")
+        email = form.get("email", "")
+        page_url, page_title = form.get("page_url", ""), form.get("page_title", "")
         t = self.clock.now_ms()
         op = invitation["operator"] if invitation else None
         active = op is not None and self.presence.status_of(op["id"]) == ONLINE

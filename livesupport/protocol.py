@@ -178,6 +178,15 @@ def invalid_field(field: str, message: str) -> ApiError:
     return ApiError("invalid_field", message, field=field)
 
 
+def too_long(field: str, length: int, limit: int) -> ApiError:
+    return ApiError(
+        "too_long",
+        f"'{field}' is {length} characters; the limit is {limit}",
+        field=field,
+        limit=limit,
+    )
+
+
 def operator_ref(operator_id: int, display_name: str) -> dict:
     """How an operator appears in events: ``{"id", "name"}``."""
     return {"id": operator_id, "name": display_name}
@@ -247,12 +256,7 @@ def _check_string(name: str, value: Any, limit: int, *, text: bool = False, empt
     if not empty and not value.strip():
         raise ApiError("invalid_field", f"'{name}' must not be empty", field=name)
     if len(value) > limit:
-        raise ApiError(
-            "too_long",
-            f"'{name}' is {len(value)} characters; the limit is {limit}",
-            field=name,
-            limit=limit,
-        )
+        raise too_long(name, len(value), limit)
     return value
 
 
@@ -350,12 +354,7 @@ class Validator:
                     field=name,
                 )
             if len(value) > MAX_PASSWORD_CHARS:
-                raise ApiError(
-                    "too_long",
-                    f"'{name}' is {len(value)} characters; the limit is {MAX_PASSWORD_CHARS}",
-                    field=name,
-                    limit=MAX_PASSWORD_CHARS,
-                )
+                raise too_long(name, len(value), MAX_PASSWORD_CHARS)
             if "\x00" in value or _echoable_text(value) != value:
                 raise ApiError("invalid_field", f"'{name}' is not valid text", field=name)
             return value
