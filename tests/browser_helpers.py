@@ -102,15 +102,24 @@ class HostSite:
         self.httpd.server_close()
 
 
-def watched_page(browser, dialogs, width=1280, height=800, **kw):
-    """A page in a fresh context whose JavaScript errors land in ``page.js_errors`` and whose
-    dialogs (there must be none) land in ``dialogs``."""
-    page = browser.new_context(viewport={"width": width, "height": height}, **kw).new_page()
+def watch(page, dialogs):
+    """``page`` with its JavaScript errors in ``page.js_errors`` and its dialogs (there must be
+    none) dismissed into ``dialogs``."""
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.js_errors = errors
     return page
+
+
+def new_context(browser, width=1280, height=800, **kw):
+    """A fresh browser context (its own storage and cookies: another person)."""
+    return browser.new_context(viewport={"width": width, "height": height}, **kw)
+
+
+def watched_page(browser, dialogs, width=1280, height=800, **kw):
+    """A watched page (see ``watch``) in a fresh context."""
+    return watch(new_context(browser, width, height, **kw).new_page(), dialogs)
 
 
 def sign_in(page, server, username, password="correct horse 1", online=True, timeout=10_000):

@@ -12,7 +12,7 @@ import re
 import socket
 import threading
 
-from browser_helpers import HostSite, screenshot
+from browser_helpers import HostSite, screenshot, sign_in, watched_page
 from conftest import wait_for
 from playwright.sync_api import expect
 
@@ -24,28 +24,9 @@ XSS = "<img src=x onerror=alert(1)>"
 # -- helpers (the browser, host and dialogs fixtures are in conftest.py) ---------------------
 
 
-def new_page(browser, dialogs, width=1280, height=800, **kw):
-    ctx = browser.new_context(viewport={"width": width, "height": height}, **kw)
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.js_errors = errors
-    return page
-
-
 def console_login(browser, server, dialogs, username="bob", online=True, password=PASSWORD):
     """An operator signed in to the console, status online, alerts armed."""
-    page = new_page(browser, dialogs)
-    page.goto(server.url + "/console/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    expect(page.locator(".topbar")).to_be_visible(timeout=T)
-    expect(page.locator(".conn.connected")).to_be_visible(timeout=T)
-    if online:
-        page.click(".status-opt.online")
-        expect(page.locator(".status-opt.online.on")).to_be_visible(timeout=T)
+    page = sign_in(watched_page(browser, dialogs), server, username, password, online)
     page.click(".alerts-btn")
     expect(page.locator(".alerts-btn.armed")).to_be_visible(timeout=T)
     return page
@@ -88,7 +69,7 @@ def test_cross_origin_chat_with_two_tabs_navigation_and_reload(server, host, bro
     assert host.url.startswith("http://localhost:") and server.url.startswith("http://127.0.0.1:")
 
     # Visitor A starts a chat on the customer's site; the operator sees it queued and accepts.
-    ann = new_page(browser, dialogs)
+    ann = watched_page(browser, dialogs)
     ann.goto(page1)
     visitor_start_chat(ann, "Ann", "Hello, where is my order? https://example.com/o/42")
     expect(ann.locator(".cl-waiting")).to_be_visible(timeout=T)
@@ -119,7 +100,7 @@ def test_cross_origin_chat_with_two_tabs_navigation_and_reload(server, host, bro
     expect(ann_tab.locator(".tab-typing")).to_be_hidden(timeout=T)
 
     # Visitor B: a second chat in a second tab.
-    carl = new_page(browser, dialogs)
+    carl = watched_page(browser, dialogs)
     carl.goto(host.page("page3", "Gift cards"))
     visitor_start_chat(carl, "Carl", "Do you sell gift cards?")
     accept_in_console(op, "Carl")
@@ -171,7 +152,7 @@ def test_cross_origin_chat_with_two_tabs_navigation_and_reload(server, host, bro
 
 def test_long_poll_when_websockets_are_blocked(server, host, browser, dialogs):
     op = console_login(browser, server, dialogs)
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     blocked = []
 
     def refuse(ws):  # never connects to the server: the socket just closes
@@ -239,7 +220,7 @@ def test_offline_visitor_leaves_a_message(make_server, tmp_path, browser, dialog
         )
         server.create_operator("bob", display_name="Bob")
         site = HostSite(tmp_path / "host", server.url)
-        page = new_page(browser, dialogs)
+        page = watched_page(browser, dialogs)
         page.goto(site.page("contact", "Contact us"))
         # Nobody online: the button says so and the window is the message form.
         expect(page.locator(".cl-launcher[data-status=offline]")).to_be_visible(timeout=T)
@@ -287,7 +268,7 @@ def test_missed_chat_offers_the_message_form_prefilled(make_server, tmp_path, br
     ws = operator_online_client.connect()
     ws.request({"type": "status", "status": "online"})
     site = HostSite(tmp_path / "host", server.url)
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(site.page("p", "Page"))
     visitor_start_chat(page, "Mia", "Is anyone there?", email="mia@example.org")
     # Nobody accepts: after the queue timeout the form appears with what she typed.
@@ -308,7 +289,7 @@ def test_missed_chat_offers_the_message_form_prefilled(make_server, tmp_path, br
 def test_markup_from_visitors_and_operators_is_shown_as_text(server, host, browser, dialogs):
     server.create_operator("mallory", display_name=XSS)
     op = console_login(browser, server, dialogs, username="mallory")
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     url = host.page("x", XSS)  # the page title is markup too
     page.goto(url + "?q=" + XSS)
     visitor_start_chat(page, XSS, XSS + " and <b>bold</b> https://example.com/<script>")
@@ -341,7 +322,7 @@ def test_markup_from_visitors_and_operators_is_shown_as_text(server, host, brows
 def test_widget_survives_hostile_css_and_fits_a_phone(server, host, browser, dialogs):
     operator_online(server)
     hostile = host.copy_demo("hostile.html")
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(hostile)
     launcher = page.locator(".cl-launcher[data-status=online]")
     expect(launcher).to_be_visible(timeout=T)
@@ -366,7 +347,7 @@ def test_widget_survives_hostile_css_and_fits_a_phone(server, host, browser, dia
     assert win.evaluate("w => getComputedStyle(w.querySelector('.cl-input')).fontSize") == "14px"
     screenshot(page, "hostile-css")
 
-    phone = new_page(browser, dialogs, width=375, height=667, is_mobile=True, has_touch=True)
+    phone = watched_page(browser, dialogs, width=375, height=667, is_mobile=True, has_touch=True)
     phone.goto(hostile)
     visitor_start_chat(phone, "Pia", "Hello from a phone")
     win = phone.locator(".cl-window")
@@ -381,7 +362,7 @@ def test_widget_survives_hostile_css_and_fits_a_phone(server, host, browser, dia
 
 def test_exactly_one_global(server, host, browser, dialogs):
     operator_online(server)
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(host.page("plain", "No widget", widget=False))
     before = set(page.evaluate("Object.getOwnPropertyNames(window)"))
     page.goto(host.page("with", "Widget"))
@@ -437,7 +418,7 @@ def test_console_reload_restores_tabs_and_unread_counts(server, browser, dialogs
 
 def test_first_run_setup_and_operator_administration(make_server, browser, dialogs):
     server = make_server()
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(server.url + "/console/")
     expect(page.locator(".auth-title")).to_have_text("Create the first administrator", timeout=T)
     screenshot(page, "console-setup")
@@ -490,7 +471,7 @@ def test_first_run_setup_and_operator_administration(make_server, browser, dialo
 
 def test_administrator_changes_the_widget_look(server, host, browser, dialogs):
     operator_online(server)
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(host.page("look", "Look"))
     expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
     page.click(".cl-launcher")
@@ -517,7 +498,7 @@ def test_administrator_changes_the_widget_look(server, host, browser, dialogs):
     assert page.locator(".cl-window").bounding_box()["x"] < 100  # moved to the left
     screenshot(page, "widget-customised")
     # A fresh page load gets it from /api/widget/config.
-    fresh = new_page(browser, dialogs)
+    fresh = watched_page(browser, dialogs)
     fresh.goto(host.page("look2", "Look again"))
     img = fresh.locator(".cl-launcher img")
     expect(img).to_have_attribute("src", f"{server.url}/assets/img/offline.svg", timeout=T)
@@ -526,7 +507,7 @@ def test_administrator_changes_the_widget_look(server, host, browser, dialogs):
 
 def test_pop_out_gets_the_token_by_postmessage(server, host, browser, dialogs):
     op = console_login(browser, server, dialogs)
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(host.page("pop", "Pop"))
     visitor_start_chat(page, "Pete", "Can I continue in a window?")
     accept_in_console(op, "Pete")
@@ -544,14 +525,14 @@ def test_pop_out_gets_the_token_by_postmessage(server, host, browser, dialogs):
     screenshot(popup, "pop-out")
 
     # The standalone page also works with no token at all (a plain link).
-    plain = new_page(browser, dialogs, width=420, height=700)
+    plain = watched_page(browser, dialogs, width=420, height=700)
     plain.goto(server.url + "/chat")
     expect(plain.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
 
 
 def test_demo_site_and_history_navigation(server, browser, dialogs):
     operator_online(server)
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(server.url + "/demo/")
     expect(page.locator("header.site nav a")).to_have_count(5)
     visitor_start_chat(page, "Dee", "Hello from the demo")
@@ -585,7 +566,7 @@ def bob_online(server):
 
 def test_minimised_window_badge_title_flash_and_ending(server, host, browser, dialogs):
     bob, ws = bob_online(server)
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(host.page("badge", "Badge page"))
     host.page("page2", "Second page")
     visitor_start_chat(page, "Nia", "Hello there")
@@ -635,7 +616,7 @@ def test_minimised_window_badge_title_flash_and_ending(server, host, browser, di
 
 def test_widget_and_console_recover_after_a_server_restart(server, host, browser, dialogs):
     op = console_login(browser, server, dialogs)
-    page = new_page(browser, dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(host.page("restart", "Restart"))
     visitor_start_chat(page, "Rhea", "Before the restart")
     accept_in_console(op, "Rhea")

@@ -12,7 +12,7 @@ import json
 import re
 
 import requests
-from browser_helpers import screenshot
+from browser_helpers import new_context, screenshot, sign_in, watch, watched_page
 from conftest import TIMEOUT, wait_for
 from playwright.sync_api import expect
 
@@ -26,29 +26,9 @@ HOME, PRICING, SHOP = (
 )
 
 
-def watch(page, dialogs):
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.js_errors = errors
-    return page
-
-
-def new_context(browser, width=1280, height=800, **kw):
-    return browser.new_context(viewport={"width": width, "height": height}, **kw)
-
-
 def console_login(browser, server, dialogs, username="bob", online=True):
     """An operator signed in to the console (which opens on the Visitors monitor)."""
-    page = watch(new_context(browser).new_page(), dialogs)
-    page.goto(server.url + "/console/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator(".conn.connected")).to_be_visible(timeout=T)
-    if online:
-        page.click(".status-opt.online")
-        expect(page.locator(".status-opt.online.on")).to_be_visible(timeout=T)
+    page = sign_in(watched_page(browser, dialogs), server, username, PASSWORD, online)
     expect(page.locator(".nav-item.on[data-nav=visitors]")).to_be_visible()
     return page
 
@@ -226,7 +206,7 @@ def test_invitation_rules_screen_and_an_automatic_invitation(server, host, brows
     # A visitor: nothing on the first page; on pricing (second page) the rule invites.
     site = demo_site(host)
     admin.click("[data-nav=visitors]")
-    page = watch(new_context(browser).new_page(), dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(site["index.html"])
     expect(rows(admin)).to_have_count(1, timeout=T)
     expect(rows(admin).locator(".pill")).to_have_text("Browsing")
@@ -264,7 +244,7 @@ def test_markup_in_title_url_referrer_and_user_agent_is_text_in_the_monitor(
     op = console_login(browser, server, dialogs)
     # A page whose title and URL carry markup, opened by a real browser.
     url = host.page("x", XSS)
-    page = watch(new_context(browser).new_page(), dialogs)
+    page = watched_page(browser, dialogs)
     page.goto(url + "?q=" + XSS)
     row = rows(op)
     expect(row.locator(".page-link")).to_have_text(XSS, timeout=T)
@@ -330,7 +310,7 @@ def test_pop_out_takes_a_token_only_from_an_allowed_opener(server, host, browser
     (host.root / "opener.html").write_text(OPENER.format(server=server.url, token=token))
 
     def pop_out():
-        page = watch(new_context(browser).new_page(), dialogs)
+        page = watched_page(browser, dialogs)
         page.goto(host.url + "/opener.html")
         with page.expect_popup() as info:
             page.click("#pop")
@@ -364,7 +344,7 @@ def test_pop_out_takes_a_token_only_from_an_allowed_opener(server, host, browser
 
 
 def test_fallback_to_long_poll_only_while_the_server_is_reachable(server, host, browser, dialogs):
-    page = watch(new_context(browser).new_page(), dialogs)
+    page = watched_page(browser, dialogs)
     attempts = []
 
     def refuse(ws):  # the WebSocket never reaches the server
