@@ -174,7 +174,7 @@ const EVENTS = {
     S.visitors = new Map();
     for (const r of ev.visitors || []) S.visitors.set(r.id, r);
     store.set({ visKnown: true });
-    store.touch("visitors");
+    store.touch("visitors", S.detail ? "vrow:" + S.detail.id : "visitors");
     store.flush(); // the first view at once, not a frame later
   },
   visitors_changed(ev) {

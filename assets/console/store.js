@@ -54,7 +54,16 @@ export function createStore(initial) {
     const now = changed;
     changed = new Set();
     if (!now.size) return;
-    for (const r of Array.from(regions)) if (regions.has(r) && matches(r.keys, now)) r.draw(now);
+    for (const r of Array.from(regions)) {
+      if (!regions.has(r) || !matches(r.keys, now)) continue;
+      try {
+        r.draw(now);
+      } catch (e) {
+        setTimeout(() => {
+          throw e; // reported as any error is, after the other regions have drawn
+        });
+      }
+    }
   }
 
   /** A group of regions that end together. */
