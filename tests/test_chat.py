@@ -127,3 +127,40 @@ def test_long_poll_commands_via_send(server):
     assert r.status_code == 200, r.text
     op_p.poll_until(lambda e: e.get("text") == "from poll")
     p.poll_until(lambda e: e.get("text") == "from poll")
+
+
+def test_typing_is_throttled_ephemeral_and_ended_by_a_message(app):
+    """In-process: one ``typing: true`` a second per side reaches the other side, a stop is
+    sent once, a message ends the sender's typing, and nothing of it is stored."""
+    bob = app.operator("bob", display_name="Bob")
+    bob.connect()
+    ann = app.visitor()
+    ann.connect()
+    chat_id = ann.start_chat()["chat"]["id"]
+    # Before an operator has the chat, the visitor's typing goes to nobody.
+    ann.ok({"type": "typing", "chat_id": chat_id, "typing": True})
+    assert not bob.stream.of_type("typing")
+    bob.ok({"type": "accept", "chat_id": chat_id})
+    app.advance(1)
+
+    def typing(stream, who):
+        return [e["typing"] for e in stream.of_type("typing") if e["from"] == who]
+
+    for _ in range(5):
+        ann.ok({"type": "typing", "chat_id": chat_id, "typing": True})
+    assert typing(bob.stream, "visitor") == [True]
+    assert bob.stream.last("typing")["expires_in"] > 0
+    app.advance(1)
+    ann.ok({"type": "typing", "chat_id": chat_id, "typing": True})
+    assert typing(bob.stream, "visitor") == [True, True]
+    for _ in range(2):
+        ann.ok({"type": "typing", "chat_id": chat_id, "typing": False})
+    assert typing(bob.stream, "visitor") == [True, True, False]
+    # The operator types, then sends: the visitor sees the typing end with the message.
+    bob.ok({"type": "typing", "chat_id": chat_id, "typing": True})
+    bob.say(chat_id, "Hello Ann")
+    assert typing(ann.stream, "operator") == [True, False]
+    assert [e["type"] for e in ann.stream.events[-2:]] == ["message", "typing"]
+    # Typing is never stored.
+    events = ann.transcript(chat_id)["events"]
+    assert [e["type"] for e in events] == ["chat_started", "message", "chat_accepted", "message"]
