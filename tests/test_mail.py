@@ -91,3 +91,37 @@ def test_encoded_words_cannot_smuggle_headers_into_the_mail(make_server, smtp):
         )
         assert r.status_code == 200
     assert len(admin.get("/api/console/offline-messages").json()["messages"]) == 2
+
+
+def test_offline_messages_reach_the_inbox_once_and_are_marked_read(app):
+    """In-process, without mail: the inbox, the console's live notice, retries, marking."""
+    bob = app.operator("bob")
+    bob.connect()
+    ann = app.visitor()
+    ann.connect()
+    leave = {
+        "type": "leave_message",
+        "name": "Ann",
+        "email": "ann@example.org",
+        "text": "Call me",
+        "page_url": "https://shop.example/p",
+        "client_id": "lm-1",
+    }
+    first = ann.ok(leave)["offline_message"]
+    assert ann.ok(leave)["offline_message"] == first  # a retry stores nothing new
+    (msg,) = app.inbox()
+    assert msg["id"] == first["id"] and msg["read"] is False
+    assert (msg["name"], msg["email"], msg["text"]) == ("Ann", "ann@example.org", "Call me")
+    assert [e["message"]["id"] for e in bob.stream.of_type("offline_message")] == [first["id"]]
+    offline = app.services.offline
+    assert app.run(offline.mark(first["id"], True)).public()["read"] is True
+    assert app.inbox()[0]["read"] is True
+    assert app.run(offline.mark(first["id"], False)).public()["read"] is False
+    assert app.error(offline.mark(999, True))["status"] == 404
+    # A message about another visitor's chat is refused like a missing chat.
+    ben = app.visitor()
+    ben.connect()
+    chat_id = ben.start_chat()["chat"]["id"]
+    r = ann.send(dict(leave, client_id="lm-2", chat_id=chat_id))
+    assert r["type"] == "error" and r["error"] == "not_found"
+    assert len(app.inbox()) == 1
