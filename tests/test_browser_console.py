@@ -18,7 +18,7 @@ from browser_helpers import (
     sign_in,
     watched_page,
 )
-from conftest import TIMEOUT
+from conftest import TIMEOUT, wait_for
 from playwright.sync_api import expect
 
 T = 10_000  # ms
@@ -200,3 +200,31 @@ def test_served_defaults_and_limits_are_what_the_widget_and_console_show(
         assert p.js_errors == [], p.js_errors
     assert dialogs == []
     assert re.match(r"^#[0-9a-f]{6}$", defaults["color"])
+
+
+def test_an_answer_for_a_view_that_was_left_draws_nothing(server, browser, dialogs):
+    op = sign_in(watched_page(browser, dialogs), server, "admin", online=False)
+    held = []  # the operators request, answered only once the operator has moved on
+    op.route("**/api/console/operators", lambda route: held.append(route))
+    op.locator("[data-nav=operators]").click()
+    expect(op.locator(".view-operators .panel")).to_contain_text("Loading", timeout=T)
+    wait_for(lambda: op.evaluate("1") and held, what="the operators request")
+    op.locator("[data-nav=inbox]").click()
+    expect(op.locator(".view-inbox .empty")).to_contain_text("No offline messages", timeout=T)
+    held[0].continue_()
+    op.unroute("**/api/console/operators")
+    # The answer lands in the store, and nothing draws it: the inbox stays as it is.
+    op.wait_for_function(
+        """async () => {
+          const { store } = await import("/assets/console/store.js");
+          return !!store.state["page:operators"];
+        }""",
+        timeout=T,
+    )
+    op.evaluate("() => new Promise((done) => requestAnimationFrame(() => done()))")
+    expect(op.locator(".view-inbox .empty")).to_be_visible()
+    assert op.locator("tr[data-operator]").count() == 0
+    # Back on Operators, the page loads again and shows them.
+    op.locator("[data-nav=operators]").click()
+    expect(op.locator("tr[data-operator=admin]")).to_be_visible(timeout=T)
+    assert op.js_errors == [] and dialogs == []
