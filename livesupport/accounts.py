@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from .clock import Clock
@@ -28,8 +29,9 @@ from .storage.records import Operator
 
 log = logging.getLogger("cutelive")
 
-#: Runs a blocking function off the event loop: ``await run_blocking(fn, *args)``.
-RunBlocking = Callable[..., Awaitable[Any]]
+#: Runs a blocking function off the event loop: ``await run_blocking(fn, *args)``; returns a
+#: future (``add_done_callback`` works on it).
+RunBlocking = Callable[..., asyncio.Future]
 
 
 class Argon2Hasher:
@@ -307,6 +309,10 @@ class Accounts:
         await self.sessions_ended.emit(ids, reason)
 
     async def vanished_sessions(self, session_ids: list[int]) -> list[int]:
-        """Which of these sessions are gone (``cutelive passwd``, expiry, another tool)."""
+        """Which of these sessions are gone (``cutelive passwd``, expiry, another tool); the
+        expired ones' rows are deleted."""
         alive = await self.store.live_sessions(session_ids)
-        return [sid for sid in session_ids if sid not in alive]
+        gone = [sid for sid in session_ids if sid not in alive]
+        if gone:
+            await self.store.delete_session_rows(gone)
+        return gone

@@ -144,13 +144,22 @@ class Invitations:
                 self.monitor.touch(vid)
         rules = await self.active_rules()
         if rules:
-            for lv in list(self.monitor.live.values()):
-                await self._apply_rules(lv, rules, t)
+            # One pass without copying the table (see Monitor.tick); invitations go out after.
+            due = [
+                (lv, rule)
+                for lv in self.monitor.live.values()
+                if (rule := self._rule_for(lv, rules, t)) is not None
+            ]
+            for lv, rule in due:
+                lv.auto_invited = True
+                await self.invite(None, lv.visitor_id, rule.message)
 
     async def page_viewed(self, lv: LiveVisitor) -> None:
         rules = await self.active_rules()
-        if rules:
-            await self._apply_rules(lv, rules, self.clock.now_ms())
+        rule = self._rule_for(lv, rules, self.clock.now_ms()) if rules else None
+        if rule is not None:
+            lv.auto_invited = True
+            await self.invite(None, lv.visitor_id, rule.message)
 
     async def active_rules(self) -> list[InviteRule]:
         """The enabled rules, while someone is online to answer."""
@@ -160,16 +169,14 @@ class Invitations:
             self._rules = await self.storage.traffic.rules(enabled_only=True)
         return self._rules
 
-    async def _apply_rules(self, lv: LiveVisitor, rules: list[InviteRule], t: int) -> None:
+    @staticmethod
+    def _rule_for(lv: LiveVisitor, rules: list[InviteRule], t: int) -> InviteRule | None:
+        """The first rule that invites this visitor now, if it may be invited at all."""
         if lv.auto_invited or lv.chat_status or lv.left_at is not None:
-            return
+            return None
         if lv.invitation and lv.invitation["state"] == "pending":
-            return
-        for rule in rules:
-            if rule_matches(rule, lv, t):
-                lv.auto_invited = True
-                await self.invite(None, lv.visitor_id, rule.message)
-                return
+            return None
+        return next((rule for rule in rules if rule_matches(rule, lv, t)), None)
 
     # -- rules --------------------------------------------------------------------------------
 

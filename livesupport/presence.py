@@ -108,5 +108,10 @@ class Presence:
 
     def _grace_over(self, operator_id: int) -> None:
         self._grace.pop(operator_id, None)
-        if self.hub.count(f"op:{operator_id}") == 0:
-            self.clock.spawn(self.gone(operator_id))
+        self.clock.spawn(self._gone_if_still_away(operator_id))
+
+    async def _gone_if_still_away(self, operator_id: int) -> None:
+        # Checked when this runs, not when the timer fired: a console may have reconnected
+        # (and a new grace started) in between.
+        if self.hub.count(f"op:{operator_id}") == 0 and operator_id not in self._grace:
+            await self.gone(operator_id)

@@ -3,9 +3,14 @@
 ``Storage`` opens and migrates the database and owns four stores by subject: ``accounts``
 (operators, sessions, visitors), ``chats`` (chats, events, offline messages), ``traffic``
 (visits, page views, invitation rules) and ``site`` (secrets and console-edited settings).
-Every method a caller uses is awaitable, so a networked database can run its queries off the
-event loop (``Storage.run``) without the callers changing; the bodies are plain peewee code.
-Stores hand out the plain records of ``records.py``.
+Every method the domain calls while serving is awaitable, so a networked database can run its
+queries off the event loop (``Storage.run``) without the callers' signatures changing; the
+bodies are plain peewee code. (Start-up and tools use a few synchronous ones: ``open``,
+``site.secret``, ``backup``.) Stores hand out the plain records of ``records.py``.
+
+With SQLite a query never suspends the caller, so the domain's check-then-write sequences
+(a visitor's one open chat, a message's client id, a visit started once) cannot interleave.
+A networked database that really suspends needs them serialised per visitor and per chat.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from ..clock import Clock
 from ..config import ConfigError
 from .accounts import AccountStore
 from .chats import ChatStore
-from .schema import DIALECT, MIGRATIONS, MODELS, SCHEMA_VERSION
+from .schema import DIALECT, MIGRATIONS, MODELS, SCHEMA_VERSION, MetaRow
 from .site import SiteStore
 from .traffic import TrafficStore
 
@@ -63,6 +68,8 @@ class Storage:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run synchronous database code. SQLite runs it at once on the loop's thread; a
         networked database runs it where waiting on the network does not block the loop."""
+        if MetaRow._meta.database is not self.db:
+            self.db.bind(MODELS)  # another Storage in this process used the models last
         return fn(*args)
 
     def execute(self, sql: str, params: tuple | list = ()):

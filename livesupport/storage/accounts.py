@@ -141,6 +141,10 @@ class AccountStore:
 
         return await self._storage.run(delete)
 
+    async def delete_session_rows(self, session_ids: list[int]) -> None:
+        q = SessionRow.delete().where(SessionRow.id.in_(session_ids))
+        await self._storage.run(q.execute)
+
     async def live_sessions(self, session_ids: list[int]) -> set[int]:
         """Which of these sessions still exist and have not expired."""
         now = self._storage.clock.now_ms()

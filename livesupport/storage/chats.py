@@ -92,12 +92,6 @@ class ChatStore:
         sql += " ORDER BY id DESC LIMIT ?"
         return await self._storage.run(self._rows, sql, (*params, limit))
 
-    async def count_visitor_chats(self, visitor_id: int) -> int:
-        cur = await self._storage.run(
-            self._storage.execute, "SELECT COUNT(*) FROM chat WHERE visitor_id = ?", (visitor_id,)
-        )
-        return cur.fetchone()[0]
-
     # -- events -------------------------------------------------------------------------------
 
     async def events_after(self, chat_id: int, after: int) -> list[str]:

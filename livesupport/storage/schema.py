@@ -12,7 +12,8 @@ from ..protocol import ONLINE
 
 # == SQL dialect =============================================================================
 # The one place where SQL differs between databases. Everything else in ``livesupport.storage``
-# is portable SQL (written with ``?`` placeholders, which ``Storage`` adapts to the driver's).
+# is portable SQL, written with ``?`` placeholders (a driver that uses another style needs
+# them adapted in ``Storage.execute``).
 # SQLite today; a PostgreSQL implementation fills in its own column here.
 DIALECT = {
     "sqlite": {

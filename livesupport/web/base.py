@@ -166,7 +166,10 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise origin_refused()
         self.services.check_request(self.ip)
         method = self.request.method.lower()
-        if getattr(type(self), method, None) is getattr(tornado.web.RequestHandler, method, None):
+        served = getattr(type(self), method, None) is not getattr(
+            tornado.web.RequestHandler, method, None
+        )
+        if not served or (method == "options" and auth not in ("visitor", "visitor_origin")):
             raise tornado.web.HTTPError(405)  # before authentication, as for a missing route
         if auth == "local":
             # self.ip honours trusted proxies; anything relayed by a proxy is not local.

@@ -278,13 +278,17 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         if self._hello_timer is not None:
             tornado.ioloop.IOLoop.current().remove_timeout(self._hello_timer)
         self._held = []
-        await s.streams.attach(self, self.party)
-        welcome = await s.streams.welcome(self.party, args.get("cursors", {}))
-        held, self._held = self._held, None
+        try:
+            await s.streams.attach(self, self.party)
+            welcome = await s.streams.welcome(self.party, args.get("cursors", {}))
+        finally:
+            # A close during the hello left the detaching to this method (see on_close); after
+            # a failure the connection is aborted, and on_close detaches as usual.
+            held, self._held = self._held, None
+            if self._closed_during_hello:
+                s.streams.detach(self, self.party)
         for text, ev in welcome + held:
             self.deliver(text, ev)
-        if self._closed_during_hello:
-            s.streams.detach(self, self.party)
 
     _closed_during_hello = False
 
