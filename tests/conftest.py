@@ -569,9 +569,14 @@ def login(server, username: str, password: str) -> tuple[ConsoleClient, requests
     return c, r
 
 
-def alive(ws) -> bool:
-    """The socket is open and answering (a ping gets its pong)."""
-    return ws.request({"type": "ping"})["type"] == "pong"
+def seqs(events: list[dict], chat_id: int) -> list[int]:
+    """The sequence numbers of one chat's events, in the order they came."""
+    return [e["seq"] for e in events if e.get("chat_id") == chat_id and "seq" in e]
+
+
+def queue_lists(events: list[dict], chat_id: int) -> list[bool]:
+    """For each ``queue`` event in order: whether it lists the chat."""
+    return [any(c["id"] == chat_id for c in e["chats"]) for e in events if e["type"] == "queue"]
 
 
 class Inbox:
@@ -828,6 +833,10 @@ class InProcessParty:
         """A message in a chat; returns the reply (an ack or an error)."""
         cmd = {"type": "message", "chat_id": chat_id, "text": text}
         return self.send(dict(cmd, client_id=client_id or _cid()))
+
+    def alive(self) -> bool:
+        """The stream is open and commands are answered."""
+        return self.stream.closed is None and self.send({"type": "ping"})["type"] == "pong"
 
     def transcript(self, chat_id: int) -> dict:
         """What ``GET .../chats/ID`` answers this party."""

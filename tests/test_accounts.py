@@ -14,11 +14,6 @@ def ended(stream, reason: str) -> None:
     assert stream.closed[0] == 4001
 
 
-def alive(party) -> bool:
-    """The party's stream is open and its commands are answered."""
-    return party.stream.closed is None and party.send({"type": "ping"})["type"] == "pong"
-
-
 def test_disabling_an_operator_ends_his_sessions(app):
     admin = app.operator("admin", admin=True)
     bob = app.operator("bob", display_name="Bob")
@@ -59,7 +54,7 @@ def test_admin_resetting_a_password_ends_the_sessions(app):
     assert app.login_error("bob", PASSWORD)["status"] == 401
     assert app.session_alive(app.login("bob", "reset horse 22"))
     # The administrator's own session is untouched.
-    assert alive(admin) and app.session_alive(admin)
+    assert admin.alive() and app.session_alive(admin)
 
 
 def test_changing_your_own_password_keeps_this_session_and_ends_the_others(app):
@@ -74,7 +69,7 @@ def test_changing_your_own_password_keeps_this_session_and_ends_the_others(app):
         )
     )
     assert wrong["status"] == 401 and wrong["error"] == "login_failed"
-    assert alive(there)
+    assert there.alive()
 
     app.run(
         accounts.change_own_password(
@@ -84,7 +79,7 @@ def test_changing_your_own_password_keeps_this_session_and_ends_the_others(app):
     app.settle()
     ended(there.stream, "password_changed")
     assert not app.session_alive(there)
-    assert alive(here) and app.session_alive(here)
+    assert here.alive() and app.session_alive(here)
     assert not here.stream.of_type("session_ended")
     assert app.login_error("bob", PASSWORD)["status"] == 401
     assert app.session_alive(app.login("bob", "new horse 333"))
@@ -102,7 +97,7 @@ def test_logout_closes_that_sessions_sockets_only(app):
     ended(here.stream, "logout")
     # The session is gone on the server, not only the cookie in this client.
     assert not app.session_alive(here)
-    assert alive(there) and app.session_alive(there)
+    assert there.alive() and app.session_alive(there)
     assert not there.stream.of_type("session_ended")
 
 

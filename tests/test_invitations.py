@@ -8,8 +8,10 @@ import uuid
 
 from conftest import row_of
 
-#: Consoles get monitor changes coalesced, at most this often (``Monitor.COALESCE``).
-COALESCE = 0.2
+from livesupport.monitor import Monitor
+
+#: Consoles get monitor changes coalesced: a change reaches them this long after it.
+COALESCE = Monitor.COALESCE
 
 
 def test_invite_accept_and_chat(app):

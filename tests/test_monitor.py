@@ -7,8 +7,10 @@ from __future__ import annotations
 import requests
 from conftest import TIMEOUT, row_of, track, wait_for
 
-#: Consoles get monitor changes coalesced, at most this often (``Monitor.COALESCE``).
-COALESCE = 0.2
+from livesupport.monitor import Monitor
+
+#: Consoles get monitor changes coalesced: a change reaches them this long after it.
+COALESCE = Monitor.COALESCE
 
 
 def test_page_views_tabs_and_trail(app):

@@ -3,15 +3,7 @@ visitors are told about availability."""
 
 from __future__ import annotations
 
-
-def queue_lists(events: list[dict], chat_id: int) -> bool:
-    """Whether the latest ``queue`` event lists the chat."""
-    queues = [e for e in events if e["type"] == "queue"]
-    return any(c["id"] == chat_id for c in queues[-1]["chats"])
-
-
-def seqs(events: list[dict], chat_id: int) -> list[int]:
-    return [e["seq"] for e in events if e.get("chat_id") == chat_id and "seq" in e]
+from conftest import queue_lists, seqs
 
 
 def test_operator_going_offline_returns_the_chat_to_the_queue(make_app_in_process):
@@ -26,7 +18,7 @@ def test_operator_going_offline_returns_the_chat_to_the_queue(make_app_in_proces
     chat_id = ann.start_chat()["chat"]["id"]
     bob.ok({"type": "accept", "chat_id": chat_id})
     assert ann.stream.last("chat_accepted")["operator"]["name"] == "Bob"
-    assert not queue_lists(carol.stream.events, chat_id)
+    assert not queue_lists(carol.stream.events, chat_id)[-1]
 
     mark_v, mark_c = len(ann.stream.events), len(carol.stream.events)
     bob.disconnect()
@@ -40,7 +32,7 @@ def test_operator_going_offline_returns_the_chat_to_the_queue(make_app_in_proces
     t = carol.transcript(chat_id)
     assert t["chat"]["status"] == "waiting" and t["chat"]["operator"] is None
     # Another online operator sees it in the queue and the operator list without Bob.
-    assert queue_lists(carol.stream.events[mark_c:], chat_id)
+    assert queue_lists(carol.stream.events[mark_c:], chat_id)[-1]
     ops = carol.stream.last("operators")
     assert [o["display_name"] for o in ops["operators"]] == ["Carol"]
     # Carol is still online, so visitors are never told that nobody is.
@@ -124,7 +116,7 @@ def test_status_offline_requeues_at_once_and_away_takes_no_new_chats(app):
     assert ev["reason"] == "operator_offline" and ev["operator"]["name"] == "Bob"
     assert [e["online"] for e in ann.stream.events[mark:] if e["type"] == "availability"] == [False]
     assert bob.transcript(chat_id)["chat"]["status"] == "waiting"
-    assert queue_lists(bob.stream.events, chat_id)
+    assert queue_lists(bob.stream.events, chat_id)[-1]
     r = bob.send({"type": "accept", "chat_id": chat_id})
     assert r["type"] == "error" and r["error"] == "status_not_online"
     assert bob.transcript(chat_id)["chat"]["status"] == "waiting"

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-
-def queue_lists(events: list[dict], chat_id: int) -> list[bool]:
-    """For each ``queue`` event in order: whether it lists the chat."""
-    return [any(c["id"] == chat_id for c in e["chats"]) for e in events if e["type"] == "queue"]
+from conftest import queue_lists, seqs
 
 
 def test_a_chat_nobody_answers_is_missed_after_the_queue_timeout(app):
@@ -153,11 +150,9 @@ def test_accept_race_exactly_one_operator_wins(app):
     for who, party in parties.items():
         mine = set(won[who])
         for _, chat_id in chats:
-            seqs = [
-                e["seq"] for e in party.stream.events if e.get("chat_id") == chat_id and "seq" in e
-            ]
+            got = seqs(party.stream.events, chat_id)
             # The winner's stream got the whole chat; the loser's got nothing of it.
-            assert seqs == ([1, 2, 3] if chat_id in mine else []), (who, chat_id, seqs)
+            assert got == ([1, 2, 3] if chat_id in mine else []), (who, chat_id, got)
     for visitor, _ in chats:
         assert len(visitor.stream.of_type("chat_accepted")) == 1
 

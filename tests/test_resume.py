@@ -4,10 +4,7 @@ in-process; the same over real sockets, long-poll and a real restart against the
 
 import uuid
 
-
-def seqs(events, chat_id):
-    return [e["seq"] for e in events if e.get("chat_id") == chat_id and "seq" in e]
-
+from conftest import seqs
 
 # -- in-process ---------------------------------------------------------------------------------
 
