@@ -198,12 +198,30 @@ export const button = (props, ...kids) =>
 /** The empty state of a list. */
 export const empty = (ic, text) => h("div", { class: "empty" }, icon(ic), h("p", { text }));
 
+/** Load what a page shows into the store under "page:NAME" and draw it from there while the
+ * page is open: "Loading…", the error in words, or `draw(value)`. Returns reload. */
+export function loaded(scope, body, name, load, draw) {
+  const key = "page:" + name;
+  store.state[key] = null; // "Loading…" until this visit's answer
+  const reload = () =>
+    load().then(
+      (value) => store.set({ [key]: { value } }),
+      (error) => store.set({ [key]: { error } }),
+    );
+  scope.region([key], () => {
+    const page = store.state[key];
+    if (!page) return put(body, h("p", { class: "muted", text: "Loading\u2026" }));
+    if (page.error) return put(body, h("p", { class: "form-error", text: errorText(page.error) }));
+    put(body, draw(page.value));
+  });
+  reload();
+  return reload;
+}
+
 /** The page of view `name`: {load, columns, row(item, reload), empty: [icon, text], add:
  * [label, dialog(null, reload), class] for an "Add" button, action: another header control,
- * tableClass, bodyClass}. The loader's rows (or error) go into the store under "page:NAME",
- * and the table is drawn from there while the page is open. Returns reload. */
+ * tableClass, bodyClass}: a table of what `load` resolves with. Returns reload. */
 export function adminPage(scope, root, name, spec) {
-  const key = "page:" + name;
   const body = h("div", { class: spec.bodyClass || null });
   const add =
     spec.add &&
@@ -215,28 +233,16 @@ export function adminPage(scope, root, name, spec) {
   const box = panel(name, spec.action || add || null);
   box.append(body);
   put(root, box);
-  const reload = () =>
-    spec.load().then(
-      (rows) => store.set({ [key]: { rows } }),
-      (error) => store.set({ [key]: { error } }),
-    );
-  store.state[key] = null; // "Loading…" until this visit's answer
-  scope.region([key], () => {
-    const page = store.state[key];
-    if (!page) return put(body, h("p", { class: "muted", text: "Loading\u2026" }));
-    if (page.error) return put(body, h("p", { class: "form-error", text: errorText(page.error) }));
-    if (!page.rows.length && spec.empty) return put(body, empty(...spec.empty));
-    put(
-      body,
-      h(
-        "table",
-        { class: "table " + (spec.tableClass || "") },
-        h("thead", {}, h("tr", {}, ...spec.columns.map((t) => h("th", { text: t })))),
-        h("tbody", {}, ...page.rows.map((item) => spec.row(item, reload))),
-      ),
-    );
-  });
-  reload();
+  const reload = loaded(scope, body, name, spec.load, (rows) =>
+    !rows.length && spec.empty
+      ? empty(...spec.empty)
+      : h(
+          "table",
+          { class: "table " + (spec.tableClass || "") },
+          h("thead", {}, h("tr", {}, ...spec.columns.map((t) => h("th", { text: t })))),
+          h("tbody", {}, ...rows.map((item) => spec.row(item, reload))),
+        ),
+  );
   return reload;
 }
 

@@ -4,10 +4,9 @@
 
 import { api } from "../api.js";
 import { h, put, safeHttp } from "../dom.js";
-import { errorText } from "../errors.js";
 import { appearanceKeys } from "../protocol.js";
 import { store } from "../store.js";
-import { field, input, panel, submitter, toast } from "../ui.js";
+import { field, input, loaded, panel, submitter, toast } from "../ui.js";
 
 export const admin = true;
 
@@ -39,17 +38,17 @@ export function mount(root, scope) {
   const body = h("div");
   box.append(body);
   put(root, box);
-  store.state["page:widget"] = null;
-  api("GET", "/api/console/settings").then(
-    (st) => store.set({ "page:widget": { st }, publicUrl: st.public_url || store.state.publicUrl }),
-    (error) => store.set({ "page:widget": { error } }),
+  loaded(
+    scope,
+    body,
+    "widget",
+    () =>
+      api("GET", "/api/console/settings").then((st) => {
+        if (st.public_url) store.set({ publicUrl: st.public_url });
+        return st;
+      }),
+    form,
   );
-  scope.region(["page:widget"], () => {
-    const page = store.state["page:widget"];
-    if (!page) return put(body);
-    if (page.error) return put(body, h("p", { class: "form-error", text: errorText(page.error) }));
-    put(body, form(page.st));
-  });
 }
 
 /** The settings form, its fields generated from the appearance keys by kind. */
