@@ -12,6 +12,7 @@ const TEXTS = {
   bad_setup_token: "That setup token is not right. Copy it again from the server log.",
   setup_done: "An administrator already exists. Please sign in.",
   login_failed: "Wrong username or password.",
+  "password:login_failed": "That is not your current password.",
   login_throttled: (e) =>
     "Too many attempts. Try again in " + Math.ceil((e.retry_after || 60) / 60) + " min.",
   passwords_differ: "The passwords do not match.",

@@ -101,8 +101,9 @@ export function values(inputs) {
   return out;
 }
 
-/** A submit handler that shows errors in words in `err` and keeps the button busy meanwhile. */
-export function submitter(err, button, action) {
+/** A submit handler that shows errors in words in `err` (errorText's `context`) and keeps the
+ * button busy meanwhile. */
+export function submitter(err, button, action, context) {
   return async (e) => {
     e.preventDefault();
     err.textContent = "";
@@ -110,15 +111,16 @@ export function submitter(err, button, action) {
     try {
       await action();
     } catch (x) {
-      err.textContent = errorText(x);
+      err.textContent = errorText(x, context);
     } finally {
       if (button) button.disabled = false;
     }
   };
 }
 
-/** A modal form: {title, note, fields (as for layout), submit, action(values, inputs), done}.
- * The dialog closes when `action` resolves (then `done` is toasted); an error stays in it. */
+/** A modal form: {title, note, fields (as for layout), submit, action(values, inputs), done,
+ * context}. The dialog closes when `action` resolves (then `done` is toasted); an error stays
+ * in it, in words (errorText with `context`). */
 export function formDialog(spec) {
   const inputs = {};
   const err = h("p", { class: "form-error", role: "alert" });
@@ -128,11 +130,16 @@ export function formDialog(spec) {
     "form",
     {
       method: "dialog",
-      onsubmit: submitter(err, submit, async () => {
-        await spec.action(values(inputs), inputs);
-        dlg.close();
-        if (spec.done) toast(spec.done, "ok");
-      }),
+      onsubmit: submitter(
+        err,
+        submit,
+        async () => {
+          await spec.action(values(inputs), inputs);
+          dlg.close();
+          if (spec.done) toast(spec.done, "ok");
+        },
+        spec.context,
+      ),
     },
     h("h2", { text: spec.title }),
     spec.note ? h("p", { class: "muted dialog-note", text: spec.note }) : null,

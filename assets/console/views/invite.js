@@ -1,7 +1,6 @@
 /* Inviting a visitor to chat, from the monitor. */
 
 import * as app from "../app.js";
-import { errorText } from "../errors.js";
 import { invitationText, limit } from "../protocol.js";
 import { store } from "../store.js";
 import { formDialog } from "../ui.js";
@@ -23,9 +22,7 @@ export function inviteDialog(id) {
     ],
     submit: "Send invitation",
     done: "Invitation sent.",
-    action: (v) =>
-      app.invite(id, v.message).catch((e) => {
-        throw { message: errorText(e, "invite") };
-      }),
+    context: "invite",
+    action: (v) => app.invite(id, v.message),
   });
 }

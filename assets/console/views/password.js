@@ -26,6 +26,7 @@ export function passwordDialog() {
     ],
     submit: "Change password",
     done: "Password changed.",
+    context: "password",
     action: (v) => api("POST", "/api/console/password", v),
   });
 }
