@@ -986,6 +986,8 @@ class InProcessApp:
         self.storage.db.connection().set_trace_callback(None)
         self.storage.close()
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        # Wait for the threads it started (the user-agent rules loading, hashing, mail).
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
         self.loop.close()
 
 
