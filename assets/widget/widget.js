@@ -239,11 +239,11 @@
         },
         () => 0,
       ));
-  // Until the stream is up (with live availability), re-check now and then.
+  // Until the stream is up (with live availability) and the texts are in, re-check now and then.
   const tick = () => {
     clearTimeout(timer);
     timer = setTimeout(tick, 60000);
-    if (!K.live && !d.hidden) refresh();
+    if (!(K.live && K.config.defaults) && !d.hidden) refresh();
   };
 
   w.CuteLive = {
