@@ -239,7 +239,7 @@
         },
         () => 0,
       ));
-  // Until the stream is up (with live availability) and the texts are in, re-check now and then.
+  // Until the stream is up and the texts are in, re-check now and then.
   const tick = () => {
     clearTimeout(timer);
     timer = setTimeout(tick, 60000);
