@@ -5,10 +5,10 @@
 import { alerts } from "./alerts.js";
 import * as app from "./app.js";
 import { dots, h, I, icon, put, setText } from "./dom.js";
-import { ago } from "./format.js";
 import { store } from "./store.js";
 import { brand, button, VIEW_TEXT } from "./ui.js";
 import { VIEWS } from "./views/index.js";
+import { drawQueue } from "./views/queue.js";
 import { passwordDialog } from "./views/password.js";
 
 const S = store.state;
@@ -177,45 +177,6 @@ function meMenu(el) {
     );
     put(el, menu);
   };
-}
-
-function drawQueue(count, list) {
-  setText(count, String(S.queue.length));
-  count.classList.toggle("hot", S.queue.length > 0);
-  const online = S.me.status === "online";
-  if (!S.queue.length)
-    return put(list, h("p", { class: "empty-small", text: "No one is waiting." }));
-  put(
-    list,
-    ...S.queue.map((s) =>
-      h(
-        "div",
-        { class: "qcard", "data-chat": s.id },
-        h(
-          "div",
-          { class: "qcard-top" },
-          h("span", { class: "qname", text: s.name || "Visitor" }),
-          h("span", {
-            class: "qwait",
-            title: "Waiting for",
-            "data-since": s.created_at,
-            text: ago(s.created_at),
-          }),
-        ),
-        h("p", { class: "qmsg", text: s.first_message || "" }),
-        s.page_url || s.page_title
-          ? h("p", { class: "qpage", title: s.page_url || "", text: s.page_title || s.page_url })
-          : null,
-        button({
-          class: "btn primary small accept",
-          text: "Accept",
-          disabled: !online,
-          title: online ? "Take this chat" : "Set your status to Online to accept chats",
-          onclick: (ev) => app.accept(s.id, ev.currentTarget),
-        }),
-      ),
-    ),
-  );
 }
 
 /** The navigation: built again only when I become or stop being an administrator; otherwise

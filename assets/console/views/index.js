@@ -4,11 +4,21 @@
 import * as chat from "./chat.js";
 import * as embed from "./embed.js";
 import * as history from "./history.js";
-import * as home from "./home.js";
 import * as inbox from "./inbox.js";
 import * as operators from "./operators.js";
+import * as queue from "./queue.js";
 import * as rules from "./rules.js";
 import * as visitors from "./visitors.js";
 import * as widget from "./widget.js";
 
-export const VIEWS = { visitors, home, chat, inbox, history, operators, rules, widget, embed };
+export const VIEWS = {
+  visitors,
+  home: queue,
+  chat,
+  inbox,
+  history,
+  operators,
+  rules,
+  widget,
+  embed,
+};
