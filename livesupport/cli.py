@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import getpass
 import logging
@@ -38,9 +39,35 @@ def setup_logging(level: str) -> None:
         logging.getLogger("tornado.access").setLevel(logging.WARNING)
 
 
+def _listen(config: Config) -> list[socket.socket]:
+    """The listening sockets, or a ConfigError that names the address and what to do."""
+    where = f"{config.server_host}:{config.server_port}"
+    try:
+        # A listen backlog of socket.SOMAXCONN rather than Tornado's 128: after a restart every
+        # visitor reconnects within seconds, and a full accept queue drops SYNs, which clients
+        # retry only after 1, 3, 7 s.
+        return tornado.netutil.bind_sockets(
+            config.server_port, config.server_host, backlog=socket.SOMAXCONN
+        )
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"{where} is already in use by another program; "
+                "choose another port with --port or [server] port"
+            ) from None
+        raise ConfigError(f"cannot listen on {where}: {e.strerror or e}") from None
+
+
 async def serve(config: Config) -> int:
     """Run the server until SIGTERM or SIGINT; returns the exit status."""
-    app = await make_app(config)
+    # Listen first: when the port is taken, say so and create nothing.
+    sockets = _listen(config)
+    try:
+        app = await make_app(config)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     services: Services = app.services
     # Garbage collection for thousands of held connections (measured by bench/): a full
     # collection walks the whole heap, up to a second of stalled event loop at 15,000 visitors.
@@ -49,12 +76,6 @@ async def serve(config: Config) -> int:
     # the full ones.
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
-    # A listen backlog of socket.SOMAXCONN rather than Tornado's 128: after a restart every
-    # visitor reconnects within seconds, and a full accept queue drops SYNs, which clients
-    # retry only after 1, 3, 7 s.
-    sockets = tornado.netutil.bind_sockets(
-        config.server_port, config.server_host, backlog=socket.SOMAXCONN
-    )
     ssl_ctx = None
     if config.server_certfile:
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -63,7 +84,10 @@ async def serve(config: Config) -> int:
         app,
         fd_guard=services.fd_guard,
         ssl_options=ssl_ctx,
+        # Handlers refuse a body over [limits] max_body from its declared length, with the
+        # JSON error; this only bounds what a request without a length may send.
         max_body_size=max(config.limits_max_body * 4, 1024 * 1024),
+        body_timeout=config.limits_body_timeout,
         idle_connection_timeout=120,
     )
     server.add_sockets(sockets)

@@ -188,9 +188,11 @@ SETTINGS: list[Setting] = [
     Setting("limits", "name_chars", "100", parse_positive_int, "Longest name."),
     Setting("limits", "email_chars", "254", parse_positive_int, "Longest e-mail address."),
     Setting("limits", "max_body", "64KiB", parse_size, "Largest HTTP request body."),
+    Setting("limits", "body_timeout", "20s", parse_duration, "Time to send a request body."),
     Setting("limits", "max_frame", "64KiB", parse_size, "Largest WebSocket frame."),
     Setting("limits", "visitor_messages", "20/10s", parse_rate, "Messages per visitor."),
     Setting("limits", "chats_per_ip", "10/1m", parse_rate, "New chats per IP address."),
+    Setting("limits", "offline_messages", "100/1h", parse_rate, "Offline messages, whole site."),
     Setting("limits", "requests_per_ip", "300/1m", parse_rate, "HTTP requests per IP."),
     Setting("limits", "sockets_per_ip", "50", parse_positive_int, "Open WebSockets per IP."),
     Setting("limits", "commands_per_socket", "100/10s", parse_rate, "Frames per WebSocket."),
@@ -241,9 +243,11 @@ class Config:
     limits_name_chars: int
     limits_email_chars: int
     limits_max_body: int
+    limits_body_timeout: float
     limits_max_frame: int
     limits_visitor_messages: tuple[int, float]
     limits_chats_per_ip: tuple[int, float]
+    limits_offline_messages: tuple[int, float]
     limits_requests_per_ip: tuple[int, float]
     limits_sockets_per_ip: int
     limits_commands_per_socket: tuple[int, float]

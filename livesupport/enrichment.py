@@ -39,16 +39,16 @@ def search_terms(referrer: str) -> str:
     return ""
 
 
-def clip(value: Any, limit: int) -> str:
-    """Tracking fields are truncated, not refused: a long title is still a page view."""
+def clip(value: Any, limit: int) -> str | None:
+    """Tracking fields are truncated, not refused: a long title is still a page view.
+    None for text that is not valid Unicode (a lone surrogate), which the caller refuses."""
     if not isinstance(value, str):
         return ""
-    value = _CONTROL.sub(" ", value).strip()
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value[:limit]
+        return None
+    return _CONTROL.sub(" ", value).strip()[:limit]
 
 
 class UserAgents:

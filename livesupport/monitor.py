@@ -170,14 +170,20 @@ class Monitor:
 
     async def track(self, vid: int, body: Any, ip: str, ua: str) -> None:
         """A page view beacon of visitor ``vid``: ``{"token", "url", "title", "referrer"}``."""
-        url = clip(body.get("url"), MAX_URL_CHARS)
+        fields = {
+            "url": clip(body.get("url"), MAX_URL_CHARS),
+            "title": clip(body.get("title"), MAX_TITLE_CHARS),
+            "referrer": clip(body.get("referrer"), MAX_URL_CHARS),
+        }
+        for name, value in fields.items():
+            if value is None:
+                raise ApiError("invalid_field", f"'{name}' is not valid Unicode", field=name)
+        url, title, referrer = fields["url"], fields["title"], fields["referrer"]
         if not isinstance(body.get("url"), str) or not url:
             raise ApiError("invalid_field", "'url' is required", field="url")
         u = split_http(url)
         if u is None or not u.netloc:
             raise ApiError("invalid_field", "'url' must be an http(s) URL", field="url")
-        title = clip(body.get("title"), MAX_TITLE_CHARS)
-        referrer = clip(body.get("referrer"), MAX_URL_CHARS)
         if referrer and split_http(referrer) is None:
             referrer = ""
         self.rl_beacons.check(vid, "page views")

@@ -9,6 +9,7 @@ from typing import Any
 from .accounts import RunBlocking
 from .chats import Chats
 from .context import Context
+from .guards import RateLimiter
 from .mail import Mailer
 from .protocol import Party, not_found
 from .site import Site
@@ -22,6 +23,10 @@ class OfflineMessages:
         self, ctx: Context, chats: Chats, mailer: Mailer, site: Site, run_blocking: RunBlocking
     ):
         self.store, self.hub, self.clock = ctx.storage.chats, ctx.hub, ctx.clock
+        #: Offline messages for the whole site, whatever addresses they come from.
+        self.rl_site = RateLimiter(
+            "offline_messages", ctx.config.limits_offline_messages, ctx.clock
+        )
         self.chats = chats
         self.mailer = mailer
         self.site = site
@@ -57,6 +62,7 @@ class OfflineMessages:
             )
         self.chats.rl_chats.check(party.ip, "chats and messages from this address")
         self.chats.rl_messages.check(party.visitor_id, "messages")
+        self.rl_site.check("site", "offline messages for this site")
         msg = await self.store.create_offline_message(
             visitor_id=party.visitor_id,
             chat_id=chat_id,

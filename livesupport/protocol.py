@@ -329,6 +329,11 @@ class Validator:
             return _check_string(name, value, MAX_CLIENT_ID_CHARS)
         if kind == "token":
             return _check_string(name, value, MAX_TOKEN_CHARS)
+        if kind == "visitor_token":
+            token = _check_string(name, value, MAX_TOKEN_CHARS)
+            if token != value:  # taken exactly as issued, as in the Authorization header
+                raise ApiError("bad_token", "unknown visitor token; get a new one", 401)
+            return token
         if kind == "int":
             return _check_int(name, value)
         if kind == "bool":
@@ -439,7 +444,7 @@ _CHAT_COMMANDS: dict[str, Schema] = {
 #: The commands each party may send, with their fields (docs/PROTOCOL.md §5).
 COMMANDS: dict[str, dict[str, Schema]] = {
     "visitor": {
-        "hello": {"token": ("token", True), "cursors": ("visitor_cursors", False)},
+        "hello": {"token": ("visitor_token", True), "cursors": ("visitor_cursors", False)},
         "sync": {"cursors": ("visitor_cursors", True)},
         "ping": {},
         "start_chat": {

@@ -72,8 +72,10 @@ ROUTES: list[Route] = [
     Route(r"/api/console/operators/([^/]+)", h.OperatorHandler, "admin"),
     Route(r"/api/.*", h.NotFoundHandler, "none"),
     Route(r"/widget\.js", h.FileHandler, "static", _file("widget/widget.js")),
-    Route(r"/chat", h.FileHandler, "static", _file("widget/chat.html")),
-    Route(r"/console/?", h.FileHandler, "static", _file("console/index.html")),
+    Route(
+        r"/chat", h.PageHandler, "page", dict(_file("widget/chat.html"), framing="allowed_origins")
+    ),
+    Route(r"/console/?", h.PageHandler, "page", dict(_file("console/index.html"), framing="none")),
     Route(r"/assets/(.*)", h.AssetHandler, "static", dict(path=ASSETS_DIR)),
     Route(
         r"/demo/(.*)",
@@ -90,6 +92,8 @@ def tornado_routes(services: Services) -> list:
     for r in ROUTES:
         if r.auth == "static":
             out.append((r.pattern, r.handler, r.kwargs))
+        elif r.auth == "page":
+            out.append((r.pattern, r.handler, dict(r.kwargs, services=services)))
         else:
             out.append((r.pattern, r.handler, dict(services=services, auth=r.auth)))
     return out

@@ -27,6 +27,7 @@ AUTH_LEVELS = {
     "operator": "a logged-in operator (session cookie, CSRF token on changes)",
     "admin": "a logged-in administrator",
     "static": "browser files",
+    "page": "our HTML pages (console, chat window), with their Content-Security-Policy",
     "none": "no such route: a JSON 404",
 }
 
@@ -70,11 +71,13 @@ def handler_user_agent(handler: Any) -> str:
 
 
 def is_own_origin(request: Any, services: Services, origin: str) -> bool:
-    o = split_url(origin.lower())
-    if o is not None and o.netloc and o.netloc == request.host.lower():
+    """The server's own origin, scheme and all: as the request reached it, or its
+    ``public_url`` (behind a proxy that terminates TLS)."""
+    origin = origin.lower().rstrip("/")
+    if origin == f"{request.protocol}://{request.host}".lower():
         return True
-    pub = services.config.server_public_url
-    return bool(pub) and origin.lower().rstrip("/") == pub.lower()
+    pub = split_url(services.config.server_public_url.lower())
+    return pub is not None and bool(pub.netloc) and origin == f"{pub.scheme}://{pub.netloc}"
 
 
 def visitor_origin_allowed(request: Any, services: Services) -> bool:
@@ -118,10 +121,22 @@ def csrf_failed() -> ApiError:
     )
 
 
+def body_too_large(size: str, limit: int) -> ApiError:
+    return ApiError(
+        "body_too_large",
+        f"the body is {size} bytes; limit max_body is {limit}",
+        413,
+        limit="max_body",
+    )
+
+
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
     """JSON API handler: one error format, the route's authentication, the limits.
 
     ``auth`` comes from the route table: a level of ``AUTH_LEVELS``, or one per method.
+    The body is received after ``prepare`` (streamed), so a request that is refused, or whose
+    declared length is over ``[limits] max_body``, is answered before its body is read.
     """
 
     services: Services
@@ -130,6 +145,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, services: Services, auth: str | dict[str, str] = "public") -> None:
         self.services = services
         self._auth = auth
+        self._body = bytearray()
         self.clear()  # again, now that set_default_headers can see the services
 
     @property
@@ -160,6 +176,10 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("Vary", "Origin")
 
     async def prepare(self) -> None:
+        limit = self.services.config.limits_max_body
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise body_too_large(declared, limit)
         auth = self.auth
         if auth in ("visitor", "visitor_origin"):
             if not visitor_origin_allowed(self.request, self.services):
@@ -179,7 +199,7 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise ApiError("not_found", "no such path", 404)
         elif auth == "visitor" and self.request.method != "OPTIONS":
             header = self.request.headers.get("Authorization", "")
-            token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+            token = header[7:] if header[:7].lower() == "bearer " else ""
             self.party = await self.services.accounts.visitor_party(token, self.ip, self.user_agent)
         elif auth in ("console", "operator", "admin"):
             self.party = await self.services.accounts.operator_party(
@@ -208,16 +228,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(204)
         self.finish()
 
-    def body_json(self, allow_empty: bool = False) -> Any:
+    def data_received(self, chunk: bytes) -> None:
         limit = self.services.config.limits_max_body
-        body = self.request.body
-        if len(body) > limit:
-            raise ApiError(
-                "body_too_large",
-                f"the body is {len(body)} bytes; limit max_body is {limit}",
-                413,
-                limit="max_body",
-            )
+        if len(self._body) + len(chunk) > limit:
+            raise body_too_large(f"over {limit}", limit)
+        self._body += chunk
+
+    def body_json(self, allow_empty: bool = False) -> Any:
+        body = bytes(self._body)
         if allow_empty and not body.strip():
             return {}
         return parse_json(body)

@@ -382,6 +382,11 @@ class OperatorHandler(BaseHandler):
 class AssetHandler(tornado.web.StaticFileHandler):
     """Static browser files from ``assets/``; widget files may be loaded by any site."""
 
+    def parse_url_path(self, url_path: str) -> str:
+        if "\x00" in url_path:
+            raise tornado.web.HTTPError(404)  # no such file (os.path would raise on it)
+        return super().parse_url_path(url_path)
+
     def set_extra_headers(self, path: str) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
         if path.startswith("widget") or path.startswith("img"):
@@ -404,3 +409,35 @@ class FileHandler(tornado.web.StaticFileHandler):
         self.set_header("Cache-Control", "no-cache")
         if path.endswith(".js"):
             self.set_header("Access-Control-Allow-Origin", "*")
+
+
+class PageHandler(FileHandler):
+    """One of our HTML pages (the console, the chat window) with its security headers: what
+    it may load, who may frame it, and no referrer to the links people send in a chat."""
+
+    #: What the pages load: our own scripts and API, styles set inline by our scripts, and
+    #: images from anywhere (an administrator's button images, links' favicons are not used).
+    POLICY = (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data: http: https:; connect-src 'self'; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'"
+    )
+
+    def initialize(self, path: str, filename: str, services: Any, framing: str) -> None:
+        super().initialize(path, filename)
+        self.services = services
+        self.framing = framing
+
+    def set_extra_headers(self, path: str) -> None:
+        super().set_extra_headers(path)
+        if self.framing == "allowed_origins":
+            # The chat window may be framed by the sites allowed to embed the widget (any site
+            # while none are listed, as for the widget itself).
+            origins = self.services.site.allowed_origins()
+            ancestors = " ".join(["'self'", *origins]) if origins else "*"
+            self.set_header("Referrer-Policy", "no-referrer")
+        else:
+            ancestors = "'none'"
+            self.set_header("X-Frame-Options", "DENY")
+            self.set_header("Referrer-Policy", "same-origin")
+        self.set_header("Content-Security-Policy", f"{self.POLICY}; frame-ancestors {ancestors}")

@@ -130,6 +130,7 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
     def _refuse(self, err: ApiError) -> None:
         self.set_status(err.status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
         self.finish(encode(err.event()))
 
     def check_xsrf_cookie(self) -> None:
@@ -159,6 +160,10 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         s = self.services
         try:
             s.check_request(self.ip)
+            if self.request.headers.get("Upgrade", "").lower() != "websocket":
+                raise ApiError(
+                    "bad_request", "this URL is a WebSocket: connect with Upgrade: websocket"
+                )
             self.check_party_origin()
             limit = s.config.limits_sockets_per_ip
             if s.streams.sockets_per_ip[self.ip] >= limit:
@@ -321,7 +326,7 @@ class ConsoleSocket(StreamSocket):
 
     def check_party_origin(self) -> None:
         origin = self.request.headers.get("Origin")
-        if origin and not is_own_origin(self.request, self.services, origin):
+        if not origin or not is_own_origin(self.request, self.services, origin):
             raise ApiError(
                 "origin_not_allowed", "the console socket accepts only its own origin", 403
             )
