@@ -197,7 +197,8 @@ function nav(el) {
           h("span", { class: "nav-label", text: VIEW_TEXT[kind][0] }),
         );
       }
-      items.visitors.append(h("span", { class: "count vis-count hidden" }));
+      // (with its text node from the start: the count then changes in place)
+      items.visitors.append(h("span", { class: "count vis-count hidden" }, ""));
       put(el, Object.values(items));
     }
     for (const kind in items) items[kind].classList.toggle("on", S.view.kind === kind);
