@@ -753,6 +753,25 @@ class Bench:
 
         return await gather_limited(len(vis), one, 50)
 
+    async def send_and_stop(
+        self, srv, net, vis, ops, chat_ids, hot, rate, secs, visitor_share, measure
+    ):
+        """The message load over the first ``hot`` chats, then this scenario's server and
+        clients stopped; returns (load figures, CPU window, metrics before, metrics after)."""
+        opsby = {cid: o for o in ops for cid in o.cursors}
+        senders = [(chat_ids[i], vis[i], opsby[chat_ids[i]]) for i in range(hot)]
+        m0 = await self.metrics(reset=True)
+        w = self.Window(srv)
+        r = await self.message_load(senders, rate, secs, self.z["warmup"], visitor_share, measure)
+        win = w.close()
+        m = await self.metrics()
+        for c in vis + ops:
+            c.abort()
+        await net.close()
+        await srv.stop()
+        await drain_time_wait(self.log)
+        return r, win, m0, m
+
     async def message_load(self, senders, rate, secs, warmup, visitor_share, measure, until=None):
         """Open loop: message k is due at t0 + k/rate, whatever happened to the ones before.
 
@@ -872,21 +891,9 @@ class Bench:
         setup_s = now() - t0
         self.log(f"  {n:,} chats open in {setup_s:.1f} s")
         await self.pause(2)
-        opsby = {}
-        for o in ops:
-            for cid in o.cursors:
-                opsby[cid] = o
-        senders = [(chat_ids[i], vis[i], opsby[chat_ids[i]]) for i in range(hot)]
-        await self.metrics(reset=True)
-        w = self.Window(srv)
-        r = await self.message_load(senders, rate, secs, z["warmup"], share, measure)
-        win = w.close()
-        m = await self.metrics()
-        for c in vis + ops:
-            c.abort()
-        await net.close()
-        await srv.stop()
-        await drain_time_wait(self.log)
+        r, win, _m0, m = await self.send_and_stop(
+            srv, net, vis, ops, chat_ids, hot, rate, secs, share, measure
+        )
         # baseline: the same clients, rooms instead of chats
         bl = await self.baseline().start()
         bnet = Net(self.base)
@@ -985,18 +992,9 @@ class Bench:
         vis = await gather_limited(n, one, 100)
         chat_ids = await self.open_chats(vis[:hot], ops)
         await self.pause(1)
-        m0 = await self.metrics(reset=True)
-        opsby = {cid: o for o in ops for cid in o.cursors}
-        senders = [(chat_ids[i], vis[i], opsby[chat_ids[i]]) for i in range(hot)]
-        w = self.Window(srv)
-        r = await self.message_load(senders, rate, secs, z["warmup"], 0, measure)
-        win = w.close()
-        m = await self.metrics()
-        for c in vis + ops:
-            c.abort()
-        await net.close()
-        await srv.stop()
-        await drain_time_wait(self.log)
+        r, win, m0, m = await self.send_and_stop(
+            srv, net, vis, ops, chat_ids, hot, rate, secs, 0, measure
+        )
         # baseline: held GETs woken by a relayed message
         bl = await self.baseline().start()
         bnet = Net(self.base)

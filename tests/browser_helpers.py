@@ -12,6 +12,7 @@ import html
 import http.server
 import os
 import threading
+import urllib.request
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
@@ -90,8 +91,10 @@ class HostSite:
         return f"{self.url}/{name}.html"
 
     def copy_demo(self, name: str) -> str:
-        """Copy a page of the server's demo site, pointing its widget tag at the server."""
-        text = (ROOT / "assets" / "demo" / name).read_text()
+        """Copy a page of the server's demo site (as it serves it), pointing its widget tag
+        and stylesheet at the server."""
+        with urllib.request.urlopen(f"{self.server_url}/demo/{name}", timeout=10) as r:
+            text = r.read().decode("utf-8")
         text = text.replace('src="/widget.js"', f'src="{self.server_url}/widget.js"')
         text = text.replace('href="demo.css"', f'href="{self.server_url}/demo/demo.css"')
         (self.root / name).write_text(text)

@@ -79,7 +79,7 @@ ROUTES: list[Route] = [
     Route(r"/assets/(.*)", h.AssetHandler, "static", dict(path=ASSETS_DIR)),
     Route(
         r"/demo/(.*)",
-        h.AssetHandler,
+        h.DemoHandler,
         "static",
         dict(path=os.path.join(ASSETS_DIR, "demo"), default_filename="index.html"),
     ),

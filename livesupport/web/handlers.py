@@ -8,6 +8,7 @@ import logging
 import os
 from typing import Any
 
+import tornado.template
 import tornado.web
 
 from ..config import ASSETS_DIR
@@ -441,3 +442,34 @@ class PageHandler(FileHandler):
             self.set_header("X-Frame-Options", "DENY")
             self.set_header("Referrer-Policy", "same-origin")
         self.set_header("Content-Security-Policy", f"{self.POLICY}; frame-ancestors {ancestors}")
+
+
+class DemoHandler(AssetHandler):
+    """The demo shop at ``/demo/``: its pages share one layout (``demo/pages/layout.html``);
+    anything else is a file (the stylesheet, the hostile-CSS page)."""
+
+    #: Page -> title; the navigation lists them in this order.
+    PAGES = {"index.html": "Home", "pricing.html": "Pricing", "about.html": "About"}
+    NAV = [*PAGES.items(), ("app.html", "Shop app"), ("hostile.html", "Hostile CSS")]
+    _templates: tornado.template.Loader | None = None
+
+    async def get(self, path: str, include_body: bool = True) -> None:
+        page = path or "index.html"
+        if page.startswith("pages/"):
+            raise tornado.web.HTTPError(404)
+        titles = {**self.PAGES, "app.html": "Shop"}
+        if page not in titles:
+            await super().get(path, include_body=include_body)
+            return
+        if DemoHandler._templates is None:
+            DemoHandler._templates = tornado.template.Loader(os.path.join(self.root, "pages"))
+        html = self._templates.load(page).generate(page=page, title=titles[page], nav=self.NAV)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_extra_headers(page)
+        self.absolute_path = None  # a rendered page, not a file: tagged by its content
+        self.finish(html if include_body else b"")
+
+    def compute_etag(self) -> str | None:
+        if getattr(self, "absolute_path", None) is None:
+            return tornado.web.RequestHandler.compute_etag(self)
+        return super().compute_etag()
