@@ -283,7 +283,14 @@ class StreamClient:
             url = self.base.replace("http", "ws", 1) + f"/api/{part}/ws"
         try:
             ws = await asyncio.wait_for(
-                self.session.ws_connect(url, autoping=True, max_msg_size=0), 15
+                self.session.ws_connect(
+                    url,
+                    autoping=True,
+                    max_msg_size=0,
+                    # The console's socket takes only its own origin, as a browser sends it.
+                    origin=self.base if self.role == "operator" and not self.baseline else None,
+                ),
+                15,
             )
         except Exception:
             self.close_codes.append(None)
