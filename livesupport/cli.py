@@ -84,8 +84,8 @@ async def serve(config: Config) -> int:
         app,
         fd_guard=services.fd_guard,
         ssl_options=ssl_ctx,
-        # Handlers refuse a body over [limits] max_body from its declared length, with the
-        # JSON error; this only bounds what a request without a length may send.
+        # Bodies up to this are read, so that the handler's JSON 413 (over [limits] max_body)
+        # reaches the client; what arrives slower than body_timeout is cut off.
         max_body_size=max(config.limits_max_body * 4, 1024 * 1024),
         body_timeout=config.limits_body_timeout,
         idle_connection_timeout=120,

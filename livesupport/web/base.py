@@ -130,13 +130,10 @@ def body_too_large(size: str, limit: int) -> ApiError:
     )
 
 
-@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
     """JSON API handler: one error format, the route's authentication, the limits.
 
     ``auth`` comes from the route table: a level of ``AUTH_LEVELS``, or one per method.
-    The body is received after ``prepare`` (streamed), so a request that is refused, or whose
-    declared length is over ``[limits] max_body``, is answered before its body is read.
     """
 
     services: Services
@@ -145,7 +142,6 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, services: Services, auth: str | dict[str, str] = "public") -> None:
         self.services = services
         self._auth = auth
-        self._body = bytearray()
         self.clear()  # again, now that set_default_headers can see the services
 
     @property
@@ -176,10 +172,6 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("Vary", "Origin")
 
     async def prepare(self) -> None:
-        limit = self.services.config.limits_max_body
-        declared = self.request.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise body_too_large(declared, limit)
         auth = self.auth
         if auth in ("visitor", "visitor_origin"):
             if not visitor_origin_allowed(self.request, self.services):
@@ -228,14 +220,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(204)
         self.finish()
 
-    def data_received(self, chunk: bytes) -> None:
-        limit = self.services.config.limits_max_body
-        if len(self._body) + len(chunk) > limit:
-            raise body_too_large(f"over {limit}", limit)
-        self._body += chunk
-
     def body_json(self, allow_empty: bool = False) -> Any:
-        body = bytes(self._body)
+        limit = self.services.config.limits_max_body
+        body = self.request.body
+        if len(body) > limit:
+            raise body_too_large(str(len(body)), limit)
         if allow_empty and not body.strip():
             return {}
         return parse_json(body)

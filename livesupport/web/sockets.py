@@ -157,22 +157,10 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         # Not a coroutine for visitors: it returns WebSocketHandler.get's, which Tornado awaits
         # for the socket's whole life, so a held visitor socket carries no coroutine frame of
         # ours. The console's socket awaits its session first.
-        s = self.services
         try:
-            s.check_request(self.ip)
-            if self.request.headers.get("Upgrade", "").lower() != "websocket":
-                raise ApiError(
-                    "bad_request", "this URL is a WebSocket: connect with Upgrade: websocket"
-                )
-            self.check_party_origin()
-            limit = s.config.limits_sockets_per_ip
-            if s.streams.sockets_per_ip[self.ip] >= limit:
-                raise ApiError(
-                    "rate_limited",
-                    f"too many open WebSockets from this address; limit sockets_per_ip is {limit}",
-                    429,
-                    limit="sockets_per_ip",
-                )
+            self.services.check_request(self.ip)
+            if self.role == "visitor":
+                self._check_upgrade()
         except ApiError as e:
             return self._refuse(e)
         if self.role == "visitor":
@@ -182,9 +170,26 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
     async def _get_authenticated(self, *args: Any, **kwargs: Any) -> None:
         try:
             await self.authenticate()
+            self._check_upgrade()
         except ApiError as e:
             return self._refuse(e)
         await super().get(*args, **kwargs)
+
+    def _check_upgrade(self) -> None:
+        """Before the upgrade: the origin, a WebSocket request at all, the per-address cap."""
+        self.check_party_origin()
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise ApiError(
+                "bad_request", "this URL is a WebSocket: connect with Upgrade: websocket"
+            )
+        limit = self.services.config.limits_sockets_per_ip
+        if self.services.streams.sockets_per_ip[self.ip] >= limit:
+            raise ApiError(
+                "rate_limited",
+                f"too many open WebSockets from this address; limit sockets_per_ip is {limit}",
+                429,
+                limit="sockets_per_ip",
+            )
 
     def check_party_origin(self) -> None:
         if not visitor_origin_allowed(self.request, self.services):
