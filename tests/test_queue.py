@@ -157,7 +157,8 @@ def test_accept_race_exactly_one_operator_wins(app):
         assert len(visitor.stream.of_type("chat_accepted")) == 1
 
 
-def test_an_operator_gone_past_the_grace_returns_the_chat_to_the_queue(app):
+def _bob_leaves_anns_chat(app):
+    """Bob accepts Ann's chat, then his console goes away; returns (bob, ann, chat)."""
     bob = app.operator("bob")
     bob.connect()
     ann = app.visitor()
@@ -165,6 +166,11 @@ def test_an_operator_gone_past_the_grace_returns_the_chat_to_the_queue(app):
     chat = ann.start_chat()["chat"]
     bob.ok({"type": "accept", "chat_id": chat["id"]})
     bob.disconnect()
+    return bob, ann, chat
+
+
+def test_an_operator_gone_past_the_grace_returns_the_chat_to_the_queue(app):
+    _bob, ann, chat = _bob_leaves_anns_chat(app)
     app.advance(29)
     assert not ann.stream.of_type("chat_requeued")
     app.advance(2)
@@ -176,13 +182,7 @@ def test_an_operator_gone_past_the_grace_returns_the_chat_to_the_queue(app):
 
 
 def test_reconnecting_within_the_grace_keeps_the_chat(app):
-    bob = app.operator("bob")
-    bob.connect()
-    ann = app.visitor()
-    ann.connect()
-    chat = ann.start_chat()["chat"]
-    bob.ok({"type": "accept", "chat_id": chat["id"]})
-    bob.disconnect()
+    bob, ann, chat = _bob_leaves_anns_chat(app)
     app.advance(20)
     bob.connect()
     app.advance(60)
