@@ -20,7 +20,6 @@ from .protocol import (
     MAX_UA_CHARS,
     ApiError,
     Party,
-    Validator,
     invalid_field,
     not_found,
 )
@@ -122,7 +121,7 @@ class Accounts:
         self.clock = clock
         self.run_blocking = run_blocking
         self.hasher = hasher if hasher is not None else Argon2Hasher()
-        self.validate = Validator(config)
+        self.validate = ctx.validate
         self.throttle = LoginThrottle(config, clock)
         self.setup_token: str | None = None
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .chats import Chats
-from .config import Config
 from .invitations import Invitations
 from .offline import OfflineMessages
 from .presence import Presence
@@ -25,14 +24,14 @@ Handler = Callable[..., Awaitable[dict | None]]
 class Commands:
     def __init__(
         self,
-        config: Config,
+        validate: Validator,
         chats: Chats,
         offline: OfflineMessages,
         invitations: Invitations,
         presence: Presence,
         streams: Streams,
     ):
-        self.validate = Validator(config)
+        self.validate = validate
         self.chats = chats
         self.invitations = invitations
         self.presence = presence

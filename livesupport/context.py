@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .clock import Clock
 from .config import Config
 from .hub import Hub
+from .protocol import Validator
 from .storage import Storage
 
 
@@ -18,3 +19,5 @@ class Context:
     storage: Storage
     hub: Hub
     clock: Clock
+    #: Field checks with the configured limits, shared by every subject that checks input.
+    validate: Validator

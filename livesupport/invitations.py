@@ -13,7 +13,7 @@ from .context import Context
 from .guards import RateLimiter
 from .monitor import LiveVisitor, Monitor
 from .presence import Presence
-from .protocol import OPEN_STATUSES, ApiError, Validator, invalid_field, not_found, operator_ref
+from .protocol import OPEN_STATUSES, ApiError, invalid_field, not_found, operator_ref
 from .storage.records import InviteRule
 
 
@@ -41,7 +41,7 @@ class Invitations:
         self.config, self.storage, self.hub, self.clock = config, ctx.storage, ctx.hub, clock
         self.monitor = monitor
         self.presence = presence
-        self.validate = Validator(config)
+        self.validate = ctx.validate
         self.rl_invites = RateLimiter(
             "invitations_per_operator", config.monitor_invitations_per_operator, clock
         )

@@ -50,7 +50,7 @@ class Services:
         self.hub = hub = hub if hub is not None else Hub()
         self.clock = clock = clock if clock is not None else Clock()
         self.validate = Validator(config)
-        ctx = Context(config, storage, hub, clock)
+        ctx = Context(config, storage, hub, clock, self.validate)
         self.accounts = Accounts(ctx, run_blocking, hasher)
         self.presence = Presence(ctx)
         self.site = Site(ctx, self.presence)
@@ -67,7 +67,7 @@ class Services:
             self.chats,
         )
         self.commands = Commands(
-            config, self.chats, self.offline, self.invitations, self.presence, self.streams
+            self.validate, self.chats, self.offline, self.invitations, self.presence, self.streams
         )
         self.rl_requests = RateLimiter("requests_per_ip", config.limits_requests_per_ip, clock)
         self.rl_frames = RateLimiter(
