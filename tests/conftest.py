@@ -96,7 +96,7 @@ class Server:
         self.log_lines: list[str] = []
         self.setup_token: str | None = None
         #: The first administrator's (username, password), once created.
-        self._admin: tuple[str, str] | None = None
+        self.admin: tuple[str, str] | None = None
         self._clients: list = []
 
     # -- process ----------------------------------------------------------------------------
@@ -216,7 +216,7 @@ class Server:
         (The command line's create-operator has tests of its own.)"""
         body = {"username": username, "display_name": display_name or username}
         body["password"] = password
-        if self._admin is None and (not admin or not self._setup_pending()):
+        if self.admin is None and (not admin or not self._setup_pending()):
             args = ["create-operator", username, "--password-stdin"]
             if admin:
                 args.append("--admin")
@@ -228,13 +228,13 @@ class Server:
         http = requests.Session()
         xsrf = http.get(self.url + "/api/console/session", timeout=TIMEOUT).json()["xsrf"]
         http.headers["X-XSRFToken"] = xsrf
-        if self._admin is None:
+        if self.admin is None:
             body["setup_token"] = self.setup_token_from_log()
             r = http.post(self.url + "/api/console/setup", json=body, timeout=TIMEOUT)
             assert r.status_code == 201, r.text
-            self._admin = (username, password)
+            self.admin = (username, password)
             return
-        name, secret = self._admin
+        name, secret = self.admin
         r = http.post(
             self.url + "/api/console/login",
             json={"username": name, "password": secret},
@@ -521,12 +521,26 @@ def make_server(tmp_path):
         s.stop()
 
 
+@pytest.fixture(scope="session")
+def seeded_database(tmp_path_factory) -> Path:
+    """A database with an administrator ``admin`` and an operator ``bob``, made once per run
+    by a real server through the console API (password hashing dominates that set-up)."""
+    s = Server(tmp_path_factory.mktemp("seed"))
+    try:
+        s.start()
+        s.create_operator("admin", admin=True, display_name="Alice Admin")
+        s.create_operator("bob", display_name="Bob")
+    finally:
+        s.stop()
+    return s.data_dir / "cutelive.db"
+
+
 @pytest.fixture
-def server(make_server) -> Server:
-    """A running server with an administrator ``admin`` and an operator ``bob``."""
-    s = make_server()
-    s.create_operator("admin", admin=True, display_name="Alice Admin")
-    s.create_operator("bob", display_name="Bob")
+def server(make_server, seeded_database) -> Server:
+    """A running server with an administrator ``admin`` and an operator ``bob`` (on a copy of
+    the seeded database)."""
+    s = make_server(database=seeded_database)
+    s.admin = ("admin", PASSWORD)
     return s
 
 
@@ -1029,3 +1043,13 @@ def make_app_in_process(tmp_path):
 def app(make_app_in_process) -> InProcessApp:
     """The domain in this process at the default configuration."""
     return make_app_in_process()
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``-n 2 --dist loadgroup``, the browser tests (which mostly wait on the page) run in
+    one worker while the other runs the tests that keep a core busy."""
+    for item in items:
+        name = item.module.__name__
+        if name.startswith("test_browser"):
+            group = "browser" if name == "test_browser" else "browser-views"
+            item.add_marker(pytest.mark.xdist_group(group))

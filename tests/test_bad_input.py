@@ -34,8 +34,8 @@ def make_server(make_server):
     """The conftest factory, plus: at teardown no server logged a traceback or a 500."""
     started = []
 
-    def make(config=None, subdir=None):
-        s = make_server(config, subdir)
+    def make(config=None, subdir=None, database=None):
+        s = make_server(config, subdir, database)
         started.append(s)
         return s
 
