@@ -1472,7 +1472,12 @@ class Bench:
         z = self.z
         exe = ROOT / "dist" / "cutelive"
         sc = "cold start (dist/cutelive)"
-        sources = [ROOT / "cutelive.py", ROOT / "build.spec", *(ROOT / "assets").rglob("*")]
+        sources = [
+            ROOT / "cutelive.py",
+            ROOT / "build.spec",
+            *(ROOT / "livesupport").rglob("*.py"),
+            *(ROOT / "assets").rglob("*"),
+        ]
         stale = exe.exists() and max(p.stat().st_mtime for p in sources) > exe.stat().st_mtime
         if not exe.exists() or stale:
             why = "older than the sources" if stale else "missing"

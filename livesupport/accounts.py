@@ -124,7 +124,9 @@ class Accounts:
         self.validate = ctx.validate
         self.throttle = LoginThrottle(config, clock)
         self.setup_token: str | None = None
-        self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+        #: A hash of a random password, so that an unknown username costs a login as much
+        #: time as a wrong password. Made on the first such login, off the start-up path.
+        self._dummy_hash: str | None = None
         self._tokens: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.sessions_ended = Signal("sessions_ended")
         self.operator_disabled = Signal("operator_disabled")
@@ -268,6 +270,8 @@ class Accounts:
                 retry_after=int(wait) + 1,
             )
         op = await self.store.operator_by_username(username)
+        if op is None and self._dummy_hash is None:
+            self._dummy_hash = await self.hash_password(secrets.token_hex(8))
         ok = await self.check_password(op.password_hash if op else self._dummy_hash, password)
         if not ok or op is None or op.disabled:
             self.throttle.failed(username, ip)
