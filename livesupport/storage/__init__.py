@@ -108,7 +108,10 @@ class Storage:
                 for sql in MIGRATIONS[step]:
                     self.execute(sql)
                 self.execute(self.dialect["set_version"].format(version=step + 1))
-            log.info("database migrated to schema version %d", step + 1)
+        if version == 0:
+            log.info("database created at schema version %d", SCHEMA_VERSION)
+        elif version < SCHEMA_VERSION:
+            log.info("database migrated from schema version %d to %d", version, SCHEMA_VERSION)
 
     def backup(self, dest: str) -> str:
         """Copy the database into ``dest`` in one read transaction; returns the copy's

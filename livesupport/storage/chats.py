@@ -163,7 +163,8 @@ class ChatStore:
     async def create_chat(self, fields: dict, events: list[dict]) -> tuple[Chat, list]:
         """A new chat and its first events, in one transaction."""
         cols = [c for c in CHAT_COLUMNS if c != "id"]
-        values = {c: fields.get(c) for c in cols}
+        defaults = Chat.__dataclass_fields__
+        values = {c: fields.get(c, defaults[c].default) for c in cols}
         values.update(last_seq=0)
 
         def create() -> tuple[Chat, list]:

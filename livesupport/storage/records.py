@@ -61,6 +61,14 @@ class Chat:
     closed_at: int | None
     last_seq: int
     first_message: str
+    #: When an operator first answered; None: never answered (a missed chat).
+    answered_at: int | None = None
+    #: The operator who handed the chat back to the queue, while it waits there.
+    handed_over_by: int | None = None
+    #: Since when the chat is pending (assigned, its operator away).
+    pending_since: int | None = None
+    rating: int | None = None
+    rating_comment: str = ""
 
 
 #: Chat columns in the order of the record's fields (the raw queries select these).
@@ -79,6 +87,9 @@ class OfflineMessage:
     page_title: str
     created_at: int
     read: bool
+    reply_text: str = ""
+    replied_at: int | None = None
+    replied_by: int | None = None
 
     def public(self) -> dict:
         return {
@@ -91,6 +102,9 @@ class OfflineMessage:
             "chat_id": self.chat_id,
             "created_at": self.created_at,
             "read": bool(self.read),
+            "reply_text": self.reply_text,
+            "replied_at": self.replied_at,
+            "replied_by": self.replied_by,
         }
 
 

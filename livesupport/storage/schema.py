@@ -77,6 +77,26 @@ class OfflineMessageRow(BaseModel):
     created_at = peewee.IntegerField()
     read = peewee.BooleanField(default=False)
     client_id = peewee.TextField(null=True)
+    reply_text = peewee.TextField(default="")
+    replied_at = peewee.IntegerField(null=True)
+    replied_by = peewee.IntegerField(null=True)
+
+
+class OutboxRow(BaseModel):
+    """An e-mail waiting for (or accepted by) the SMTP server; ``message`` is its bytes."""
+
+    kind = peewee.TextField()
+    recipient = peewee.TextField()
+    subject = peewee.TextField()
+    message = peewee.BlobField()
+    state = peewee.TextField(default="queued")
+    attempts = peewee.IntegerField(default=0)
+    next_attempt_at = peewee.IntegerField()
+    last_error = peewee.TextField(default="")
+    created_at = peewee.IntegerField()
+    sent_at = peewee.IntegerField(null=True)
+    chat_id = peewee.IntegerField(null=True)
+    offline_message_id = peewee.IntegerField(null=True)
 
 
 class InviteRuleRow(BaseModel):
@@ -88,7 +108,7 @@ class InviteRuleRow(BaseModel):
 
 
 #: The models ``Storage`` binds to its database.
-MODELS = [MetaRow, OperatorRow, SessionRow, OfflineMessageRow, InviteRuleRow]
+MODELS = [MetaRow, OperatorRow, SessionRow, OfflineMessageRow, OutboxRow, InviteRuleRow]
 
 
 #: Migrations: entry N takes the schema from version N to N+1, in one transaction. Never edit
@@ -158,6 +178,35 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE offline_message ADD COLUMN client_id TEXT",
         "ALTER TABLE visit ADD COLUMN ended_at INTEGER",
         "CREATE UNIQUE INDEX offline_message_client ON offline_message(visitor_id, client_id)",
+    ],
+    [
+        # When an operator first answered (kept across a hand-over: a chat answered once is
+        # never "missed"); who handed it back to the queue; since when it is pending.
+        "ALTER TABLE chat ADD COLUMN answered_at INTEGER",
+        "UPDATE chat SET answered_at = accepted_at WHERE accepted_at IS NOT NULL",
+        "ALTER TABLE chat ADD COLUMN handed_over_by INTEGER REFERENCES operator(id)",
+        "ALTER TABLE chat ADD COLUMN pending_since INTEGER",
+        "ALTER TABLE chat ADD COLUMN rating INTEGER",
+        "ALTER TABLE chat ADD COLUMN rating_comment TEXT NOT NULL DEFAULT ''",
+        # Unguessable, expiring links that reopen a conversation in the chat page.
+        """CREATE TABLE chat_link (
+            id INTEGER PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,
+            chat_id INTEGER NOT NULL REFERENCES chat(id),
+            visitor_id INTEGER NOT NULL REFERENCES visitor(id),
+            created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)""",
+        # Outgoing e-mail, kept until the SMTP server accepts it.
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY, kind TEXT NOT NULL, recipient TEXT NOT NULL,
+            subject TEXT NOT NULL, message BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER NOT NULL, last_error TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL, sent_at INTEGER,
+            chat_id INTEGER REFERENCES chat(id),
+            offline_message_id INTEGER REFERENCES offline_message(id))""",
+        "CREATE INDEX outbox_due ON outbox(state, next_attempt_at)",
+        "ALTER TABLE offline_message ADD COLUMN reply_text TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE offline_message ADD COLUMN replied_at INTEGER",
+        "ALTER TABLE offline_message ADD COLUMN replied_by INTEGER REFERENCES operator(id)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
