@@ -231,7 +231,13 @@ class Party:
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+#: A plain ``local@domain`` address: a dot-atom local part without the characters a mail
+#: client or a ``mailto:`` link reads as more than an address (``?`` starts headers such as
+#: ``bcc=``; ``&``, ``%``, ``#``, ``/``, ``\``, ``,``, ``;``, ``:``, angle brackets, double
+#: quotes, backquotes and whitespace separate, escape or quote), and a domain of letters,
+#: digits and hyphens. (An apostrophe, as in o'brien@example.ie, is only a letter there.)
+_EMAIL_ATOM = r"[A-Za-z0-9!$'*+=^_{|}~-]+"
+_EMAIL = re.compile(rf"{_EMAIL_ATOM}(\.{_EMAIL_ATOM})*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _USERNAME = re.compile(r"[a-z0-9._-]{1,64}")
 
 #: Fields the server owns; a client sending them gets ``forbidden_field``.
@@ -401,7 +407,11 @@ class Validator:
     def email(self, name: str, value: Any) -> str:
         v = _check_string(name, value, self.email_chars)
         if not _EMAIL.fullmatch(v):
-            raise ApiError("invalid_field", f"'{name}' is not a valid e-mail address", field=name)
+            raise ApiError(
+                "invalid_field",
+                f"'{name}' must be a plain e-mail address such as name@example.com",
+                field=name,
+            )
         return v
 
     def request(self, name: str, body: Any) -> dict:

@@ -1,7 +1,11 @@
 """Offline messages reach the inbox and, with SMTP configured, a real SMTP server (the
-``smtp`` fixture); what a visitor types cannot add headers or recipients to the mail."""
+``smtp`` fixture); what a visitor types cannot add headers or recipients to the mail, nor an
+address that a mail client would read as more than one mailbox (``x?bcc=evil@a.io``)."""
 
-from conftest import mail_config, wait_for
+import pytest
+from conftest import PASSWORD, mail_config, wait_for
+
+LEAVE = {"type": "leave_message", "name": "Ann", "email": "ann@example.org", "text": "hi"}
 
 
 def test_offline_message_is_stored_and_mailed_with_reply_to(make_server, smtp):
@@ -125,3 +129,51 @@ def test_offline_messages_reach_the_inbox_once_and_are_marked_read(app):
     r = ann.send(dict(leave, client_id="lm-2", chat_id=chat_id))
     assert r["type"] == "error" and r["error"] == "not_found"
     assert len(app.inbox()) == 1
+
+
+# -- attacker finding 4: addresses that are more than an address ---------------------------------
+
+#: Each would make a mail client's ``mailto:`` (or a header) do more than address one mailbox.
+SMUGGLING = [
+    "x?bcc=evil@a.io",
+    "x&bcc=evil@a.io",
+    "x%3Fbcc%3Devil@a.io",
+    "ann@example.org?bcc=evil@a.io",
+    "a,evil@a.io",
+    "a;evil@a.io",
+    "<evil@a.io>",
+    '"a b"@a.io',
+    "a b@a.io",
+    "a:b@a.io",
+    "a/b@a.io",
+    "a\\b@a.io",
+    "a#b@a.io",
+    "`a`@a.io",
+]
+
+
+@pytest.mark.parametrize("address", SMUGGLING)
+def test_an_address_that_is_more_than_an_address_is_refused_over_http(server, address):
+    r = server.visitor().send(dict(LEAVE, email=address))
+    assert r.status_code == 400, r.text
+    assert (r.json()["error"], r.json()["field"]) == ("invalid_field", "email")
+
+
+def test_such_addresses_are_refused_over_the_websocket_and_plain_ones_pass(server):
+    ann = server.visitor()
+    ann.connect()
+    for address in SMUGGLING[:4]:
+        err = ann.ws.request(dict(LEAVE, email=address))
+        assert (err["type"], err["error"], err["field"]) == ("error", "invalid_field", "email")
+        err = ann.ws.request(
+            {"type": "start_chat", "name": "Ann", "text": "hi", "client_id": "c1", "email": address}
+        )
+        assert (err["type"], err["error"], err["field"]) == ("error", "invalid_field", "email")
+    for address in ["ann@example.org", "o'brien+shop@mail.example.ie", "a.b-c_d@x-y.co.uk"]:
+        ack = ann.ws.request(dict(LEAVE, email=address))
+        assert ack["type"] == "ack", (address, ack)
+    bob = server.console("bob", PASSWORD)
+    emails = [m["email"] for m in bob.get("/api/console/offline-messages").json()["messages"]]
+    assert sorted(emails) == sorted(
+        ["ann@example.org", "o'brien+shop@mail.example.ie", "a.b-c_d@x-y.co.uk"]
+    )

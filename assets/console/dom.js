@@ -117,12 +117,18 @@ export function linkify(text) {
   return frag;
 }
 
-/** A mailto: link for a plausible address, the address as text otherwise. */
+/** A mailto: link for a plausible address, the address as text otherwise. Both halves are
+ * encoded, so nothing in an address (a "?bcc=", a "&") can add a recipient or a header. */
 const EMAIL = /^[^@\s"<>]+@[^@\s.<>"]+(\.[^@\s.<>"]+)+$/;
 export function mailLink(email, cls) {
-  return EMAIL.test(email)
-    ? h("a", { class: cls, href: "mailto:" + email, text: email })
-    : h("span", { class: cls, text: email });
+  if (!EMAIL.test(email)) return h("span", { class: cls, text: email });
+  const at = email.lastIndexOf("@");
+  const href =
+    "mailto:" +
+    encodeURIComponent(email.slice(0, at)) +
+    "@" +
+    encodeURIComponent(email.slice(at + 1));
+  return h("a", { class: cls, href, text: email });
 }
 
 /** The three dots of a typing indicator. */
