@@ -4,6 +4,7 @@ configuration checked before anything starts, and what a started server stores."
 from __future__ import annotations
 
 import re
+import socket
 import sqlite3
 import subprocess
 import tomllib
@@ -133,6 +134,22 @@ def test_cli_bad_config_value_stops_the_start(tmp_path):
     assert r.returncode == 2 and "[server] port" in r.stderr
     assert "expected a port number" in r.stderr, r.stderr
     assert not data.exists()  # it stopped before touching anything
+
+
+def test_cli_a_taken_port_is_one_line_and_creates_nothing(tmp_path):
+    """Started as the README starts it (no flags but the port, the data directory under the
+    current one), on a port another program holds."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        r = run("--port", str(port), stdin=None, timeout=30, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == [
+        f"cutelive: 127.0.0.1:{port} is already in use by another program; "
+        "choose another port with --port or [server] port"
+    ]
+    assert list(tmp_path.iterdir()) == []  # no cutelive-data/, no database
 
 
 def test_cli_unknown_config_key_is_reported_by_name(make_server):

@@ -5,17 +5,22 @@ them against config.example.ini, docs/PROTOCOL.md and the README.
 """
 
 import configparser
+import queue
 import re
+import shlex
 import subprocess
 import sys
+import threading
+import time
 
-from conftest import ROOT
+from conftest import ROOT, SERVER_CMD
 
 from livesupport.config import SETTINGS, load_config
 from livesupport.protocol import COMMANDS, ERRORS, EVENTS
 from livesupport.web.app import ROUTES
 
 PROTOCOL = (ROOT / "docs" / "PROTOCOL.md").read_text()
+README = (ROOT / "README.md").read_text()
 
 
 def _example_ini() -> dict[tuple[str, str], str]:
@@ -96,3 +101,89 @@ def test_help_lists_the_subcommands():
     ).stdout
     for cmd in ("serve", "create-operator", "passwd", "--version"):
         assert cmd in out
+
+
+def _readme_blocks(heading: str) -> list[tuple[str, str]]:
+    """The fenced blocks of the README's section ``heading``: (language, text) each."""
+    start = README.index(f"\n## {heading}\n")
+    end = README.find("\n## ", start + 1)
+    section = README[start : end if end > 0 else None]
+    return re.findall(r"(?ms)^```(\w*)\n(.*?)^```$", section)
+
+
+def _readme_command(heading: str) -> str:
+    """The one command of the first ``sh`` block in the README's section ``heading``."""
+    block = next(text for lang, text in _readme_blocks(heading) if lang == "sh")
+    lines = block.strip().splitlines()
+    assert len(lines) == 1, f"the {heading} block should be one command: {lines}"
+    return lines[0]
+
+
+def _ci_readme_commands() -> dict[str, str]:
+    """The README commands as .ci/run spells them (its ``readme_*_command=...`` lines)."""
+    found = {}
+    for line in (ROOT / ".ci" / "run").read_text().splitlines():
+        m = re.fullmatch(r"(readme_\w+_command)=(.+)", line)
+        if m:
+            (found[m.group(1)],) = shlex.split(m.group(2))
+    return found
+
+
+def test_ci_runs_the_readme_commands_word_for_word():
+    start, tests = _readme_command("Quick start"), _readme_command("Development")
+    # On Debian's own Python (no pip outside a virtual environment), word for word.
+    for command in (start, tests):
+        assert command.startswith("python3 -m venv .venv && .venv/bin/pip install -r "), command
+    assert "apt-get install python3-venv" in README
+    assert _ci_readme_commands() == {
+        "readme_start_command": start,
+        "readme_test_command": tests,
+    }
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'setsid bash -c "$readme_start_command" &' in ci
+    assert "http://127.0.0.1:8080/api/status" in ci
+    assert '\nbash -c "$readme_test_command"\n' in ci
+    assert 'export PATH="/usr/bin:$PATH"' in ci  # python3 is Debian's /usr/bin/python3
+
+
+def _log_line(line: str) -> str:
+    """A log line without what differs between two starts: the time, the port, the setup
+    token and where the current directory is."""
+    line = re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", "", line.rstrip("\n"))
+    line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line)
+    line = re.sub(r"setup token \S+$", "setup token TOKEN", line)
+    return re.sub(r"(?<= )/(?:[^\s/]+/)*(?=cutelive-data/)", "/.../", line)
+
+
+def test_the_readme_sample_log_is_what_a_first_start_prints(tmp_path):
+    """The quick start's sample log, line by line, against a first start as the README runs
+    it: no configuration, a fresh current directory (``--port 0`` only, as 8080 may be taken)."""
+    (sample,) = [
+        text for lang, text in _readme_blocks("Quick start") if not lang and "listening" in text
+    ]
+    expected = [_log_line(line) for line in sample.strip().splitlines()]
+    assert "database created at schema version" in expected[0]
+    assert expected[-1].endswith("setup token TOKEN")
+
+    proc = subprocess.Popen(
+        SERVER_CMD + ["--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
+    printed: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(printed) < len(expected) and time.monotonic() < deadline:
+            try:
+                printed.append(_log_line(lines.get(timeout=0.5)))
+            except queue.Empty:
+                assert proc.poll() is None, printed
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert printed == expected
+    assert (tmp_path / "cutelive-data" / "cutelive.db").exists()
