@@ -15,7 +15,7 @@ import { mountDetail } from "./visitor-detail.js";
 import { inviteDialog } from "./invite.js";
 
 const S = store.state;
-const ROW_H = 60; // px: every monitor row has the same height (the list is virtual)
+const ROW_H = 70; // px: every monitor row has the same height (the list is virtual; console.css)
 
 export const STATE_LABEL = {
   browsing: "Browsing",
@@ -358,10 +358,14 @@ function fill(s, r, idx, now) {
     "mon-row st-" + r.state + (det && det.id === r.id ? " on" : "") + (idx % 2 ? " odd" : "");
   s.el.style.transform = "translateY(" + idx * ROW_H + "px)";
   s.el.setAttribute("data-visitor", r.id);
-  s.who.textContent = "#" + r.id;
+  // A name given in a chat, else the number; the number stays on the second line.
+  s.who.textContent = r.name || "#" + r.id;
+  s.who.title = r.name || "";
+  const number = r.name ? "#" + r.id + " \u00b7 " : "";
   if (r.visit_number > 1)
     put(
       s.ret,
+      number,
       h("span", { class: "ret", text: "Returning" }),
       " visit " +
         r.visit_number +
@@ -369,17 +373,19 @@ function fill(s, r, idx, now) {
           ? " \u00b7 " + plural(r.previous_chats, "chat", "chats") + " before"
           : ""),
     );
-  else put(s.ret, "New visitor");
+  else put(s.ret, number + "New visitor");
   // Current page: only an http(s) URL becomes a link.
   const href = safeHttp(r.url);
   s.page.textContent = r.title || r.url || "\u2014";
   if (href) s.page.setAttribute("href", href);
   else s.page.removeAttribute("href");
-  s.page.title = r.url || "";
+  s.page.title = [r.title, r.url].filter(Boolean).join("\n"); // whole, where it ends in "…"
   s.url.textContent = shortUrl(r.url);
   s.url.title = r.url || "";
   put(s.src, ...sourceOf(r));
-  s.src.title = r.referrer || "";
+  s.src.title = [r.search_terms && "\u201c" + r.search_terms + "\u201d", r.referrer]
+    .filter(Boolean)
+    .join("\n");
   s.land.textContent = r.landing_url ? "Landed on " + pathOf(r.landing_url) : "";
   s.land.title = r.landing_url || "";
   s.pages.textContent = String(r.pages);
@@ -392,13 +398,14 @@ function fill(s, r, idx, now) {
   } else {
     s.time.setAttribute("data-dur", r.started_at);
     s.time.textContent = dur(now - r.started_at);
-    s.onpage.firstChild.textContent = "this page ";
+    s.onpage.firstChild.textContent = "page ";
     s.since.setAttribute("data-since", r.page_since || r.started_at);
     s.since.textContent = ago(r.page_since || r.started_at);
   }
   s.dev.textContent = [r.browser, r.os].filter(Boolean).join(" \u00b7 ") || "Unknown browser";
   s.dev.title = s.dev.textContent + (r.device ? " \u00b7 " + r.device : "");
   s.ip.textContent = [r.device, r.ip, r.country].filter(Boolean).join(" \u00b7 ");
+  s.ip.title = s.ip.textContent;
   s.pill.className = "pill st-" + r.state;
   s.pill.textContent = stateText(r);
   s.pill.title = s.pill.textContent;
