@@ -141,9 +141,12 @@ def test_served_defaults_and_limits_are_what_the_widget_and_console_show(
     for selector, limit in (
         (".cl-in-name", "name_chars"),
         (".cl-in-email", "email_chars"),
-        (".cl-in-text", "message_chars"),
     ):
         expect(page.locator(selector)).to_have_attribute("maxlength", str(limits[limit]))
+    # A message box refuses what would pass its limit instead of cutting it (no maxlength).
+    message_box = page.locator(".cl-in-text")
+    expect(message_box).to_have_attribute("data-max-chars", str(limits["message_chars"]))
+    expect(message_box).not_to_have_attribute("maxlength", re.compile(".*"))
     page.fill(".cl-in-name", "Olive")
     page.fill(".cl-in-email", "olive@example.org")
     page.fill(".cl-in-text", "Call me back, please.")
@@ -182,7 +185,7 @@ def test_served_defaults_and_limits_are_what_the_widget_and_console_show(
     expect(visitor.locator(".cl-invited .cl-bubble")).to_have_text(invitation, timeout=T)
     expect(admin.locator(".msg.invited .bubble")).to_have_text(invitation, timeout=T)
     expect(admin.locator(".compose-input")).to_have_attribute(
-        "maxlength", str(limits["message_chars"])
+        "data-max-chars", str(limits["message_chars"])
     )
 
     # A chat nobody has accepted yet: the greeting, the start button, the waiting line.

@@ -74,6 +74,66 @@ export function input(spec) {
   return el;
 }
 
+/** Characters as the server counts them: code points (an emoji is one, not two). */
+const chars = (s) => s.length - (s.match(/[\uD800-\uDBFF](?=[\uDC00-\uDFFF])/g) || []).length;
+
+/** Keep a message box within the server's `message_chars`. Near the limit a counter shows
+ * ("4,620 / 5,000"); an edit that would pass it (typed, pasted, dropped) is refused with a
+ * message that says so, and the text stays as it was: never cut short, as a `maxlength` would
+ * cut a paste without a word. Returns the line that shows both, to place by the box; call the
+ * guard before the box's own input listeners, which then never see a refused edit. */
+export function lengthGuard(box, max = limit("message_chars")) {
+  const note = h("div", { class: "len-note", "aria-live": "polite" });
+  const fmt = (n) => n.toLocaleString("en");
+  box.setAttribute("data-max-chars", max); // the server's limit, where tests can read it
+  let before = box.value;
+  let shown = null;
+  const show = (refusal) => {
+    const n = chars((shown = box.value));
+    note.classList.toggle("refused", !!refusal);
+    note.textContent = refusal || (n >= max * 0.9 ? fmt(n) + " / " + fmt(max) : "");
+  };
+  const refuse = (n, how) =>
+    show(
+      how === "typed"
+        ? "This message is at the limit of " + fmt(max) + " characters."
+        : how +
+            ": it would make the message " +
+            fmt(n) +
+            " characters long; the limit is " +
+            fmt(max) +
+            ".",
+    );
+  box.addEventListener("paste", (e) => {
+    const text = e.clipboardData ? e.clipboardData.getData("text/plain") : "";
+    const v = box.value;
+    const n = chars(v) - chars(v.slice(box.selectionStart, box.selectionEnd));
+    const total = n + chars(text.replace(/\r\n?/g, "\n"));
+    if (total > max) {
+      e.preventDefault();
+      refuse(total, "Not pasted");
+    }
+  });
+  // The text before each edit, to put back when the edit would pass the limit.
+  box.addEventListener("beforeinput", () => (before = box.value));
+  box.addEventListener("input", (e) => {
+    const n = chars(box.value);
+    if (n > max) {
+      const caret = Math.max(0, box.selectionEnd - (box.value.length - before.length));
+      box.value = before;
+      box.setSelectionRange(caret, caret);
+      e.stopImmediatePropagation();
+      return refuse(n, n === chars(before) + 1 ? "typed" : "Not added");
+    }
+    show();
+  });
+  // A value set by the page (sent, restored) shows its count when the box is back in use.
+  for (const type of ["focus", "keyup"])
+    box.addEventListener(type, () => box.value !== shown && show());
+  show();
+  return note;
+}
+
 /** Inputs from descriptions, laid out: a spec is a field, a string a subheading, an array a row
  * of fields side by side, a node itself. Fills `inputs` (name -> input). */
 export function layout(specs, inputs) {

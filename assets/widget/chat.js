@@ -73,6 +73,71 @@
     frag.append(text.slice(last));
     return frag;
   }
+  /** Characters as the server counts them: code points (an emoji is one, not two). */
+  const chars = (s) => s.length - (s.match(/[\uD800-\uDBFF](?=[\uDC00-\uDFFF])/g) || []).length;
+  /** Keep a message box within the server's message_chars: a counter near the limit, and an
+   * edit that would pass it (typed, pasted, dropped) refused with a message, the text left as
+   * it was (a maxlength would cut a paste without a word). The line that shows both; guard a
+   * box before its own input listeners, which then never see a refused edit. */
+  function lengthGuard(box) {
+    let max = 0;
+    // The server's limit, read when the box is used (the config may come after the window).
+    const readMax = () => (max = K.limit("message_chars") || Infinity);
+    const note = h("div", { class: "cl-len", "aria-live": "polite" });
+    const fmt = (n) => n.toLocaleString("en");
+    let before = box.value;
+    let shown = null;
+    const show = (refusal) => {
+      readMax();
+      box.setAttribute("data-max-chars", max); // where tests can read it
+      const n = chars((shown = box.value));
+      note.classList.toggle("cl-refused", !!refusal);
+      note.textContent = refusal || (n >= max * 0.9 ? fmt(n) + " / " + fmt(max) : "");
+    };
+    const refuse = (n, how) =>
+      show(
+        how === "typed"
+          ? "This message is at the limit of " + fmt(max) + " characters."
+          : how +
+              ": it would make the message " +
+              fmt(n) +
+              " characters long; the limit is " +
+              fmt(max) +
+              ".",
+      );
+    box.addEventListener("paste", (e) => {
+      readMax();
+      const v = box.value;
+      const pasted = e.clipboardData ? e.clipboardData.getData("text/plain") : "";
+      const total =
+        chars(v) -
+        chars(v.slice(box.selectionStart, box.selectionEnd)) +
+        chars(pasted.replace(/\r\n?/g, "\n"));
+      if (total > max) {
+        e.preventDefault();
+        refuse(total, "Not pasted");
+      }
+    });
+    // The text before each edit, to put back when the edit would pass the limit.
+    box.addEventListener("beforeinput", () => (before = box.value));
+    box.addEventListener("input", (e) => {
+      readMax();
+      const n = chars(box.value);
+      if (n > max) {
+        const caret = Math.max(0, box.selectionEnd - (box.value.length - before.length));
+        box.value = before;
+        box.setSelectionRange(caret, caret);
+        e.stopImmediatePropagation();
+        return refuse(n, n === chars(before) + 1 ? "typed" : "Not added");
+      }
+      show();
+    });
+    // A value set by the page (sent, restored) shows its count when the box is back in use.
+    for (const type of ["focus", "keyup"])
+      box.addEventListener(type, () => box.value !== shown && show());
+    show();
+    return note;
+  }
   const hhmm = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   const cid = () =>
     Date.now().toString(36) +
@@ -192,8 +257,8 @@
     class: "cl-input cl-in-text",
     name: "message",
     rows: 4,
-    maxlength: K.limit("message_chars"),
   });
+  el.textNote = lengthGuard(el.text);
   el.intro = h("p", { class: "cl-intro" });
   el.emailHint = h("em");
   el.formErr = h("p", { class: "cl-error", role: "alert" });
@@ -210,6 +275,7 @@
       el.email,
     ),
     field("Message", el.text),
+    el.textNote,
     el.formErr,
     el.submit,
   );
@@ -248,16 +314,16 @@
   el.input = h("textarea", {
     class: "cl-compose-input",
     rows: 1,
-    maxlength: K.limit("message_chars"),
     placeholder: "Type your message\u2026",
     "aria-label": "Message",
   });
+  el.inputNote = lengthGuard(el.input);
   el.send = h(
     "button",
     { type: "button", class: "cl-send", title: "Send", "aria-label": "Send" },
     icon(I.send),
   );
-  el.compose = h("div", { class: "cl-compose" }, el.input, el.send);
+  el.compose = h("div", { class: "cl-compose" }, el.inputNote, el.input, el.send);
   el.ended = h(
     "div",
     { class: "cl-ended cl-hidden" },
@@ -844,7 +910,10 @@
 
   function askEnd() {
     if (cur && cur.id !== S.dismissed && (cur.status === "waiting" || cur.status === "active")) {
+      // The question takes room above the log: keep the last message in sight, not under it.
+      const stick = nearBottom();
       el.confirm.classList.remove("cl-hidden");
+      if (stick) toBottom();
     } else if (K.page) {
       w.close();
     } else {

@@ -4,9 +4,9 @@
 import * as app from "../app.js";
 import { dots, extLink, h, I, icon, linkify, mailLink, put } from "../dom.js";
 import { browserOf, hhmm, when } from "../format.js";
-import { invitationText, limit } from "../protocol.js";
+import { invitationText } from "../protocol.js";
 import { store } from "../store.js";
-import { button } from "../ui.js";
+import { button, lengthGuard } from "../ui.js";
 
 const S = store.state;
 
@@ -244,12 +244,12 @@ function compose(c, el, sent) {
     input = h("textarea", {
       class: "compose-input",
       rows: 2,
-      maxlength: limit("message_chars"),
       placeholder: "Write a reply\u2026  (Enter to send, Shift+Enter for a new line)",
       "aria-label": "Reply",
       "data-chat": c.id,
       value: c.draft || "",
     });
+    const lengthNote = lengthGuard(input); // before the listeners below: they see no refused edit
     const send = () => {
       const text = input.value.trim();
       if (!text) return;
@@ -272,6 +272,7 @@ function compose(c, el, sent) {
     const ta = input;
     put(
       el,
+      lengthNote,
       h(
         "div",
         { class: "compose" },
