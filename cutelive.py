@@ -26,7 +26,8 @@ every import):
    ``accounts``    visitor tokens, operators, passwords, logins, sessions
    ``presence``    who is online, grace after a disconnect, availability
    ``site``        console-edited settings, the public widget configuration
-   ``mail``        notification e-mail over SMTP
+   ``mail``        the e-mail the server writes, handed to the SMTP server
+   ``outbox``      every e-mail stored, then sent with retries until the SMTP server takes it
    ``enrichment``  browser, OS, device, country, search terms of a visit
    ``monitor``     live traffic: visits, page views, the consoles' visitor list
    ``invitations`` invitations to chat, automatic rules

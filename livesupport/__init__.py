@@ -21,6 +21,7 @@ LAYERS: list[str] = [
     "presence",
     "site",
     "mail",
+    "outbox",
     "enrichment",
     "monitor",
     "invitations",

@@ -115,6 +115,7 @@ async def serve(config: Config) -> int:
     log.info("shutting down")
     server.stop()
     services.stop_ticking()
+    await services.outbox.finish(5)
     await services.monitor.shutdown()
     for stream in services.hub.all_subscribers():
         stream.close(1001, "server shutting down")

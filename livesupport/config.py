@@ -44,6 +44,14 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * scale
 
 
+def parse_positive_duration(text: str) -> float:
+    """A duration above zero (a wait that repeats)."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("a duration above zero, such as 30s")
+    return seconds
+
+
 def parse_size(text: str) -> int:
     """Parse ``64KiB``, ``1MiB`` or a bare number of bytes."""
     m = re.fullmatch(r"\s*(\d+)\s*(B|KiB|MiB|KB|MB)?\s*", text)
@@ -203,6 +211,15 @@ SETTINGS: list[Setting] = [
     Setting("mail", "smtp_password", "", parse_str, "SMTP password, if any."),
     Setting("mail", "from_address", "", parse_str, "Sender of notification e-mails."),
     Setting("mail", "to_address", "", parse_str, "Where offline messages are sent."),
+    Setting(
+        "mail",
+        "retry_first",
+        "30s",
+        parse_positive_duration,
+        "Wait after a failed send; doubles with each failure.",
+    ),
+    Setting("mail", "retry_max", "1h", parse_positive_duration, "Longest wait between tries."),
+    Setting("mail", "give_up_after", "3d", parse_duration, "Mail not accepted by then fails."),
     Setting("log", "level", "info", parse_str, "debug, info, warning or error."),
 ]
 
@@ -258,6 +275,9 @@ class Config:
     mail_smtp_password: str
     mail_from_address: str
     mail_to_address: str
+    mail_retry_first: float
+    mail_retry_max: float
+    mail_give_up_after: float
     log_level: str
     #: Unknown keys and the like, logged at start.
     warnings: list[str] = field(default_factory=list)

@@ -18,6 +18,8 @@ WAITING, ACTIVE, CLOSED, MISSED = "waiting", "active", "closed", "missed"
 OPEN_STATUSES = (WAITING, ACTIVE)
 #: Operator statuses.
 ONLINE, AWAY, OFFLINE = "online", "away", "offline"
+#: States of an outgoing e-mail: kept until the SMTP server accepts it, or given up.
+MAIL_QUEUED, MAIL_SENT, MAIL_FAILED = "queued", "sent", "failed"
 
 #: Fixed field limits (the configurable ones live in the settings table).
 MAX_URL_CHARS = 2048
@@ -72,6 +74,8 @@ EVENTS: dict[str, str] = {
     "visitors_changed": "operator",
     "operators": "operator",
     "offline_message": "operator",
+    "offline_message_replied": "operator",
+    "mail_changed": "operator",
     "session_ended": "operator",
 }
 
@@ -102,6 +106,8 @@ ERRORS: dict[str, int] = {
     "status_not_online": 409,
     "username_taken": 409,
     "setup_done": 409,
+    "mail_not_configured": 409,
+    "already_replied": 409,
     "bad_setup_token": 403,
     "login_failed": 401,
     "login_throttled": 429,
@@ -523,6 +529,7 @@ REQUESTS: dict[str, tuple[str, Schema]] = {
     "visitor_poll": ("a poll", {"conn": ("token", False), "cursors": ("visitor_cursors", False)}),
     "operator_poll": ("a poll", {"conn": ("token", False), "cursors": ("cursors", False)}),
     "offline_message_read": ("an offline message", {"read": ("bool", True)}),
+    "offline_message_reply": ("a reply", {"text": ("text", True)}),
     "new_rule": (
         "an invitation rule",
         {k: (kind, k != "enabled") for k, kind in _RULE.items()},

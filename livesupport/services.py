@@ -21,6 +21,7 @@ from .invitations import Invitations
 from .mail import Mailer
 from .monitor import Monitor
 from .offline import OfflineMessages
+from .outbox import Outbox
 from .presence import Presence
 from .protocol import ApiError, Validator
 from .site import Site
@@ -57,7 +58,8 @@ class Services:
         self.monitor = Monitor(ctx)
         self.invitations = Invitations(ctx, self.monitor, self.presence)
         self.chats = Chats(ctx, self.presence, self.invitations)
-        self.offline = OfflineMessages(ctx, self.chats, Mailer(config), self.site, run_blocking)
+        self.outbox = Outbox(ctx, Mailer(config), run_blocking)
+        self.offline = OfflineMessages(ctx, self.chats, self.outbox, self.site)
         self.streams = Streams(
             ctx,
             self.accounts,
@@ -93,6 +95,7 @@ class Services:
         operators = await self.chats.start()
         # Their operators will reconnect after the restart; if not, the grace requeues.
         await self.presence.restore(operators)
+        await self.outbox.start()
 
     def start_ticking(self) -> None:
         """Run ``tick`` once a second on the clock (a test's clock ticks when it advances)."""
@@ -100,7 +103,9 @@ class Services:
         self._tick_timer = self.clock.call_later(1.0, self._tick_due)
 
     def stop_ticking(self) -> None:
+        """Stop the timers: the tick, and the outbox's next try."""
         self._ticking = False
+        self.outbox.stop()
         if self._tick_timer is not None:
             self._tick_timer.cancel()
 

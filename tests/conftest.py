@@ -594,12 +594,33 @@ def queue_lists(events: list[dict], chat_id: int) -> list[bool]:
 
 
 class Inbox:
-    """What the test's SMTP server received: ``(mail_from, rcpt_tos, message)`` each."""
+    """A real SMTP server (aiosmtpd) on a fixed port, and what it received:
+    ``(mail_from, rcpt_tos, message)`` each. ``stop()`` and ``start()`` make an outage;
+    ``refuse_rcpt = "550 ..."`` refuses every recipient."""
 
-    def __init__(self):
+    def __init__(self, port: int):
         self.messages = []
         self.lock = threading.Lock()
-        self.port: int | None = None
+        self.port = port
+        self.refuse_rcpt: str | None = None
+        self._controller = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: N802
+        if self.refuse_rcpt:
+            return self.refuse_rcpt
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -611,16 +632,13 @@ class Inbox:
 @pytest.fixture
 def smtp():
     """A real SMTP server (aiosmtpd) on a free port; ``smtp.messages`` is what it got."""
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
     with socket.socket() as probe:  # aiosmtpd needs a concrete port
         probe.bind(("127.0.0.1", 0))
-        inbox.port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
+        port = probe.getsockname()[1]
+    inbox = Inbox(port)
+    inbox.start()
     yield inbox
-    controller.stop()
+    inbox.stop()
 
 
 def mail_config(smtp: Inbox, **extra: str) -> dict:

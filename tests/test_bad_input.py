@@ -1174,6 +1174,7 @@ def _console_fixture(server):
             "display_name": "Bob the Admin",
         },
         "/api/console/offline-messages/([^/]+)": {"read": True},
+        "/api/console/offline-messages/([^/]+)/reply": {"text": "Evil"},
         "/api/console/password": {
             "current_password": "correct horse 1",
             "new_password": "correct horse 3",
@@ -1196,8 +1197,10 @@ def _console_fixture(server):
     }
 
     def path(pattern):
-        m = re.fullmatch(r"/api/console/([^/]+)/\(\[\^/\]\+\)", pattern)
-        return pattern if not m else f"/api/console/{m.group(1)}/{ids[m.group(1)]}"
+        m = re.fullmatch(r"/api/console/([^/]+)/\(\[\^/\]\+\)(/[a-z-]+)?", pattern)
+        if not m:
+            return pattern
+        return f"/api/console/{m.group(1)}/{ids[m.group(1)]}{m.group(2) or ''}"
 
     return admin, bob, v, chat_id, bodies, path
 

@@ -1,8 +1,9 @@
 """Storage: the only gateway to the database.
 
-``Storage`` opens and migrates the database and owns four stores by subject: ``accounts``
+``Storage`` opens and migrates the database and owns five stores by subject: ``accounts``
 (operators, sessions, visitors), ``chats`` (chats, events, offline messages), ``traffic``
-(visits, page views, invitation rules) and ``site`` (secrets and console-edited settings).
+(visits, page views, invitation rules), ``site`` (secrets and console-edited settings) and
+``outbox`` (outgoing e-mail until the SMTP server accepts it).
 Every method the domain calls while serving is awaitable, so a networked database can run its
 queries off the event loop (``Storage.run``) without the callers' signatures changing; the
 bodies are plain peewee code. (Start-up and tools use a few synchronous ones: ``open``,
@@ -26,6 +27,7 @@ from ..clock import Clock
 from ..config import ConfigError
 from .accounts import AccountStore
 from .chats import ChatStore
+from .outbox import OutboxStore
 from .schema import DIALECT, MIGRATIONS, MODELS, SCHEMA_VERSION, MetaRow
 from .site import SiteStore
 from .traffic import TrafficStore
@@ -64,6 +66,7 @@ class Storage:
         self.chats = ChatStore(self)
         self.traffic = TrafficStore(self)
         self.site = SiteStore(self)
+        self.outbox = OutboxStore(self)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run synchronous database code. SQLite runs it at once on the loop's thread; a

@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import ACTIVE, OPEN_STATUSES, WAITING
-from .records import CHAT_COLUMNS, Chat, OfflineMessage
+from .records import CHAT_COLUMNS, Chat, OfflineMessage, OutboxMail
 from .schema import OfflineMessageRow
 
 if TYPE_CHECKING:
@@ -220,9 +220,53 @@ class ChatStore:
         )
         return _offline(row) if row is not None else None
 
-    async def create_offline_message(self, **fields: Any) -> OfflineMessage:
-        row = await self._storage.run(lambda: OfflineMessageRow.create(read=False, **fields))
-        return _offline(row)
+    async def create_offline_message(
+        self, mail: dict | None = None, **fields: Any
+    ) -> tuple[OfflineMessage, OutboxMail | None]:
+        """A new offline message and, in the same transaction, its notification ``mail``
+        (an outbox entry, see ``OutboxStore.add``)."""
+
+        def create() -> tuple[OfflineMessage, OutboxMail | None]:
+            with self._storage.atomic():
+                msg = _offline(OfflineMessageRow.create(read=False, **fields))
+                if mail is None:
+                    return msg, None
+                return msg, self._storage.outbox.add(dict(mail, offline_message_id=msg.id))
+
+        return await self._storage.run(create)
+
+    async def offline_message(self, message_id: int) -> OfflineMessage | None:
+        row = await self._storage.run(
+            OfflineMessageRow.get_or_none, OfflineMessageRow.id == message_id
+        )
+        return _offline(row) if row is not None else None
+
+    async def reply_offline_message(
+        self, message_id: int, text: str, operator_id: int, at: int, mail: dict
+    ) -> tuple[OfflineMessage, OutboxMail] | None:
+        """Keep an operator's reply with the message (marked read) and queue its ``mail``,
+        in one transaction; None when the message has been answered already."""
+
+        def reply() -> tuple[OfflineMessage, OutboxMail] | None:
+            with self._storage.atomic():
+                n = (
+                    OfflineMessageRow.update(
+                        reply_text=text, replied_at=at, replied_by=operator_id, read=True
+                    )
+                    .where(
+                        (OfflineMessageRow.id == message_id)
+                        & OfflineMessageRow.replied_at.is_null()
+                    )
+                    .execute()
+                )
+                if n != 1:
+                    return None
+                row = OfflineMessageRow.get_by_id(message_id)
+                return _offline(row), self._storage.outbox.add(
+                    dict(mail, offline_message_id=message_id)
+                )
+
+        return await self._storage.run(reply)
 
     async def offline_messages(self, limit: int = 500) -> list[OfflineMessage]:
         q = OfflineMessageRow.select().order_by(OfflineMessageRow.id.desc()).limit(limit)

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol import MAIL_QUEUED
+
 
 @dataclass(eq=False)
 class Operator:
@@ -105,6 +107,42 @@ class OfflineMessage:
             "reply_text": self.reply_text,
             "replied_at": self.replied_at,
             "replied_by": self.replied_by,
+        }
+
+
+@dataclass(eq=False)
+class OutboxMail:
+    """An e-mail in the outbox, without its bytes (``OutboxStore.message`` has them)."""
+
+    id: int
+    kind: str
+    recipient: str
+    subject: str
+    state: str
+    attempts: int
+    next_attempt_at: int
+    last_error: str
+    created_at: int
+    sent_at: int | None
+    chat_id: int | None
+    offline_message_id: int | None
+
+    def public(self) -> dict:
+        """As the console sees it (``GET /api/console/mail``, ``mail_changed``)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "recipient": self.recipient,
+            "subject": self.subject,
+            "state": self.state,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "sent_at": self.sent_at,
+            # When the next try is due; none once the mail is sent or has failed.
+            "next_attempt_at": self.next_attempt_at if self.state == MAIL_QUEUED else None,
+            "chat_id": self.chat_id,
+            "offline_message_id": self.offline_message_id,
         }
 
 

@@ -66,6 +66,8 @@ ROUTES: list[Route] = [
     Route(r"/api/console/invite-rules/([^/]+)", h.InviteRuleHandler, "admin"),
     Route(r"/api/console/offline-messages", h.OfflineMessagesHandler, "operator"),
     Route(r"/api/console/offline-messages/([^/]+)", h.OfflineMessageHandler, "operator"),
+    Route(r"/api/console/offline-messages/([^/]+)/reply", h.OfflineMessageReplyHandler, "operator"),
+    Route(r"/api/console/mail", h.MailHandler, "operator"),
     Route(r"/api/console/password", h.PasswordHandler, "operator"),
     Route(r"/api/console/settings", h.SettingsHandler, {"GET": "operator", "PATCH": "admin"}),
     Route(r"/api/console/operators", h.OperatorsHandler, {"GET": "operator", "POST": "admin"}),

@@ -324,11 +324,11 @@ class InviteRuleHandler(BaseHandler):
 
 
 class OfflineMessagesHandler(BaseHandler):
-    """GET /api/console/offline-messages: the inbox, newest first."""
+    """GET /api/console/offline-messages: the inbox, newest first, with each message's mail."""
 
     async def get(self) -> None:
-        msgs = await self.services.offline.inbox()
-        self.reply({"messages": [m.public() for m in msgs]})
+        s = self.services
+        self.reply({"messages": await s.offline.listing(), "mail_enabled": s.outbox.enabled})
 
 
 class OfflineMessageHandler(BaseHandler):
@@ -338,6 +338,24 @@ class OfflineMessageHandler(BaseHandler):
         args = self.services.validate.request("offline_message_read", self.body_json())
         msg = await self.services.offline.mark(path_id(msg_id), args["read"])
         self.reply(msg.public())
+
+
+class OfflineMessageReplyHandler(BaseHandler):
+    """POST /api/console/offline-messages/ID/reply: answer the visitor by e-mail."""
+
+    async def post(self, msg_id: str) -> None:
+        s = self.services
+        args = s.validate.request("offline_message_reply", self.body_json())
+        self.reply(await s.offline.reply(self.party, path_id(msg_id), args["text"]))
+
+
+class MailHandler(BaseHandler):
+    """GET /api/console/mail: the outbox, newest first."""
+
+    async def get(self) -> None:
+        s = self.services
+        mail = await s.outbox.recent()
+        self.reply({"mail": [m.public() for m in mail], "mail_enabled": s.outbox.enabled})
 
 
 # -- console: administration --------------------------------------------------------------------
