@@ -2,7 +2,8 @@
  * docs/PROTOCOL.md §3–§4), and the operator's commands. Events and answers only change the
  * store; the shell and the views draw from it (store.js). Nothing here touches the DOM.
  *
- * Store keys: me, conn, alerts, view, tabs, queue, team, inbox, visitors (a Map, changed in
+ * Store keys: me, conn, alerts, view, tabs, queue, team, inbox, mail (the outbox), mailEnabled,
+ * inboxMail (an inbox message's mail changed in place), visitors (a Map, changed in
  * place), mon (the monitor's sort and filters), detail (the visitor open in the monitor), and per
  * chat ID: log:ID (its events), head:ID (its summary), outbox:ID, typing:ID, seen:ID; per
  * visitor ID: vrow:ID (the monitor row) and visitor:ID (the detail's visits and chats). */
@@ -37,6 +38,8 @@ export function start(me, session, signedOut) {
     queue: [],
     team: [],
     inbox: [],
+    mail: [],
+    mailEnabled: false,
     // The live traffic monitor ("Visitors"): the view operators open first.
     view: saved.view && saved.view.kind !== "chat" ? saved.view : { kind: "visitors" },
     visitors: new Map(), // visitor id -> monitor row (docs/PROTOCOL.md §7.5)
@@ -199,6 +202,20 @@ const EVENTS = {
       "cutelive-inbox-" + m.id,
       () => show({ kind: "inbox" }),
     );
+  },
+  offline_message_replied: (ev) => ev.message && putMessage(ev.message),
+  mail_changed(ev) {
+    const mail = ev.mail;
+    if (!mail) return;
+    const put = (list) => {
+      const i = list.findIndex((x) => x.id === mail.id);
+      if (i < 0) list.unshift(mail);
+      else list[i] = mail;
+    };
+    put(S.mail);
+    const m = mail.offline_message_id && S.inbox.find((x) => x.id === mail.offline_message_id);
+    if (m) put((m.mail = m.mail || []));
+    store.touch("mail", "inboxMail");
   },
   operators(ev) {
     store.set({ team: ev.operators || [] });
@@ -508,7 +525,7 @@ export function closeTab(id) {
 export async function loadInbox() {
   try {
     const j = await api("GET", "/api/console/offline-messages");
-    store.set({ inbox: j.messages || [] });
+    store.set({ inbox: j.messages || [], mailEnabled: !!j.mail_enabled });
   } catch (e) {
     /* the next minute */
   }
@@ -522,6 +539,45 @@ export async function markRead(m, read) {
     toastError(e);
   }
   store.set({ inbox: S.inbox.slice() });
+}
+
+/** Answer an offline message by e-mail; the answer replaces the message in the inbox. */
+export async function replyTo(m, text) {
+  putMessage(await api("POST", "/api/console/offline-messages/" + m.id + "/reply", { text }));
+}
+
+/** How far a mail has got: an answer sent before a mail_changed that came first must not
+ * take its state back. */
+const progress = (mail) => mail.attempts * 2 + (mail.state === "queued" ? 0 : 1);
+const later = (known, mail) => (known && progress(known) > progress(mail) ? known : mail);
+
+/** A message as the server sent it replaces the inbox's copy, keeping newer mail states. */
+function putMessage(m) {
+  const old = S.inbox.find((x) => x.id === m.id);
+  const mails = (old && old.mail) || [];
+  m.mail = (m.mail || []).map((mail) =>
+    later(
+      mails.find((x) => x.id === mail.id),
+      mail,
+    ),
+  );
+  store.set({ inbox: S.inbox.map((x) => (x.id === m.id ? m : x)) });
+}
+
+/** The outbox, newest first (then kept current by mail_changed). */
+export async function loadMail() {
+  try {
+    const j = await api("GET", "/api/console/mail");
+    const mail = (j.mail || []).map((x) =>
+      later(
+        S.mail.find((k) => k.id === x.id),
+        x,
+      ),
+    );
+    store.set({ mail, mailEnabled: !!j.mail_enabled });
+  } catch (e) {
+    /* shown again when the Inbox is opened */
+  }
 }
 
 export const invite = (visitorId, message) =>

@@ -26,6 +26,8 @@ const TEXTS = {
   "deliver:chat_closed": "Not delivered: the chat is closed",
   "deliver:*": (e) => "Not delivered: " + (e.message || e.error),
   rule_incomplete: "A name and a message, please.",
+  mail_not_configured: "E-mail is not set up on this server ([mail] in its configuration).",
+  already_replied: "This message has been answered already.",
   whole_numbers: "Counts and seconds are whole numbers.",
   // Why a session ended (the session_ended event's reason).
   "session:disabled": "Your account was disabled.",
