@@ -31,8 +31,10 @@ every import):
    ``enrichment``  browser, OS, device, country, search terms of a visit
    ``monitor``     live traffic: visits, page views, the consoles' visitor list
    ``invitations`` invitations to chat, automatic rules
-   ``chats``       starting, queue, accepting, messages, typing, closing, requeuing
+   ``chats``       starting, queue, accepting, messages, typing, closing, pending chats
+   ``handover``    an operator's chats when it goes: handed over, or kept pending
    ``offline``     messages left while nobody was online
+   ``followup``    after the live part: reply e-mails with links, transcripts, ratings
    ``streams``     attach, welcome, replay by cursors, long-poll connections
    ``commands``    the table of commands each party may send, dispatch
    ``services``    the composition root: builds and wires the above, the tick

@@ -155,7 +155,12 @@ class Accounts:
         if vid is None:
             vid = await self.store.visitor_id_by_token(token)
             if vid is None:
-                raise ApiError("bad_token", "unknown visitor token; get a new one", 401)
+                # A link that reopens a conversation stands for its visitor until it expires
+                # (not cached, so that it stops at once).
+                vid = await self.store.visitor_id_by_link(token, self.clock.now_ms())
+                if vid is None:
+                    raise ApiError("bad_token", "unknown visitor token; get a new one", 401)
+                return vid
             self._tokens[token] = vid
             if len(self._tokens) > self.TOKEN_CACHE:
                 self._tokens.popitem(last=False)

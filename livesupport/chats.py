@@ -1,6 +1,10 @@
-"""Conversations: starting, the queue, accepting, messages, typing, closing, missing, requeuing.
+"""Conversations: starting, the queue, accepting, messages, typing, closing, missing, and the
+pending state of a conversation whose operator went (``handover.py`` decides when).
 
-Every chat event is committed (with its ``seq``) before it is acknowledged or published.
+Every chat event is committed (with its ``seq``) before it is acknowledged or published. A chat
+an operator has answered is never lost: it is handed back to the queue only when a colleague
+is online to take it, and otherwise stays assigned as *pending* until it is ended or
+``[chat] pending_timeout`` passes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .protocol import (
     MISSED,
     ONLINE,
     OPEN_STATUSES,
+    PENDING,
     TYPING_EXPIRES,
     WAITING,
     ApiError,
@@ -32,6 +37,7 @@ from .protocol import (
     not_found,
     operator_ref,
 )
+from .site import Site
 from .storage.records import Chat
 
 
@@ -96,19 +102,26 @@ class Chats:
     """The chats and their queue. Announces ``changed(chat)`` after any change of a chat's
     status or operator."""
 
-    def __init__(self, ctx: Context, presence: Presence, invitations: Invitations):
+    def __init__(self, ctx: Context, presence: Presence, invitations: Invitations, site: Site):
         config, hub, clock = ctx.config, ctx.hub, ctx.clock
         self.config, self.hub, self.clock = config, hub, clock
         self.store, self.accounts = ctx.storage.chats, ctx.storage.accounts
         self.presence = presence
         self.invitations = invitations
+        self.site = site
         self.typing = Typing(hub, clock)
         self.rl_messages = RateLimiter("visitor_messages", config.limits_visitor_messages, clock)
         self.rl_chats = RateLimiter("chats_per_ip", config.limits_chats_per_ip, clock)
         #: Waiting chat id -> queued_at (ms), oldest first when sorted.
         self.waiting: dict[int, int] = {}
+        #: Pending chat id -> pending_since (ms).
+        self.pending: dict[int, int] = {}
+        #: Visitor-facing mail (reply links, transcripts) can be sent.
+        self.mail = config.mail_enabled
         self._queue_dirty = False
         self.changed = Signal("chat_changed")
+        #: ``replied(chat, event)``: an operator wrote in a chat (the visitor may be away).
+        self.replied = Signal("replied")
 
     async def start(self) -> set[int]:
         """Load the queue after a (re)start; returns the operators who have open chats."""
@@ -116,6 +129,8 @@ class Chats:
         for chat in await self.store.open_chats():
             if chat.status == WAITING:
                 self.waiting[chat.id] = chat.queued_at
+            elif chat.status == PENDING:
+                self.pending[chat.id] = chat.pending_since or chat.created_at
             elif chat.operator_id:
                 operators.add(chat.operator_id)
         return operators
@@ -124,7 +139,9 @@ class Chats:
 
     async def summary(self, chat: Chat, role: str) -> dict:
         op = await self.accounts.operator(chat.operator_id) if chat.operator_id else None
-        return chat_summary(chat, role, op)
+        s = chat_summary(chat, role, op)
+        s["operator_status"] = self.presence.status_of(op.id) if op else None
+        return s
 
     def may_see(self, party: Party, chat: Chat) -> bool:
         if party.role == "visitor":
@@ -154,11 +171,19 @@ class Chats:
         return [await self.summary(c, "visitor") for c in chats]
 
     async def console_list(self, party: Party, status: str, limit: int, before: int):
-        """Chats by status (or ``mine``), newest first, for the console's history."""
+        """Chats by status (or ``mine``, or ``open``: with their last message), newest first,
+        for the console's Chats page and History."""
         mine = party.operator_id if status == "mine" else None
         status_filter = None if status == "mine" else status or None
         chats = await self.store.list_chats(status_filter, mine, limit, before)
-        return [await self.summary(c, "operator") for c in chats]
+        out = [await self.summary(c, "operator") for c in chats]
+        if status == "open":
+            for s, c in zip(out, chats, strict=True):
+                last = await self.store.last_message(c.id)
+                s["last_message"] = (
+                    {k: last[k] for k in ("from", "text", "ts", "seq")} if last else None
+                )
+        return out
 
     # -- the queue ----------------------------------------------------------------------------
 
@@ -175,20 +200,33 @@ class Chats:
         self.clock.call_later(0, lambda: self.clock.spawn(flush()))
 
     async def queue_event(self) -> dict:
+        """The waiting chats: handed-over conversations first, then oldest first."""
+        chats = [c for c in [await self.store.chat(cid) for cid in self.waiting] if c]
+        chats.sort(key=lambda c: (c.handed_over_by is None, self.waiting[c.id]))
         out = []
-        for cid in sorted(self.waiting, key=self.waiting.get):
-            c = await self.store.chat(cid)
-            if c:
-                out.append(dict(await self.summary(c, "operator"), first_message=c.first_message))
+        for c in chats:
+            item = dict(await self.summary(c, "operator"), first_message=c.first_message)
+            if c.handed_over_by:
+                item["handed_over_by"] = await self.who(c.handed_over_by)
+            out.append(item)
         return {"type": "queue", "chats": out}
 
     async def tick(self) -> None:
-        """Queue timeouts: a chat nobody answered in time is missed."""
+        """Queue timeouts (a chat nobody ever answered is missed; an answered one waits on as
+        pending), and pending timeouts."""
         now = self.clock.now_ms()
         limit = int(self.config.chat_queue_timeout * 1000)
         for chat_id, queued_at in list(self.waiting.items()):
             if now - queued_at >= limit:
                 await self.miss(chat_id)
+        limit = int(self.config.chat_pending_timeout * 1000)
+        for chat_id, since in list(self.pending.items()):
+            if now - since >= limit:
+                chat = await self.store.chat(chat_id)
+                self.pending.pop(chat_id, None)
+                if chat is not None and chat.status == PENDING:
+                    event = {"type": "chat_closed", "by": "system", "reason": "pending_timeout"}
+                    await self._end(chat, CLOSED, event)
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -202,9 +240,9 @@ class Chats:
         if any(ev["type"] != "message" for ev, _ in pairs):
             await self.changed.emit(chat)
 
-    async def _operator_ref(self, operator_id: int) -> dict:
+    async def who(self, operator_id: int) -> dict:
         o = await self.accounts.operator(operator_id)
-        return operator_ref(o.id, o.display_name)
+        return operator_ref(operator_id, o.display_name if o else "")
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -222,11 +260,23 @@ class Chats:
             )
         return None
 
+    def _prechat(self, form: dict) -> None:
+        """The pre-chat form as Widget settings ask for it: each field required, optional or
+        not asked (what was not asked is not stored)."""
+        for key in ("name", "email"):
+            ask = self.site.look(f"ask_{key}")
+            if ask == "hidden":
+                form[key] = ""
+            elif ask == "required" and not form.get(key, "").strip():
+                raise invalid_field(key, f"'{key}' is required")
+
     async def start_chat(self, party: Party, **form: str) -> dict:
         """The visitor's ``start_chat``: its pre-chat form and first message (``form``)."""
         again = await self._open_chat_of(party, form["client_id"])
         if again is not None:
             return again
+        self._prechat(form)
+        form.setdefault("name", "")
         self.rl_chats.check(party.ip, "new chats from this address")
         self.rl_messages.check(party.visitor_id, "messages")
         chat, pairs = await self._create(party, form)
@@ -276,6 +326,7 @@ class Chats:
             "status": ACTIVE if active else WAITING,
             "operator_id": op["id"] if active else None,
             "accepted_at": t if active else None,
+            "answered_at": t if active else None,
             "name": name,
             "email": email,
             "page_url": page_url,
@@ -314,11 +365,15 @@ class Chats:
             op = None
         else:
             self._own_active(party, chat)
-            op = await self._operator_ref(party.operator_id)
+            op = await self.who(party.operator_id)
+            if chat.status == PENDING and self.presence.status_of(party.operator_id) == ONLINE:
+                await self.resume(chat, op)
         event = message_event(party.role, op, text, client_id, self.clock.now_ms())
         pairs = await self.store.append_events(chat, [event])
         await self.publish(chat, pairs)
         self.typing.stop(chat, party.role)
+        if party.role == "operator":
+            await self.replied.emit(chat, pairs[0][0])
         return {"message": pairs[0][0]}
 
     async def set_typing(self, party: Party, chat_id: int, typing: bool) -> dict:
@@ -337,7 +392,7 @@ class Chats:
         op = None
         if party.role == "operator":
             self._own_active(party, chat)
-            op = await self._operator_ref(party.operator_id)
+            op = await self.who(party.operator_id)
         elif chat.status not in OPEN_STATUSES:
             raise chat_closed(chat.id, chat.status)
         await self._end(chat, CLOSED, {"type": "chat_closed", "by": party.role, "operator": op})
@@ -347,29 +402,39 @@ class Chats:
         was_waiting = chat.status == WAITING
         t = self.clock.now_ms()
         event["ts"] = t
-        pairs = await self.store.append_events(chat, [event], {"status": status, "closed_at": t})
+        changes = {"status": status, "closed_at": t, "pending_since": None}
+        pairs = await self.store.append_events(chat, [event], changes)
         await self.publish(chat, pairs)
         self.typing.forget(chat.id)
+        self.pending.pop(chat.id, None)
         if was_waiting:
             self.waiting.pop(chat.id, None)
             self.queue_changed()
 
     async def miss(self, chat_id: int) -> None:
-        """Nobody answered in time: the chat ends and the visitor is offered the offline form."""
+        """Nobody took it in time. Never answered: the chat ends as missed and the visitor is
+        offered the offline form. Answered before (handed over): it stays with the operator who
+        handed it over, as pending."""
         self.waiting.pop(chat_id, None)
         chat = await self.store.chat(chat_id)
         if chat is None or chat.status != WAITING:
             return
-        await self._end(chat, MISSED, {"type": "chat_missed", "reason": "queue_timeout"})
+        if chat.answered_at is None:
+            await self._end(chat, MISSED, {"type": "chat_missed", "reason": "queue_timeout"})
+            return
+        self.queue_changed()
+        await self.pend(chat, chat.handed_over_by, "queue_timeout")
 
     # -- operators ----------------------------------------------------------------------------
 
     async def accept(self, party: Party, chat_id: int) -> dict:
+        """Take a waiting chat, or a pending one (a colleague's conversation kept for a reply)."""
         chat = await self.chat_for(party, chat_id)
+        previous = chat.operator_id if chat.status == PENDING else None
         if self.presence.status_of(party.operator_id) != ONLINE:
             raise ApiError("status_not_online", "set your status to online to accept chats", 409)
         t = self.clock.now_ms()
-        op = await self._operator_ref(party.operator_id)
+        op = await self.who(party.operator_id)
         event = {"type": "chat_accepted", "ts": t, "operator": op}
         got = await self.store.accept_chat(chat.id, party.operator_id, t, [event])
         if got is None:
@@ -381,9 +446,12 @@ class Chats:
             )
         chat, pairs = got
         self.waiting.pop(chat.id, None)
-        # The visitor gets the event; the operator's streams get the whole chat from seq 1.
+        self.pending.pop(chat.id, None)
+        # The visitor (and a colleague who kept it pending) get the event; the operator's
+        # streams get the whole chat from seq 1.
+        others = [f"op:{previous}"] if previous and previous != party.operator_id else []
         for ev, text in pairs:
-            self.hub.publish([f"v:{chat.visitor_id}"], ev, text)
+            self.hub.publish([f"v:{chat.visitor_id}", *others], ev, text)
         seq = 0
         for text in await self.store.events_after(chat.id, 0):
             seq += 1
@@ -392,19 +460,24 @@ class Chats:
         self.queue_changed()
         return {"chat": await self.summary(chat, "operator")}
 
-    async def requeue_operator(self, operator_id: int) -> None:
-        """The operator went offline: its active chats go back to the queue."""
-        op = await self.accounts.operator(operator_id)
-        who = operator_ref(operator_id, op.display_name if op else "")
-        for chat in await self.store.operator_chats(operator_id):
-            if chat.status != ACTIVE:
-                continue
-            t = self.clock.now_ms()
-            pairs = await self.store.append_events(
-                chat,
-                [{"type": "chat_requeued", "ts": t, "reason": "operator_offline", "operator": who}],
-                {"status": WAITING, "operator_id": None, "queued_at": t, "accepted_at": None},
-            )
-            await self.publish(chat, pairs, extra_topics=[f"op:{operator_id}"])
-            self.waiting[chat.id] = t
-            self.queue_changed()
+    async def pend(self, chat: Chat, operator_id: int | None, reason: str) -> None:
+        """Keep the conversation assigned for a later reply; the visitor is told, and may leave
+        an e-mail address when mail is configured."""
+        t = self.clock.now_ms()
+        who = await self.who(operator_id) if operator_id else None
+        event = {"type": "chat_pending", "ts": t, "reason": reason, "operator": who}
+        event["mail"] = self.mail
+        changes = {"status": PENDING, "operator_id": operator_id, "pending_since": t}
+        changes["handed_over_by"] = None
+        pairs = await self.store.append_events(chat, [event], changes)
+        await self.publish(chat, pairs)
+        self.pending[chat.id] = t
+
+    async def resume(self, chat: Chat, op: dict) -> None:
+        """The operator of a pending chat is back and writes: the chat is active again."""
+        t = self.clock.now_ms()
+        event = {"type": "chat_resumed", "ts": t, "operator": op}
+        changes = {"status": ACTIVE, "pending_since": None, "accepted_at": t}
+        pairs = await self.store.append_events(chat, [event], changes)
+        await self.publish(chat, pairs)
+        self.pending.pop(chat.id, None)

@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .chats import Chats
+from .followup import FollowUp
 from .invitations import Invitations
 from .offline import OfflineMessages
 from .presence import Presence
-from .protocol import COMMANDS, ONLINE, ApiError, Party, Validator, request_id_ok
+from .protocol import COMMANDS, HAND_OVER, ONLINE, ApiError, Party, Validator, request_id_ok
 from .streams import Streams
 
 log = logging.getLogger("cutelive")
@@ -27,6 +28,7 @@ class Commands:
         validate: Validator,
         chats: Chats,
         offline: OfflineMessages,
+        followup: FollowUp,
         invitations: Invitations,
         presence: Presence,
         streams: Streams,
@@ -47,6 +49,9 @@ class Commands:
                 "accept_invitation": self._drop_stream(chats.accept_invitation),
                 "decline_invitation": self._decline_invitation,
                 "leave_message": self._drop_stream(offline.leave),
+                "set_email": self._drop_stream(followup.set_email),
+                "rate": self._drop_stream(followup.rate),
+                "email_transcript": self._drop_stream(followup.email_transcript),
             },
             "operator": {
                 "sync": streams.sync,
@@ -121,6 +126,6 @@ class Commands:
         inv = await self.invitations.invite(party.operator_id, visitor_id, message)
         return {"invitation": {k: inv[k] for k in ("id", "state", "operator", "message")}}
 
-    async def _status(self, party: Party, stream: Any, status: str) -> dict:
-        await self.presence.set_status(party.operator_id, status)
+    async def _status(self, party: Party, stream: Any, status: str, chats: str = HAND_OVER) -> dict:
+        await self.presence.set_status(party.operator_id, status, chats)
         return {"status": status}

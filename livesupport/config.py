@@ -179,6 +179,14 @@ SETTINGS: list[Setting] = [
     Setting("realtime", "heartbeat", "25s", parse_duration, "Ping interval for streams."),
     Setting("realtime", "poll_timeout", "25s", parse_duration, "How long a long-poll is held."),
     Setting("chat", "queue_timeout", "2m", parse_duration, "Unanswered chats become missed."),
+    Setting(
+        "chat",
+        "pending_timeout",
+        "7d",
+        parse_duration,
+        "Pending conversations (operator away) end after this; reply links expire with them.",
+    ),
+    Setting("chat", "alert_repeat", "30s", parse_duration, "Repeat alerts while a chat waits."),
     Setting("operators", "offline_grace", "30s", parse_duration, "Offline after disconnect."),
     Setting("operators", "session_lifetime", "30d", parse_duration, "Console sessions expire."),
     Setting("operators", "login_failures", "10/15m", parse_rate, "Failures per account."),
@@ -243,6 +251,8 @@ class Config:
     realtime_heartbeat: float
     realtime_poll_timeout: float
     chat_queue_timeout: float
+    chat_pending_timeout: float
+    chat_alert_repeat: float
     operators_offline_grace: float
     operators_session_lifetime: float
     operators_login_failures: tuple[int, float]
@@ -284,6 +294,11 @@ class Config:
 
     def get(self, section: str, key: str) -> Any:
         return getattr(self, f"{section}_{key}")
+
+    @property
+    def mail_enabled(self) -> bool:
+        """``[mail]`` is configured: an SMTP server, and the site's address for replies."""
+        return bool(self.mail_smtp_host and self.mail_to_address)
 
     def base_url(self, port: int | None = None) -> str:
         """``public_url``, or the listening address when none is configured."""

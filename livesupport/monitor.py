@@ -22,6 +22,7 @@ from .protocol import (
     MAX_UA_CHARS,
     MAX_URL_CHARS,
     OPEN_STATUSES,
+    PENDING,
     WAITING,
     ApiError,
     chat_summary,
@@ -70,6 +71,9 @@ class LiveVisitor:
     chat_id: int | None = None
     chat_status: str | None = None
     chat_operator: dict | None = None
+    #: The name and e-mail address the visitor gave in a chat (kept after it ends).
+    name: str = ""
+    email: str = ""
     invitation: dict | None = None
     auto_invited: bool = False
     state: str = "browsing"
@@ -245,6 +249,10 @@ class Monitor:
         lv.chat_status = chat.status if is_open else None
         op = await self.storage.accounts.operator(chat.operator_id) if chat.operator_id else None
         lv.chat_operator = operator_ref(op.id, op.display_name) if op else None
+        if chat.name and not (chat.name == "Visitor" and lv.name):
+            lv.name = chat.name
+        if chat.email:
+            lv.email = chat.email
 
     async def chat_changed(self, chat: Chat) -> None:
         """A chat's status or operator changed (the chats announce it)."""
@@ -260,7 +268,7 @@ class Monitor:
         t = self.clock.now_ms() if t is None else t
         if lv.left_at is not None:
             return "left"
-        if lv.chat_status == ACTIVE:
+        if lv.chat_status in (ACTIVE, PENDING):
             return "chatting"
         if lv.chat_status == WAITING:
             return "waiting"
@@ -297,6 +305,8 @@ class Monitor:
             "country": lv.country,
             "chat_id": lv.chat_id,
             "operator": lv.chat_operator,
+            "name": lv.name,
+            "email": lv.email,
             "invitation": {k: inv[k] for k in ("id", "state", "operator", "message")}
             if inv
             else None,

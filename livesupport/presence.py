@@ -11,15 +11,15 @@ from typing import Any
 
 from .context import Context
 from .hub import Signal
-from .protocol import OFFLINE, ONLINE
+from .protocol import HAND_OVER, OFFLINE, ONLINE
 
 
 class Presence:
     """Present operators and their grace timers.
 
     Publishes ``operators`` to consoles and ``availability`` to visitors when they change;
-    announces ``went_offline(operator_id)`` when an operator is gone (its chats go back to
-    the queue).
+    announces ``went_offline(operator_id, chats)`` when an operator is gone (its chats are
+    handed over or kept, see ``Handover.operator_left``).
     """
 
     def __init__(self, ctx: Context):
@@ -30,6 +30,8 @@ class Presence:
         self._grace: dict[int, Any] = {}
         self._online = False
         self.went_offline = Signal("went_offline")
+        #: ``status_set(operator_id, status)``: an operator chose a status.
+        self.status_set = Signal("status_set")
 
     async def restore(self, operator_ids: set[int]) -> None:
         """After a restart: operators with open chats count as present for one grace period,
@@ -76,11 +78,13 @@ class Presence:
         if self.hub.count(f"op:{operator_id}") == 0 and operator_id in self.present:
             self._start_grace(operator_id)
 
-    async def set_status(self, operator_id: int, status: str) -> None:
+    async def set_status(self, operator_id: int, status: str, chats: str = HAND_OVER) -> None:
+        """``chats``: what becomes of the operator's open chats when it goes offline."""
         await self.accounts.update_operator(operator_id, status=status)
         self.present[operator_id] = status
+        await self.status_set.emit(operator_id, status)
         if status == OFFLINE:
-            await self.went_offline.emit(operator_id)
+            await self.went_offline.emit(operator_id, chats)
         elif self.hub.count(f"op:{operator_id}") == 0 and operator_id not in self._grace:
             # Set over plain HTTP with no stream open: present only for the grace period.
             self._start_grace(operator_id)
@@ -90,7 +94,7 @@ class Presence:
         """The operator is offline: drop its presence and announce it."""
         self._cancel_grace(operator_id)
         self.present.pop(operator_id, None)
-        await self.went_offline.emit(operator_id)
+        await self.went_offline.emit(operator_id, HAND_OVER)
         await self.changed()
 
     # -- grace --------------------------------------------------------------------------------

@@ -13,9 +13,14 @@ from typing import Any
 
 from .config import Config, split_url
 
-#: Chat statuses; open chats are the first two.
-WAITING, ACTIVE, CLOSED, MISSED = "waiting", "active", "closed", "missed"
-OPEN_STATUSES = (WAITING, ACTIVE)
+#: Chat statuses. Open: waiting in the queue, active with its operator, or pending (assigned,
+#: its operator away; kept for a later reply). Ended: closed, or missed (nobody ever answered).
+WAITING, ACTIVE, PENDING = "waiting", "active", "pending"
+CLOSED, MISSED = "closed", "missed"
+OPEN_STATUSES = (WAITING, ACTIVE, PENDING)
+#: What happens to an operator's chats when it goes offline (the ``status`` command's
+#: ``chats``): handed over to the queue when a colleague is online, or kept as pending.
+HAND_OVER, KEEP = "hand_over", "keep"
 #: Operator statuses.
 ONLINE, AWAY, OFFLINE = "online", "away", "offline"
 #: States of an outgoing e-mail: kept until the SMTP server accepts it, or given up.
@@ -34,6 +39,7 @@ MAX_TOKEN_CHARS = 256
 MAX_INVITATION_CHARS = 500
 MAX_RULE_TEXT_CHARS = 500
 MAX_ALLOWED_ORIGINS = 100
+MAX_COMMENT_CHARS = 1000
 #: How long a ``typing`` event stays true at the receiver unless refreshed.
 TYPING_EXPIRES = 6
 #: A WebSocket must say hello within this many seconds.
@@ -61,10 +67,15 @@ EVENTS: dict[str, str] = {
     "message": "both",
     "chat_accepted": "both",
     "chat_requeued": "both",
+    "chat_pending": "both",
+    "chat_resumed": "both",
     "chat_missed": "both",
     "chat_closed": "both",
+    "visitor_details": "both",
+    "chat_rated": "both",
     "typing": "both",
     "availability": "visitor",
+    "operator_status": "visitor",
     "appearance": "visitor",
     "invitation": "visitor",
     "invitation_expired": "visitor",
@@ -104,6 +115,7 @@ ERRORS: dict[str, int] = {
     "chat_closed": 409,
     "chat_already_open": 409,
     "status_not_online": 409,
+    "not_answered": 409,
     "username_taken": 409,
     "setup_done": 409,
     "mail_not_configured": 409,
@@ -213,9 +225,18 @@ def chat_summary(chat: Any, role: str, operator: Any = None) -> dict:
         "accepted_at": chat.accepted_at,
         "closed_at": chat.closed_at,
         "last_seq": chat.last_seq,
+        "answered": chat.answered_at is not None,
+        "pending_since": chat.pending_since,
+        "rating": chat.rating,
     }
     if role == "operator":
-        s.update(visitor_id=chat.visitor_id, ip=chat.ip, user_agent=chat.user_agent)
+        s.update(
+            visitor_id=chat.visitor_id,
+            ip=chat.ip,
+            user_agent=chat.user_agent,
+            queued_at=chat.queued_at,
+            rating_comment=chat.rating_comment,
+        )
     return s
 
 
@@ -331,6 +352,8 @@ class Validator:
             return _check_string(name, value, MAX_INVITATION_CHARS, text=True, empty=True)
         if kind == "email":
             return self.email(name, value)
+        if kind == "name?":
+            return _check_string(name, value, self.name_chars, empty=True)
         if kind == "email?":
             return self.email(name, value) if value not in ("", None) else ""
         if kind == "url":
@@ -354,6 +377,18 @@ class Validator:
             return _check_cursors(name, value)
         if kind == "visitor_cursors":  # a visitor has few chats; each costs a lookup
             return _check_cursors(name, value, 100)
+        if kind == "handover":
+            if value not in (HAND_OVER, KEEP):
+                raise ApiError(
+                    "invalid_field", f"'{name}' must be {HAND_OVER} or {KEEP}", field=name
+                )
+            return value
+        if kind == "rating":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+                raise ApiError("invalid_field", f"'{name}' must be 1, 2, 3, 4 or 5", field=name)
+            return value
+        if kind == "comment":
+            return _check_string(name, value, MAX_COMMENT_CHARS, text=True, empty=True)
         if kind == "status":
             if value not in (ONLINE, AWAY, OFFLINE):
                 raise ApiError(
@@ -464,7 +499,7 @@ COMMANDS: dict[str, dict[str, Schema]] = {
         "sync": {"cursors": ("visitor_cursors", True)},
         "ping": {},
         "start_chat": {
-            "name": ("name", True),
+            "name": ("name?", False),
             "email": ("email?", False),
             "text": ("text", True),
             "client_id": ("client_id", True),
@@ -480,6 +515,13 @@ COMMANDS: dict[str, dict[str, Schema]] = {
             **_PAGE,
         },
         "decline_invitation": {"invitation_id": ("token", True)},
+        "set_email": {"chat_id": ("int", True), "email": ("email", True)},
+        "rate": {
+            "chat_id": ("int", True),
+            "rating": ("rating", True),
+            "comment": ("comment", False),
+        },
+        "email_transcript": {"chat_id": ("int", True), "email": ("email", True)},
         "leave_message": {
             "name": ("name", True),
             "email": ("email", True),
@@ -496,7 +538,7 @@ COMMANDS: dict[str, dict[str, Schema]] = {
         **_CHAT_COMMANDS,
         "accept": {"chat_id": ("int", True)},
         "invite": {"visitor_id": ("int", True), "message": ("invitation", False)},
-        "status": {"status": ("status", True)},
+        "status": {"status": ("status", True), "chats": ("handover", False)},
     },
 }
 
@@ -564,7 +606,12 @@ APPEARANCE: dict[str, tuple[str, int, str]] = {
         "We\u2019re away right now. Leave a message and we\u2019ll get back to you by e-mail.",
     ),
     "thanks": ("para", 500, "Thank you! Your message has been sent."),
+    # The pre-chat form: each field required, optional or not asked (hidden).
+    "ask_name": ("ask", 16, "required"),
+    "ask_email": ("ask", 16, "optional"),
 }
+#: The values of an "ask" appearance key.
+ASK = ("required", "optional", "hidden")
 
 
 def check_appearance(key: str, value: Any) -> str:
@@ -578,6 +625,8 @@ def check_appearance(key: str, value: Any) -> str:
         raise invalid_field(field_name, f"'{key}' must be a colour like #4f46e5")
     if kind == "position" and v not in ("left", "right"):
         raise invalid_field(field_name, f"'{key}' must be left or right")
+    if kind == "ask" and v not in ASK:
+        raise invalid_field(field_name, f"'{key}' must be required, optional or hidden")
     if kind == "image":
         u = split_url(v)
         if not (u is not None and u.scheme in ("http", "https") and u.netloc) and not (
@@ -618,4 +667,7 @@ def console_protocol(config: Config) -> dict:
         },
         "invitation_text": INVITATION_TEXT,
         "rule_conditions": dict(RULE_CONDITIONS),
+        # E-mail can be sent: replies to visitors who left, transcripts, inbox replies.
+        "mail": config.mail_enabled,
+        "alert_repeat": config.chat_alert_repeat,
     }

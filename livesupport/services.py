@@ -15,7 +15,9 @@ from .clock import Clock
 from .commands import Commands
 from .config import Config
 from .context import Context
+from .followup import FollowUp
 from .guards import FdGuard, LagMonitor, RateLimiter
+from .handover import Handover
 from .hub import Hub
 from .invitations import Invitations
 from .mail import Mailer
@@ -57,9 +59,11 @@ class Services:
         self.site = Site(ctx, self.presence)
         self.monitor = Monitor(ctx)
         self.invitations = Invitations(ctx, self.monitor, self.presence)
-        self.chats = Chats(ctx, self.presence, self.invitations)
+        self.chats = Chats(ctx, self.presence, self.invitations, self.site)
         self.outbox = Outbox(ctx, Mailer(config), run_blocking)
         self.offline = OfflineMessages(ctx, self.chats, self.outbox, self.site)
+        self.followup = FollowUp(ctx, self.chats, self.outbox, self.site)
+        self.handover = Handover(ctx, self.chats, self.presence)
         self.streams = Streams(
             ctx,
             self.accounts,
@@ -69,7 +73,13 @@ class Services:
             self.chats,
         )
         self.commands = Commands(
-            self.validate, self.chats, self.offline, self.invitations, self.presence, self.streams
+            self.validate,
+            self.chats,
+            self.offline,
+            self.followup,
+            self.invitations,
+            self.presence,
+            self.streams,
         )
         self.rl_requests = RateLimiter("requests_per_ip", config.limits_requests_per_ip, clock)
         self.rl_frames = RateLimiter(
@@ -84,8 +94,10 @@ class Services:
         self.accounts.sessions_ended.connect(self.streams.sessions_ended)
         self.accounts.operator_disabled.connect(self.presence.gone)
         self.accounts.operator_renamed.connect(lambda _op_id: self.presence.changed())
-        self.presence.went_offline.connect(self.chats.requeue_operator)
+        self.presence.went_offline.connect(self.handover.operator_left)
+        self.presence.status_set.connect(self.handover.operator_status)
         self.chats.changed.connect(self.monitor.chat_changed)
+        self.chats.replied.connect(self.followup.replied)
         self.monitor.page_viewed.connect(self.invitations.page_viewed)
 
     async def start(self) -> None:

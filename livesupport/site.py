@@ -42,6 +42,10 @@ class Site:
         """What administrators set; keys left at their default are absent."""
         return self._settings["appearance"]
 
+    def look(self, key: str) -> str:
+        """One appearance value: what an administrator set, or its default."""
+        return self.appearance.get(key) or APPEARANCE[key][2]
+
     def allowed_origins(self) -> list[str]:
         """Origins allowed to use the visitor API: the ini's and the console's; empty: any."""
         return list(self.config.widget_allowed_origins) + self._settings["allowed_origins"]
@@ -54,6 +58,8 @@ class Site:
             "defaults": {k: default for k, (_kind, _limit, default) in APPEARANCE.items()},
             "invitation_text": INVITATION_TEXT,
             "limits": widget_limits(self.config),
+            # E-mail can be sent: the widget offers the reply by e-mail and the transcript.
+            "mail": self.config.mail_enabled,
             # Public anyway (browsers see them refused); the pop-out window checks its opener.
             "origins": self.allowed_origins(),
         }

@@ -16,6 +16,7 @@ def ended(stream, reason: str) -> None:
 
 def test_disabling_an_operator_ends_his_sessions(app):
     admin = app.operator("admin", admin=True)
+    admin.connect()  # online: there is a colleague to hand Bob's chat to
     bob = app.operator("bob", display_name="Bob")
     bob.connect()
     ann = app.visitor()
@@ -29,8 +30,9 @@ def test_disabling_an_operator_ends_his_sessions(app):
     ended(bob.stream, "disabled")
     # The session is gone: its cookie opens nothing (GET /api/console/* answers 401).
     assert not app.session_alive(bob)
-    # His chat goes back to the queue at once.
-    assert ann.stream.last("chat_requeued")["operator"]["name"] == "Bob"
+    # His chat is handed over to the queue at once.
+    requeued = ann.stream.last("chat_requeued")
+    assert requeued["operator"]["name"] == "Bob" and requeued["reason"] == "handed_over"
     # He cannot log in, and is told exactly what a wrong password is told.
     refused = app.login_error("bob", PASSWORD)
     wrong = app.login_error("bob", "not his password")

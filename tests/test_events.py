@@ -4,14 +4,27 @@ docs/PROTOCOL.md documents exactly that list (test_docs.py)."""
 
 from __future__ import annotations
 
+import socket
+
 from conftest import Recorder
 
 from livesupport.protocol import EVENTS
 
 
 def test_every_event_of_a_typical_day_is_a_declared_protocol_event(make_app_in_process):
+    with socket.socket() as probe:  # an SMTP port nobody listens on: mail waits in the outbox
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
     app = make_app_in_process(
-        {"chat": {"queue_timeout": "30s"}, "monitor": {"invitation_ttl": "10s"}}
+        {
+            "chat": {"queue_timeout": "30s"},
+            "monitor": {"invitation_ttl": "10s"},
+            "mail": {
+                "smtp_host": "127.0.0.1",
+                "smtp_port": str(closed_port),
+                "to_address": "support@shop.example",
+            },
+        }
     )
     # Whatever reaches any visitor's or operator's topic, recorded besides their own streams.
     everything = Recorder()
@@ -53,11 +66,18 @@ def test_every_event_of_a_typical_day_is_a_declared_protocol_event(make_app_in_p
     send(ann, {"type": "sync", "cursors": {str(chat_id): 1, "999": 1}})
     send(ann, {"type": "message", "chat_id": 999, "text": "x", "client_id": "a2"})  # an error
     app.advance(6)  # typing expires
-    # Bob goes away and comes back; his chat is requeued when he goes offline; Alice takes it.
+    # Bob goes offline: his chat is handed over to Alice, who takes it; Ann leaves an address.
     send(bob, {"type": "status", "status": "offline"})
     send(admin, {"type": "accept", "chat_id": chat_id})
     send(bob, {"type": "status", "status": "online"})
+    send(ann, {"type": "set_email", "chat_id": chat_id, "email": "ann@example.org"})
+    # Alice goes offline keeping it (pending), is back and writes (resumed), and closes it;
+    # Ann rates the chat.
+    send(admin, {"type": "status", "status": "offline", "chats": "keep"})
+    send(admin, {"type": "status", "status": "online"})
+    send(admin, {"type": "message", "chat_id": chat_id, "text": "Back", "client_id": "a9"})
     send(admin, {"type": "close", "chat_id": chat_id})
+    send(ann, {"type": "rate", "chat_id": chat_id, "rating": 5})
     # A chat nobody answers is missed; its visitor leaves a message.
     send(bob, {"type": "status", "status": "away"})
     send(admin, {"type": "status", "status": "away"})
@@ -73,6 +93,9 @@ def test_every_event_of_a_typical_day_is_a_declared_protocol_event(make_app_in_p
             "chat_id": ben_chat["chat"]["id"],
         },
     )
+    # Alice answers the message by e-mail (it waits in the outbox: the SMTP server is down).
+    message_id = app.inbox()[0]["id"]
+    app.run(app.services.offline.reply(admin.party, message_id, "We will call you."))
     # The look changes; Bob logs out.
     app.run(app.services.site.update({"appearance": {"color": "#123456"}}))
     app.run(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from conftest import queue_lists, seqs
 
 
-def test_operator_going_offline_returns_the_chat_to_the_queue(make_app_in_process):
+def test_operator_going_offline_hands_the_chat_to_an_online_colleague(make_app_in_process):
     app = make_app_in_process({"operators": {"offline_grace": "1s"}})
     bob = app.operator("bob", display_name="Bob")
     carol = app.operator("carol", display_name="Carol")
@@ -27,7 +27,7 @@ def test_operator_going_offline_returns_the_chat_to_the_queue(make_app_in_proces
     app.advance(0.2)
     ev = ann.stream.last("chat_requeued")
     assert ev["chat_id"] == chat_id and ev["seq"] == 4
-    assert ev["reason"] == "operator_offline"
+    assert ev["reason"] == "handed_over"
     assert ev["operator"] == {"id": bob.id, "name": "Bob"}
     t = carol.transcript(chat_id)
     assert t["chat"]["status"] == "waiting" and t["chat"]["operator"] is None
@@ -47,12 +47,15 @@ def test_operator_going_offline_returns_the_chat_to_the_queue(make_app_in_proces
     assert r["type"] == "ack" and r["message"]["seq"] == 6
     assert not [e for e in ann.stream.events[mark_v:] if e["type"] == "availability"]
 
-    # The last operator goes: the chat is requeued again and visitors learn nobody is online.
+    # The last operator goes: with nobody to take it, the chat stays hers, pending, and
+    # visitors learn nobody is online.
     mark_v = len(ann.stream.events)
     carol.disconnect()
     app.advance(1.1)
-    ev = ann.stream.last("chat_requeued")
+    assert len(ann.stream.of_type("chat_requeued")) == 1
+    ev = ann.stream.last("chat_pending")
     assert ev["operator"]["name"] == "Carol" and ev["seq"] == 7
+    assert ev["reason"] == "operator_offline" and ev["mail"] is False
     (av,) = [e for e in ann.stream.events[mark_v:] if e["type"] == "availability"]
     assert av["online"] is False
     assert app.services.presence.any_online() is False
@@ -89,7 +92,7 @@ def test_operator_reconnecting_within_the_grace_keeps_the_chat(make_app_in_proce
     carol.disconnect()
     app.advance(5.5)
     ev = ben.stream.last("chat_requeued")
-    assert ev["operator"]["name"] == "Carol"
+    assert ev["operator"]["name"] == "Carol" and ev["reason"] == "handed_over"
 
     assert not [e for e in ann.stream.events if e["type"] in ("chat_requeued", "availability")]
     t = bob.transcript(ann_chat)
@@ -99,7 +102,7 @@ def test_operator_reconnecting_within_the_grace_keeps_the_chat(make_app_in_proce
     assert ann.stream.last("message")["text"] == "still here"
 
 
-def test_status_offline_requeues_at_once_and_away_takes_no_new_chats(app):
+def test_status_offline_keeps_the_chat_pending_and_away_takes_no_new_chats(app):
     bob = app.operator("bob", display_name="Bob")
     bob.connect()
     ann = app.visitor()
@@ -108,24 +111,29 @@ def test_status_offline_requeues_at_once_and_away_takes_no_new_chats(app):
     chat_id = ann.start_chat()["chat"]["id"]
     bob.ok({"type": "accept", "chat_id": chat_id})
 
-    # offline: the chat goes back to the queue at once, with no grace; visitors see nobody.
+    # offline, with nobody else online: the chat is not requeued for nobody; it stays Bob's,
+    # pending, at once, with no grace; visitors see nobody.
     mark = len(ann.stream.events)
     r = bob.ok({"type": "status", "status": "offline"})
     assert r["status"] == "offline"
-    ev = ann.stream.last("chat_requeued")
+    assert not ann.stream.of_type("chat_requeued")
+    ev = ann.stream.last("chat_pending")
     assert ev["reason"] == "operator_offline" and ev["operator"]["name"] == "Bob"
     assert [e["online"] for e in ann.stream.events[mark:] if e["type"] == "availability"] == [False]
-    assert bob.transcript(chat_id)["chat"]["status"] == "waiting"
-    assert queue_lists(bob.stream.events, chat_id)[-1]
+    chat = bob.transcript(chat_id)["chat"]
+    assert chat["status"] == "pending" and chat["operator"]["name"] == "Bob"
+    assert not queue_lists(bob.stream.events, chat_id)[-1]
     r = bob.send({"type": "accept", "chat_id": chat_id})
     assert r["type"] == "error" and r["error"] == "status_not_online"
-    assert bob.transcript(chat_id)["chat"]["status"] == "waiting"
+    assert bob.transcript(chat_id)["chat"]["status"] == "pending"
 
-    # online again: available, and the chat can be taken.
+    # online again: available, and his reply makes the chat active again.
     mark = len(ann.stream.events)
     bob.ok({"type": "status", "status": "online"})
     assert [e["online"] for e in ann.stream.events[mark:] if e["type"] == "availability"] == [True]
-    bob.ok({"type": "accept", "chat_id": chat_id})
+    assert bob.say(chat_id, "Back now")["type"] == "ack"
+    assert ann.stream.last("chat_resumed")["operator"]["name"] == "Bob"
+    assert bob.transcript(chat_id)["chat"]["status"] == "active"
 
     # away: counts as offline for visitors, keeps its chats, accepts no new ones.
     mark = len(ann.stream.events)

@@ -169,16 +169,34 @@ def _bob_leaves_anns_chat(app):
     return bob, ann, chat
 
 
-def test_an_operator_gone_past_the_grace_returns_the_chat_to_the_queue(app):
+def test_an_operator_gone_past_the_grace_hands_the_chat_over_at_the_head_of_the_queue(app):
+    carol = app.operator("carol", display_name="Carol")
+    carol.connect()
     _bob, ann, chat = _bob_leaves_anns_chat(app)
+    newer = app.visitor()
+    newer.connect()
+    newer_chat = newer.start_chat(name="Newer")["chat"]
     app.advance(29)
     assert not ann.stream.of_type("chat_requeued")
     app.advance(2)
     requeued = ann.stream.last("chat_requeued")
-    assert requeued["reason"] == "operator_offline" and requeued["operator"]["name"] == "Bob"
+    assert requeued["reason"] == "handed_over" and requeued["operator"]["name"] == "Bob"
+    # Handed over: first in the queue, ahead of a chat that waited longer, marked "from Bob".
+    queue = carol.stream.last("queue")["chats"]
+    assert [c["id"] for c in queue] == [chat["id"], newer_chat["id"]]
+    assert queue[0]["handed_over_by"]["name"] == "Bob" and "handed_over_by" not in queue[1]
+    assert queue[0]["answered"] is True and queue[1]["answered"] is False
+
+
+def test_an_operator_gone_past_the_grace_with_nobody_online_keeps_the_chat_pending(app):
+    _bob, ann, chat = _bob_leaves_anns_chat(app)
+    app.advance(31)
+    assert not ann.stream.of_type("chat_requeued")
+    assert ann.stream.last("chat_pending")["operator"]["name"] == "Bob"
     carol = app.operator("carol")
     carol.connect()
-    assert [c["id"] for c in carol.stream.last("queue")["chats"]] == [chat["id"]]
+    assert carol.stream.last("queue")["chats"] == []
+    assert carol.transcript(chat["id"])["chat"]["status"] == "pending"
 
 
 def test_reconnecting_within_the_grace_keeps_the_chat(app):

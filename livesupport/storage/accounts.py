@@ -178,6 +178,17 @@ class AccountStore:
         ).fetchone()
         return row[0] if row else None
 
+    async def visitor_id_by_link(self, token: str, now: int) -> int | None:
+        """The visitor of an unexpired link to a conversation (``chat_link``)."""
+        row = (
+            await self._storage.run(
+                self._storage.execute,
+                "SELECT visitor_id FROM chat_link WHERE token_hash = ? AND expires_at > ?",
+                (token_hash(token), now),
+            )
+        ).fetchone()
+        return row[0] if row else None
+
     async def visitor(self, visitor_id: int) -> Visitor | None:
         row = (
             await self._storage.run(

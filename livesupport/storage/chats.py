@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import ACTIVE, OPEN_STATUSES, WAITING
+from ..protocol import ACTIVE, OPEN_STATUSES, PENDING, WAITING
+from .accounts import token_hash
 from .records import CHAT_COLUMNS, Chat, OfflineMessage, OutboxMail
 from .schema import OfflineMessageRow
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from . import Storage
 
 _CHAT_SQL = ", ".join(CHAT_COLUMNS)
+_OPEN = "status IN (" + ", ".join("?" * len(OPEN_STATUSES)) + ")"
 _OFFLINE_FIELDS = tuple(OfflineMessage.__dataclass_fields__)
 
 
@@ -51,7 +53,7 @@ class ChatStore:
         return c
 
     async def open_chats(self) -> list[Chat]:
-        sql = f"SELECT {_CHAT_SQL} FROM chat WHERE status IN (?, ?) ORDER BY id"
+        sql = f"SELECT {_CHAT_SQL} FROM chat WHERE {_OPEN} ORDER BY id"
         return await self._storage.run(self._rows, sql, OPEN_STATUSES)
 
     async def visitor_chats(self, visitor_id: int, open_only: bool = False) -> list[Chat]:
@@ -59,17 +61,14 @@ class ChatStore:
         # Raw SQL: every visitor hello asks this twice (monitor, replay), and after a restart
         # 10,000 hellos come at once; building the query with peewee cost more than running it.
         if open_only:
-            sql = (
-                f"SELECT {_CHAT_SQL} FROM chat WHERE visitor_id = ? AND status IN (?, ?) "
-                "ORDER BY id DESC"
-            )
+            sql = f"SELECT {_CHAT_SQL} FROM chat WHERE visitor_id = ? AND {_OPEN} ORDER BY id DESC"
             return await self._storage.run(self._rows, sql, (visitor_id, *OPEN_STATUSES))
         sql = f"SELECT {_CHAT_SQL} FROM chat WHERE visitor_id = ? ORDER BY id DESC"
         return await self._storage.run(self._rows, sql, (visitor_id,))
 
     async def operator_chats(self, operator_id: int) -> list[Chat]:
         """An operator's open chats, oldest first."""
-        sql = f"SELECT {_CHAT_SQL} FROM chat WHERE operator_id = ? AND status IN (?, ?) ORDER BY id"
+        sql = f"SELECT {_CHAT_SQL} FROM chat WHERE operator_id = ? AND {_OPEN} ORDER BY id"
         return await self._storage.run(self._rows, sql, (operator_id, *OPEN_STATUSES))
 
     async def list_chats(
@@ -77,7 +76,10 @@ class ChatStore:
     ) -> list[Chat]:
         """Chats by status and operator, newest first, ``limit`` of them below id ``before``."""
         where, params = [], []
-        if status:
+        if status == "open":
+            where.append(_OPEN)
+            params.extend(OPEN_STATUSES)
+        elif status:
             where.append("status = ?")
             params.append(status)
         if operator_id is not None:
@@ -102,6 +104,16 @@ class ChatStore:
             (chat_id, after),
         )
         return [row[0] for row in cur.fetchall()]
+
+    async def last_message(self, chat_id: int) -> dict | None:
+        cur = await self._storage.run(
+            self._storage.execute,
+            "SELECT data FROM event WHERE chat_id = ? AND type = 'message' "
+            "ORDER BY seq DESC LIMIT 1",
+            (chat_id,),
+        )
+        row = cur.fetchone()
+        return json.loads(row[0]) if row else None
 
     async def event_by_client_id(self, chat_id: int, client_id: str) -> str | None:
         cur = await self._storage.run(
@@ -183,15 +195,16 @@ class ChatStore:
     async def accept_chat(
         self, chat_id: int, operator_id: int, at: int, events: list[dict]
     ) -> tuple[Chat, list] | None:
-        """Atomically assign a waiting chat and store the events; None when it is no longer
-        waiting (another operator was first)."""
+        """Atomically assign a waiting (or pending) chat and store the events; None when it is
+        no longer either (another operator was first)."""
 
         def claim() -> list | None:
             with self._storage.atomic():
                 n = self._storage.execute(
-                    "UPDATE chat SET operator_id = ?, status = ?, accepted_at = ? "
-                    "WHERE id = ? AND status = ?",
-                    (operator_id, ACTIVE, at, chat_id, WAITING),
+                    "UPDATE chat SET operator_id = ?, status = ?, accepted_at = ?, "
+                    "answered_at = COALESCE(answered_at, ?), handed_over_by = NULL, "
+                    "pending_since = NULL WHERE id = ? AND status IN (?, ?)",
+                    (operator_id, ACTIVE, at, at, chat_id, WAITING, PENDING),
                 ).rowcount
                 if n != 1:
                     return None
@@ -207,6 +220,19 @@ class ChatStore:
         chat.last_seq = pairs[-1][0]["seq"]
         self._chats[chat_id] = chat
         return chat, pairs
+
+    # -- links that reopen a conversation ----------------------------------------------------
+
+    async def create_link(
+        self, token: str, chat_id: int, visitor_id: int, created_at: int, expires_at: int
+    ) -> None:
+        """Store a link's token (its hash only) until it expires."""
+        await self._storage.run(
+            self._storage.execute,
+            "INSERT INTO chat_link (token_hash, chat_id, visitor_id, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (token_hash(token), chat_id, visitor_id, created_at, expires_at),
+        )
 
     # -- offline messages ---------------------------------------------------------------------
 

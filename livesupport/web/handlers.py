@@ -16,6 +16,7 @@ from ..protocol import (
     ACTIVE,
     CLOSED,
     MISSED,
+    PENDING,
     RULE_CONDITIONS,
     WAITING,
     ApiError,
@@ -264,10 +265,10 @@ class ConsoleChatsHandler(BaseHandler):
 
     async def get(self) -> None:
         status = self.get_query_argument("status", "")
-        if status not in ("", WAITING, ACTIVE, CLOSED, MISSED, "mine"):
+        if status not in ("", WAITING, ACTIVE, PENDING, CLOSED, MISSED, "open", "mine"):
             raise ApiError(
                 "invalid_field",
-                "status must be waiting, active, closed, missed or mine",
+                "status must be waiting, active, pending, closed, missed, open or mine",
                 field="status",
             )
         limit = self.get_query_argument("limit", "50")
