@@ -140,6 +140,31 @@ def sign_in(page, server, username, password="correct horse 1", online=True, tim
     return page
 
 
+def visitor_start_chat(page, name="Ann", text="Hello, I need help", email=None, timeout=10_000):
+    """The visitor opens the widget, fills in the pre-chat form and starts a chat."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=timeout)
+    page.click(".cl-launcher")
+    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=timeout)
+    page.fill(".cl-in-name", name)
+    if email:
+        page.fill(".cl-in-email", email)
+    page.fill(".cl-in-text", text)
+    page.click(".cl-submit")
+    expect(page.locator(".cl-window[data-view=chat]")).to_be_visible(timeout=timeout)
+
+
+def accept_in_console(op, name, timeout=10_000):
+    """The operator accepts the visitor's chat from the queue; its tab comes to the front."""
+    from playwright.sync_api import expect
+
+    card = op.locator(".qcard", has_text=name)
+    expect(card).to_be_visible(timeout=timeout)
+    card.locator(".accept").click()
+    expect(op.locator(".tab.on", has_text=name)).to_be_visible(timeout=timeout)
+
+
 #: Records which regions of the console (``data-region``) had nodes added or removed.
 WATCH_REGIONS = """() => {
   window.__regions = [];

@@ -192,6 +192,14 @@ class Server:
         self.stop()
         return self.start(port)
 
+    def online(self, username: str = "bob") -> tuple[ConsoleClient, WS]:
+        """An operator online through the protocol client (when the console is not the
+        subject): (client, its WebSocket)."""
+        client = self.console(username)
+        ws = client.connect()
+        assert ws.request({"type": "status", "status": "online"})["type"] == "ack"
+        return client, ws
+
     def run_cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             SERVER_CMD + list(args) + ["-c", str(self.ini), "--data-dir", str(self.data_dir)],
@@ -1064,10 +1072,9 @@ def app(make_app_in_process) -> InProcessApp:
 
 
 def pytest_collection_modifyitems(config, items):
-    """With ``-n 2 --dist loadgroup``, the browser tests (which mostly wait on the page) run in
-    one worker while the other runs the tests that keep a core busy."""
+    """With ``--dist loadgroup``, each browser test module runs whole in one worker (one
+    Chromium each, started once per module), while the other tests spread over the workers."""
     for item in items:
         name = item.module.__name__
         if name.startswith("test_browser"):
-            group = "browser" if name == "test_browser" else "browser-views"
-            item.add_marker(pytest.mark.xdist_group(group))
+            item.add_marker(pytest.mark.xdist_group(name))

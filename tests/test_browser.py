@@ -12,7 +12,14 @@ import re
 import socket
 import threading
 
-from browser_helpers import HostSite, screenshot, sign_in, watched_page
+from browser_helpers import (
+    HostSite,
+    accept_in_console,
+    screenshot,
+    sign_in,
+    visitor_start_chat,
+    watched_page,
+)
 from conftest import wait_for
 from playwright.sync_api import expect
 
@@ -30,33 +37,6 @@ def console_login(browser, server, dialogs, username="bob", online=True, passwor
     page.click(".alerts-btn")
     expect(page.locator(".alerts-btn.armed")).to_be_visible(timeout=T)
     return page
-
-
-def visitor_start_chat(page, name="Ann", text="Hello, I need help", email=None):
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
-    page.fill(".cl-in-name", name)
-    if email:
-        page.fill(".cl-in-email", email)
-    page.fill(".cl-in-text", text)
-    page.click(".cl-submit")
-    expect(page.locator(".cl-window[data-view=chat]")).to_be_visible(timeout=T)
-
-
-def accept_in_console(op, name):
-    card = op.locator(".qcard", has_text=name)
-    expect(card).to_be_visible(timeout=T)
-    card.locator(".accept").click()
-    expect(op.locator(".tab.on", has_text=name)).to_be_visible(timeout=T)
-
-
-def operator_online(server):
-    """An operator online through the protocol client (when the console UI is not the subject)."""
-    c = server.console("admin")
-    ws = c.connect()
-    assert ws.request({"type": "status", "status": "online"})["type"] == "ack"
-    return c
 
 
 # -- the key scenario ------------------------------------------------------------------------------
@@ -233,7 +213,8 @@ def test_offline_visitor_leaves_a_message(make_server, tmp_path, browser, dialog
         page.fill(".cl-in-name", "Olga")
         page.fill(".cl-in-text", "Please call me back about a wholesale order.")
         page.click(".cl-submit")
-        expect(page.locator(".cl-error")).to_contain_text("e-mail")  # required offline
+        # required offline, and said beside the e-mail field
+        expect(page.locator(".cl-err-email")).to_contain_text("e-mail")
         page.fill(".cl-in-email", "olga@example.org")
         page.click(".cl-submit")
         expect(page.locator(".cl-window[data-view=thanks]")).to_be_visible(timeout=T)
@@ -320,7 +301,7 @@ def test_markup_from_visitors_and_operators_is_shown_as_text(server, host, brows
 
 
 def test_widget_survives_hostile_css_and_fits_a_phone(server, host, browser, dialogs):
-    operator_online(server)
+    server.online("admin")
     hostile = host.copy_demo("hostile.html")
     page = watched_page(browser, dialogs)
     page.goto(hostile)
@@ -361,7 +342,7 @@ def test_widget_survives_hostile_css_and_fits_a_phone(server, host, browser, dia
 
 
 def test_exactly_one_global(server, host, browser, dialogs):
-    operator_online(server)
+    server.online("admin")
     page = watched_page(browser, dialogs)
     page.goto(host.page("plain", "No widget", widget=False))
     before = set(page.evaluate("Object.getOwnPropertyNames(window)"))
@@ -470,7 +451,7 @@ def test_first_run_setup_and_operator_administration(make_server, browser, dialo
 
 
 def test_administrator_changes_the_widget_look(server, host, browser, dialogs):
-    operator_online(server)
+    server.online("admin")
     page = watched_page(browser, dialogs)
     page.goto(host.page("look", "Look"))
     expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
@@ -531,7 +512,7 @@ def test_pop_out_gets_the_token_by_postmessage(server, host, browser, dialogs):
 
 
 def test_demo_site_and_history_navigation(server, browser, dialogs):
-    operator_online(server)
+    server.online("admin")
     page = watched_page(browser, dialogs)
     page.goto(server.url + "/demo/")
     expect(page.locator("header.site nav a")).to_have_count(5)
@@ -556,16 +537,8 @@ def test_demo_site_and_history_navigation(server, browser, dialogs):
     screenshot(page, "demo-minimised")
 
 
-def bob_online(server):
-    """Bob online through the protocol client: (client, its WebSocket)."""
-    bob = server.console("bob")
-    ws = bob.connect()
-    assert ws.request({"type": "status", "status": "online"})["type"] == "ack"
-    return bob, ws
-
-
 def test_minimised_window_badge_title_flash_and_ending(server, host, browser, dialogs):
-    bob, ws = bob_online(server)
+    bob, ws = server.online("bob")
     page = watched_page(browser, dialogs)
     page.goto(host.page("badge", "Badge page"))
     host.page("page2", "Second page")

@@ -11,7 +11,7 @@ the real clipboard (Ctrl+V). Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import requests
-from browser_helpers import screenshot, sign_in, watched_page
+from browser_helpers import screenshot, sign_in, visitor_start_chat, watched_page
 from conftest import TIMEOUT, wait_for
 from playwright.sync_api import expect
 
@@ -28,24 +28,6 @@ def paste(page, selector: str, text: str) -> None:
     page.evaluate("(t) => navigator.clipboard.writeText(t)", text)
     page.locator(selector).focus()
     page.keyboard.press("Control+V")
-
-
-def open_chat(page, name: str, text: str) -> None:
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
-    page.fill(".cl-in-name", name)
-    page.fill(".cl-in-text", text)
-    page.click(".cl-submit")
-    expect(page.locator(".cl-window[data-view=chat]")).to_be_visible(timeout=T)
-
-
-def bob_online(server):
-    """Bob online through the protocol client: (client, its WebSocket)."""
-    bob = server.console("bob")
-    ws = bob.connect()
-    assert ws.request({"type": "status", "status": "online"})["type"] == "ack"
-    return bob, ws
 
 
 def test_a_counter_near_the_limit_and_an_over_long_paste_refused_in_widget_and_console(
@@ -141,7 +123,7 @@ def last_message_in_sight_of_the_end_question(page, ws, label: str) -> None:
     """A chat with enough replies that the log scrolls; the visitor asks to end it: the
     newest message stays whole in the log's view and apart from the question."""
     seen = len(ws.events)
-    open_chat(page, f"Eve {label}", "Hello")
+    visitor_start_chat(page, f"Eve {label}", "Hello")
     queued = ws.wait(
         lambda e: e["type"] == "queue" and e["chats"], what="the queued chat", start=seen
     )
@@ -183,7 +165,7 @@ def last_message_in_sight_of_the_end_question(page, ws, label: str) -> None:
 
 
 def test_the_end_chat_question_leaves_the_last_message_in_sight(server, host, browser, dialogs):
-    _bob, ws = bob_online(server)
+    _bob, ws = server.online("bob")
     for label, width, height in (("desktop", 1280, 800), ("phone", 390, 700)):
         page = watched_page(browser, dialogs, width=width, height=height)
         page.goto(host.page(f"end-{label}", "Ending a chat"))

@@ -21,13 +21,15 @@ from browser_helpers import (
 from conftest import TIMEOUT, wait_for
 from playwright.sync_api import expect
 
+from livesupport.protocol import APPEARANCE
+
 T = 10_000  # ms
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Each console view and something only that view shows.
 VIEWS = {
     "visitors": ".mon-count",
-    "home": ".home h2",
+    "home": ".chats-section h3",
     "inbox": ".panel-head h2:text-is('Inbox')",
     "history": ".panel-head h2:text-is('History')",
     "operators": "tr[data-operator=admin]",
@@ -63,10 +65,11 @@ def test_every_view_through_the_store_and_changes_redraw_only_their_regions(
         expect(op.locator(f".view.view-{kind} {marker}").first).to_be_visible(timeout=T)
         expect(op.locator(f".nav-item.on[data-nav={kind}]")).to_be_visible()
     op.locator("[data-nav=home]").click()
-    expect(op.locator(".view.view-home .home")).to_be_visible()
+    expect(op.locator(".view.view-home .chats-page")).to_be_visible()
     op.evaluate(WATCH_REGIONS)
 
-    # A queue change redraws the queue, and nothing else.
+    # A queue change redraws the queue (and the Chats page, which lists the waiting chats),
+    # and nothing else.
     visitor = server.visitor()
     visitor.connect()
     take_regions(op)
@@ -74,7 +77,7 @@ def test_every_view_through_the_store_and_changes_redraw_only_their_regions(
     expect(op.locator(".qcard", has_text="Quinn")).to_be_visible(timeout=T)
     changed = take_regions(op)
     assert changed.get("queue"), changed
-    assert set(changed) == {"queue"}, changed
+    assert set(changed) <= {"queue", "chats-page"}, changed
 
     # Accepted: the chat tab. A new message redraws the log, and nothing else.
     op.locator(".qcard .accept").click()
@@ -121,7 +124,9 @@ def test_served_defaults_and_limits_are_what_the_widget_and_console_show(
         for p in (ROOT / "assets").glob("*/**/*.js")
         if "demo" not in p.parts
     }
-    literals = {invitation} | {v for v in defaults.values() if len(v) > 7}
+    # (Texts, not the values a choice can take, such as "right" or "required".)
+    texts = {k for k, (kind, _limit, _default) in APPEARANCE.items() if kind in ("line", "para")}
+    literals = {invitation} | {v for k, v in defaults.items() if k in texts}
     for text in literals:
         for form in (text, json.dumps(text)[1:-1]):  # as typed, or with \u escapes
             for q in "\"'`":
@@ -157,8 +162,8 @@ def test_served_defaults_and_limits_are_what_the_widget_and_console_show(
     admin = sign_in(watched_page(browser, dialogs), server, "admin")
     admin.click("[data-nav=widget]")
     for key, value in defaults.items():
-        if key == "position":
-            expect(admin.locator("select[name=position]")).to_have_value(value, timeout=T)
+        if key in ("position", "ask_name", "ask_email"):  # choices: the default is selected
+            expect(admin.locator(f"select[name={key}]")).to_have_value(value, timeout=T)
         else:
             field = admin.locator(f"[name={key}]:not([type=color])")
             expect(field).to_have_attribute("placeholder", value, timeout=T)

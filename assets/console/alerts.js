@@ -30,9 +30,12 @@ export const alerts = {
     store.touch("alerts");
   },
   /** Two rising notes for a new chat, one soft note for a message. */
+  /** Sounds played so far (what a test of the alerts counts). */
+  beeps: 0,
   beep(soft) {
     const ctx = this.ctx;
     if (!ctx || ctx.state !== "running") return;
+    this.beeps++;
     const t0 = ctx.currentTime + 0.01;
     const notes = soft
       ? [[660, 0]]
@@ -91,4 +94,29 @@ export function stopTitle() {
   if (titleTimer) clearInterval(titleTimer);
   titleTimer = null;
   d.title = baseTitle;
+}
+
+/** The tab's icon with a red badge counting what waits for me (waiting chats and unread
+ * messages), for operators who cannot use sound; the plain icon when `n` is 0. */
+const iconLink = d.querySelector("link[rel=icon]");
+const plainIcon = iconLink ? iconLink.href : "";
+let badgeShown = 0;
+export function setBadge(n) {
+  if (!iconLink || n === badgeShown) return;
+  badgeShown = n;
+  if (!n) {
+    iconLink.href = plainIcon;
+    return;
+  }
+  const label = n > 9 ? "9+" : String(n);
+  const svg =
+    "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'>" +
+    "<rect width='32' height='32' rx='9' fill='#4f46e5'/>" +
+    "<circle cx='22' cy='10' r='10' fill='#e11d48'/>" +
+    "<text x='22' y='14.5' font-family='Arial,sans-serif' font-size='" +
+    (label.length > 1 ? 11 : 14) +
+    "' font-weight='700' fill='#fff' text-anchor='middle'>" +
+    label +
+    "</text></svg>";
+  iconLink.href = "data:image/svg+xml," + encodeURIComponent(svg);
 }

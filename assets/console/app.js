@@ -9,10 +9,11 @@
  * visitor ID: vrow:ID (the monitor row) and visitor:ID (the detail's visits and chats). */
 
 import { api, BASE, xsrfHeaders } from "./api.js";
-import { alerts, flashTitle, stopTitle } from "./alerts.js";
+import { alerts, flashTitle, setBadge, stopTitle } from "./alerts.js";
 import { errorText } from "./errors.js";
 import { ago, cid, dur } from "./format.js";
 import { setText } from "./dom.js";
+import { alertRepeat } from "./protocol.js";
 import { local, store } from "./store.js";
 import { toast, toastError } from "./ui.js";
 
@@ -57,7 +58,7 @@ export function start(me, session, signedOut) {
   }
   if (saved.view && saved.view.kind === "chat" && S.tabs.includes(saved.view.id))
     S.view = saved.view;
-  run = { key, signedOut, queueKnown: null, settingStatus: false };
+  run = { key, signedOut, queueKnown: null, settingStatus: false, alertedAt: 0 };
   run.stream = new w.CuteLiveStream({
     base: BASE,
     role: "operator",
@@ -146,8 +147,18 @@ function summarize(c, s) {
   store.touch("head:" + c.id);
 }
 
+/** Is the chat mine to write in: active with me, or pending with me (kept for my reply)? */
 export const isMine = (s) =>
-  !!(s && s.status === "active" && s.operator && s.operator.id === S.me.id);
+  !!(
+    s &&
+    (s.status === "active" || s.status === "pending") &&
+    s.operator &&
+    s.operator.id === S.me.id
+  );
+
+/** My open chats (in tabs): what going offline would hand over or keep. */
+export const myOpenChats = () =>
+  S.tabs.map((id) => S.chats.get(id)).filter((c) => c && isMine(c.summary));
 
 export function unread(c) {
   let n = 0;
@@ -283,7 +294,19 @@ const SUMMARY = {
     }),
   chat_accepted: (ev, s) =>
     Object.assign(s, { status: "active", operator: ev.operator, accepted_at: ev.ts }),
-  chat_requeued: (ev, s) => Object.assign(s, { status: "waiting", operator: null }),
+  chat_requeued: (ev, s) =>
+    Object.assign(s, {
+      status: "waiting",
+      operator: null,
+      queued_at: ev.ts,
+      handed_over_by: ev.reason === "handed_over" ? ev.operator : null,
+    }),
+  chat_pending: (ev, s) =>
+    Object.assign(s, { status: "pending", operator: ev.operator, pending_since: ev.ts }),
+  chat_resumed: (ev, s) =>
+    Object.assign(s, { status: "active", operator: ev.operator, pending_since: null }),
+  visitor_details: (ev, s) => Object.assign(s, { email: ev.email }),
+  chat_rated: (ev, s) => Object.assign(s, { rating: ev.rating, rating_comment: ev.comment }),
   chat_missed: (ev, s) => (s.status = "missed"),
   chat_closed: (ev, s) => Object.assign(s, { status: "closed", closed_at: ev.ts }),
 };
@@ -347,6 +370,7 @@ function setQueue(list) {
   store.set({ queue: list });
   const fresh = before ? list.filter((s) => !before.has(s.id)) : [];
   if (fresh.length && S.me.status !== "offline") {
+    run.alertedAt = Date.now();
     alerts.beep(false);
     const s = fresh[0];
     alerts.notify(
@@ -376,14 +400,37 @@ function updateTitle() {
   let n = 0;
   for (const id of S.tabs) n += unread(S.chats.get(id));
   const away = d.hidden || !d.hasFocus();
-  if (waiting && away)
-    flashTitle("(" + waiting + ") New chat \u2014 " + (S.queue[0].name || "Visitor"));
-  else if (n && away) flashTitle("(" + n + ") New message");
+  setBadge(waiting + n);
+  if (waiting && away) {
+    // The newest waiting visitor: the one the last alert was about.
+    const at = (q) => q.queued_at || q.created_at || 0;
+    const newest = S.queue.reduce((a, b) => (at(b) > at(a) ? b : a));
+    flashTitle("(" + waiting + ") New chat \u2014 " + (newest.name || "Visitor"));
+  } else if (n && away) flashTitle("(" + n + ") New message");
   else stopTitle();
+}
+
+/** While a chat waits unaccepted, the sound and the desktop notification come again every
+ * `alert_repeat` seconds until someone accepts (the queue empties) — for an online operator. */
+function escalate() {
+  if (!S.queue.length || S.me.status !== "online") return;
+  if (Date.now() - run.alertedAt < alertRepeat() * 1000) return;
+  run.alertedAt = Date.now();
+  const at = (q) => q.queued_at || q.created_at || 0;
+  const oldest = S.queue.reduce((a, b) => (at(b) < at(a) ? b : a));
+  alerts.beep(false);
+  alerts.notify(
+    (S.queue.length > 1 ? S.queue.length + " chats waiting" : "Still waiting: ") +
+      (S.queue.length > 1 ? "" : oldest.name || "Visitor"),
+    (oldest.first_message || "").slice(0, 140),
+    "cutelive-waiting",
+    () => show({ kind: "home" }),
+  );
 }
 
 /** Once a second: the clocks ("waiting for", "on this page", "on site") move on, in place. */
 function tick() {
+  escalate();
   for (const el of d.querySelectorAll("[data-since]"))
     setText(el, ago(Number(el.getAttribute("data-since"))));
   const now = Date.now();
@@ -400,12 +447,16 @@ export function show(view) {
   updateTitle();
 }
 
-export async function setStatus(status) {
+/** Set my status; `chats` (hand_over or keep) says what becomes of my open chats when I go
+ * offline (the shell asks first). */
+export async function setStatus(status, chats) {
   const r = run;
   r.settingStatus = true;
   let now = status;
   try {
-    const ack = await r.stream.send({ type: "status", status });
+    const cmd = { type: "status", status };
+    if (chats) cmd.chats = chats;
+    const ack = await r.stream.send(cmd);
     now = ack.status || status;
   } catch (e) {
     now = S.me.status;

@@ -19,3 +19,9 @@ export const invitationText = () => doc.invitation_text;
 
 /** The conditions an invitation rule may have: {name: "str" | "count" | "bool"}. */
 export const ruleConditions = () => doc.rule_conditions;
+
+/** Whether the server sends e-mail ([mail] is configured). */
+export const mailEnabled = () => !!doc.mail;
+
+/** Seconds between repeated alerts while a chat waits unaccepted. */
+export const alertRepeat = () => doc.alert_repeat || 30;

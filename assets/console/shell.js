@@ -10,6 +10,7 @@ import { brand, button, VIEW_TEXT } from "./ui.js";
 import { VIEWS } from "./views/index.js";
 import { drawQueue } from "./views/queue.js";
 import { passwordDialog } from "./views/password.js";
+import { chooseStatus } from "./views/status.js";
 
 const S = store.state;
 
@@ -86,7 +87,7 @@ export function mountShell(root) {
   scope.region(["alerts"], () => drawAlerts(e.alerts));
   scope.region(["me"], meMenu(e.me));
   scope.region(["queue", "me"], () => drawQueue(e.queueCount, e.queue));
-  scope.region(["view", "inbox", "me", "visitors"], nav(e.nav));
+  scope.region(["view", "inbox", "me", "visitors", "tabs", "log:*", "seen:*"], nav(e.nav));
   scope.region(["team", "me"], () => drawTeam(e.team));
   scope.region(["tabs", "view", "me", "log:*", "head:*", "typing:*", "seen:*"], tabs(e.tabs));
   scope.region(["view", "me"], () => host.draw(e.view));
@@ -105,7 +106,7 @@ function drawStatus(el) {
         "data-status": s,
         title: STATUS_TITLES[s],
         text: s[0].toUpperCase() + s.slice(1),
-        onclick: () => s !== S.me.status && app.setStatus(s),
+        onclick: () => chooseStatus(s),
       }),
     ),
   );
@@ -199,6 +200,7 @@ function nav(el) {
       }
       // (with its text node from the start: the count then changes in place)
       items.visitors.append(h("span", { class: "count vis-count hidden" }, ""));
+      items.home.append(h("span", { class: "count hot unread-count hidden" }, ""));
       put(el, Object.values(items));
     }
     for (const kind in items) items[kind].classList.toggle("on", S.view.kind === kind);
@@ -210,6 +212,15 @@ function nav(el) {
         if (count) count.remove();
       } else if (count) setText(count, String(n));
       else b.append(h("span", { class: "count hot", text: String(n) }));
+    }
+    {
+      // Unread messages in all my chats (the Chats page lists them).
+      let n = 0;
+      for (const id of S.tabs) n += app.unread(S.chats.get(id));
+      const count = items.home.lastChild;
+      setText(count, n ? String(n) : "");
+      count.classList.toggle("hidden", !n);
+      count.title = n ? n + " unread" : "";
     }
     if (rebuild || changed.has("visitors")) {
       let n = 0;

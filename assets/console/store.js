@@ -83,6 +83,20 @@ export function createStore(initial) {
         target.addEventListener(type, fn);
         mine.add({ end: () => target.removeEventListener(type, fn) });
       },
+      /** Run `fn` every `ms` milliseconds, until the scope ends. */
+      every(ms, fn) {
+        const t = setInterval(fn, ms);
+        mine.add({ end: () => clearInterval(t) });
+      },
+      /** Run `fn` once after `ms` milliseconds (again: the earlier one is dropped), unless the
+       * scope ends first. */
+      later(ms, fn) {
+        if (this._later) clearTimeout(this._later.t);
+        const item = { end: () => clearTimeout(item.t) };
+        item.t = setTimeout(() => (mine.delete(item), fn()), ms);
+        this._later = item;
+        mine.add(item);
+      },
       end() {
         for (const r of mine)
           if (r.end) r.end();

@@ -159,8 +159,11 @@
   let leaving = null;
   let popup = null;
   const profile = K.jget("profile") || {};
+  /** Open: waiting, active, or pending (answered, its operator away; kept for a reply). */
+  const isOpen = (c) =>
+    !!c && (c.status === "waiting" || c.status === "active" || c.status === "pending");
   const save = () => {
-    S.live = !!(cur && (cur.status === "waiting" || cur.status === "active"));
+    S.live = isOpen(cur);
     K.save();
   };
   const saveOutbox = () => K.jset("outbox", outbox.length ? outbox : null);
@@ -233,13 +236,6 @@
   K.wrap.append(win);
 
   // The pre-chat / leave-a-message form: one form, two modes, so typed text survives a switch.
-  const field = (label, input, hint) =>
-    h(
-      "label",
-      { class: "cl-field" },
-      h("span", { class: "cl-label" }, label, hint ? h("em", { text: hint }) : null),
-      input,
-    );
   el.name = h("input", {
     class: "cl-input cl-in-name",
     name: "name",
@@ -267,18 +263,41 @@
     "form",
     { class: "cl-form", novalidate: true, onsubmit: (e) => (e.preventDefault(), submitForm()) },
     el.intro,
-    field("Your name", el.name),
-    h(
+    (el.nameField = h(
+      "label",
+      { class: "cl-field" },
+      h("span", { class: "cl-label" }, "Your name", (el.nameHint = h("em"))),
+      el.name,
+      (el.nameErr = h("span", { class: "cl-error cl-err-name", role: "alert" })),
+    )),
+    (el.emailField = h(
       "label",
       { class: "cl-field" },
       h("span", { class: "cl-label" }, "E-mail", el.emailHint),
       el.email,
+      (el.emailErr = h("span", { class: "cl-error cl-err-email", role: "alert" })),
+    )),
+    h(
+      "label",
+      { class: "cl-field" },
+      h("span", { class: "cl-label" }, "Message"),
+      el.text,
+      (el.textErr = h("span", { class: "cl-error cl-err-text", role: "alert" })),
     ),
-    field("Message", el.text),
     el.textNote,
     el.formErr,
     el.submit,
   );
+  /** A validation error beside its field ("form": under the form). */
+  const fieldErr = (field, text) => {
+    for (const [k, e] of [
+      ["name", el.nameErr],
+      ["email", el.emailErr],
+      ["text", el.textErr],
+      ["form", el.formErr],
+    ])
+      e.textContent = k === field ? text : "";
+  };
   el.name.value = profile.name || "";
   el.email.value = profile.email || "";
   el.text.value = (S.draft && S.draft.text) || "";
@@ -324,10 +343,31 @@
     icon(I.send),
   );
   el.compose = h("div", { class: "cl-compose" }, el.inputNote, el.input, el.send);
+  // Pending: the operator went away; the visitor may leave an address for the reply.
+  el.away = h("div", { class: "cl-away cl-hidden", role: "status" });
+  el.awayEmail = h("input", {
+    class: "cl-input cl-away-email",
+    type: "email",
+    name: "email",
+    placeholder: "you@example.com",
+    maxlength: K.limit("email_chars"),
+    autocomplete: "email",
+    "aria-label": "Your e-mail address",
+  });
+  el.awayErr = h("p", { class: "cl-error", role: "alert" });
+  el.awayForm = h(
+    "form",
+    { class: "cl-away-form", novalidate: true, onsubmit: (e) => (e.preventDefault(), saveEmail()) },
+    el.awayEmail,
+    h("button", { type: "submit", class: "cl-btn cl-primary cl-away-save", text: "Save" }),
+  );
+  // Ended: rate the chat, get the transcript by e-mail, or start again.
+  el.rate = h("div", { class: "cl-rate" });
   el.ended = h(
     "div",
     { class: "cl-ended cl-hidden" },
     h("span", { class: "cl-ended-text", text: "This chat has ended." }),
+    el.rate,
     h("button", {
       type: "button",
       class: "cl-btn cl-primary cl-new",
@@ -335,7 +375,7 @@
       onclick: () => newChat(),
     }),
   );
-  el.chat = h("div", { class: "cl-chat" }, el.log, el.compose, el.ended);
+  el.chat = h("div", { class: "cl-chat" }, el.log, el.away, el.compose, el.ended);
 
   el.thanks = h("div", { class: "cl-thanks" });
   el.loading = h(
@@ -390,10 +430,16 @@
   }
 
   function renderHead() {
-    const op = cur && cur.id !== S.dismissed && cur.status === "active" && cur.operator;
+    const op =
+      cur &&
+      cur.id !== S.dismissed &&
+      (cur.status === "active" || cur.status === "pending") &&
+      cur.operator;
     el.title.textContent = op ? op.name : txt("title");
     let sub;
-    if (op) sub = "Support \u00b7 online";
+    if (op && (cur.status === "pending" || /^(away|offline)$/.test(cur.operatorStatus || "")))
+      sub = "Support \u00b7 away";
+    else if (op) sub = "Support \u00b7 online";
     else if (shown === "chat" && cur.status === "waiting") sub = txt("waiting");
     else if (shown === "chat") sub = "Chat ended";
     else sub = K.online ? "We\u2019re online" : "Leave us a message";
@@ -404,9 +450,11 @@
         ? h("span", { text: (op.name || "?").trim().charAt(0).toUpperCase() || "?" })
         : icon(I.chat),
     );
-    el.avatar.classList.toggle("cl-online", !!op || (shown !== "chat" && K.online));
-    const open =
-      cur && cur.id !== S.dismissed && (cur.status === "waiting" || cur.status === "active");
+    el.avatar.classList.toggle(
+      "cl-online",
+      (!!op && cur.status === "active") || (shown !== "chat" && K.online),
+    );
+    const open = cur && cur.id !== S.dismissed && isOpen(cur);
     el.end.title = open ? "End chat" : "Close";
     el.end.setAttribute("aria-label", el.end.title);
     if (!open) el.confirm.classList.add("cl-hidden");
@@ -421,8 +469,14 @@
       : off
         ? txt("offline_prompt")
         : txt("greeting");
-    el.emailHint.textContent = off ? "" : " (optional)";
-    el.email.required = off;
+    // Widget settings ask for each field: required, optional or not at all. The offline form
+    // always needs an address to answer to, and a name.
+    const ask = (k) => (off ? "required" : txt("ask_" + k));
+    el.nameField.classList.toggle("cl-hidden", ask("name") === "hidden");
+    el.emailField.classList.toggle("cl-hidden", ask("email") === "hidden");
+    el.nameHint.textContent = ask("name") === "optional" ? " (optional)" : "";
+    el.emailHint.textContent = ask("email") === "optional" ? " (optional)" : "";
+    el.email.required = ask("email") === "required";
     if (missed && !el.text.value) {
       el.text.value = cur.events
         .filter((e) => e.type === "message" && e.from === "visitor")
@@ -465,12 +519,156 @@
   }
 
   function renderChatState() {
-    const open = cur.status === "waiting" || cur.status === "active";
+    const open = isOpen(cur);
     el.compose.classList.toggle("cl-hidden", !open);
     el.ended.classList.toggle("cl-hidden", open);
     el.waiting.classList.toggle("cl-hidden", cur.status !== "waiting");
     el.waiting.lastChild.textContent = txt("waiting");
-    if (!open) showTyping(false);
+    renderAway();
+    if (!open) {
+      showTyping(false);
+      renderRate();
+    }
+  }
+
+  /** A pending conversation: told honestly, with where the reply will come. */
+  function renderAway() {
+    const pending = cur.status === "pending";
+    el.away.classList.toggle("cl-hidden", !pending);
+    if (!pending) return;
+    const who = cur.operator && cur.operator.name ? cur.operator.name : "Our operator";
+    const mail = !!K.config.mail;
+    let where = " when you\u2019re back on the site.";
+    if (mail && cur.email)
+      where = ", and we\u2019ll e-mail it to " + cur.email + " if you\u2019ve left.";
+    else if (mail)
+      where =
+        " \u2014 or leave your e-mail address and we\u2019ll send it there if you\u2019ve left.";
+    put(
+      el.away,
+      h("p", {
+        class: "cl-away-text",
+        text:
+          who + " had to step away. Your conversation is kept: the reply will appear here" + where,
+      }),
+      mail && !cur.email ? el.awayForm : null,
+      mail && !cur.email ? el.awayErr : null,
+    );
+  }
+
+  async function saveEmail() {
+    const email = el.awayEmail.value.trim();
+    el.awayErr.textContent = "";
+    if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) {
+      el.awayErr.textContent = "Please enter a valid e-mail address.";
+      return;
+    }
+    try {
+      const ack = await K.stream.send({ type: "set_email", chat_id: cur.id, email });
+      if (ack.chat && chats[ack.chat.id]) chats[ack.chat.id].email = ack.chat.email;
+      render();
+    } catch (e) {
+      el.awayErr.textContent = (e && e.message) || "Could not save the address. Try again.";
+    }
+  }
+
+  /** After the chat: rate it (when an operator answered) and get the transcript by e-mail. */
+  let rateFor = null;
+  function renderRate() {
+    const key = cur.id + ":" + (cur.rating || 0);
+    if (rateFor === key) return;
+    rateFor = key;
+    const answered = cur.events.some((e) => e.type === "chat_accepted");
+    const parts = [];
+    if (answered && cur.rating) {
+      parts.push(h("p", { class: "cl-rated", text: "Thank you for rating this chat." }));
+    } else if (answered) {
+      parts.push(...rateForm());
+    }
+    if (K.config.mail) parts.push(transcriptForm());
+    put(el.rate, ...parts);
+  }
+
+  function rateForm() {
+    const comment = h("textarea", {
+      class: "cl-input cl-rate-comment",
+      rows: 2,
+      maxlength: 1000,
+      placeholder: "Anything to add? (optional)",
+      "aria-label": "Comment",
+    });
+    let stars = 0;
+    const err = h("p", { class: "cl-error", role: "alert" });
+    const send = h("button", {
+      type: "button",
+      class: "cl-btn cl-primary cl-rate-send",
+      text: "Send rating",
+      disabled: true,
+      onclick: () => {
+        const c = cur;
+        K.stream
+          .send({ type: "rate", chat_id: c.id, rating: stars, comment: comment.value.trim() })
+          .then(
+            () => ((c.rating = stars), render()),
+            (e) => (err.textContent = (e && e.message) || "Could not send. Try again."),
+          );
+      },
+    });
+    const starBtns = [1, 2, 3, 4, 5].map((n) =>
+      h("button", {
+        type: "button",
+        class: "cl-star",
+        "data-rating": n,
+        "aria-label": n + " of 5",
+        title: n + " of 5",
+        text: "\u2605",
+        onclick: () => {
+          stars = n;
+          for (const b of starBtns)
+            b.classList.toggle("cl-on", Number(b.getAttribute("data-rating")) <= n);
+          send.disabled = false;
+        },
+      }),
+    );
+    return [
+      h("p", { class: "cl-rate-q", text: "How was this chat?" }),
+      h("div", { class: "cl-stars" }, starBtns),
+      comment,
+      err,
+      send,
+    ];
+  }
+
+  function transcriptForm() {
+    const addr = h("input", {
+      class: "cl-input cl-transcript-email",
+      type: "email",
+      placeholder: "you@example.com",
+      value: cur.email || profile.email || "",
+      "aria-label": "E-mail address for the transcript",
+    });
+    const note = h("p", { class: "cl-transcript-note", role: "status" });
+    const send = (e) => {
+      e.preventDefault();
+      const email = addr.value.trim();
+      note.textContent = "Sending\u2026";
+      K.stream.send({ type: "email_transcript", chat_id: cur.id, email }).then(
+        () => (note.textContent = "The transcript is on its way to " + email + "."),
+        (x) => (note.textContent = (x && x.message) || "Could not send. Try again."),
+      );
+    };
+    return h(
+      "form",
+      { class: "cl-transcript", novalidate: true, onsubmit: send },
+      h("span", { class: "cl-label", text: "E-mail me the transcript" }),
+      h(
+        "div",
+        { class: "cl-row" },
+        addr,
+        h("button", { type: "submit", class: "cl-btn cl-ghost cl-transcript-send", text: "Send" }),
+      ),
+      note,
+    );
   }
 
   function sysLine(text) {
@@ -502,7 +700,21 @@
       case "chat_accepted":
         return sysLine(who + " joined the chat");
       case "chat_requeued":
-        return sysLine(who + " left. Waiting for another operator\u2026");
+        return sysLine(
+          ev.reason === "handed_over"
+            ? who + " handed your chat to a colleague. Waiting for them\u2026"
+            : who + " left. Waiting for another operator\u2026",
+        );
+      case "chat_pending":
+        return sysLine(
+          ev.reason === "queue_timeout"
+            ? "Nobody else is free right now. Your conversation is kept for a reply."
+            : who + " had to step away. Your conversation is kept for a reply.",
+        );
+      case "chat_resumed":
+        return sysLine(who + " is back");
+      case "visitor_details":
+        return sysLine("We\u2019ll reply to " + ev.email + " if you\u2019ve left");
       case "chat_missed":
         return sysLine("Nobody could answer in time.");
       case "chat_closed":
@@ -511,7 +723,9 @@
             ? "You ended the chat"
             : ev.by === "operator"
               ? who + " ended the chat"
-              : "The chat was closed",
+              : ev.reason === "pending_timeout"
+                ? "The conversation was closed after a long wait"
+                : "The chat was closed",
         );
       case "message": {
         const mine = ev.from === "visitor";
@@ -649,9 +863,16 @@
     for (const s of ev.chats || []) {
       const c = getChat(s.id);
       if (!c.events.length)
-        Object.assign(c, { status: s.status, operator: s.operator, name: s.name, email: s.email });
+        Object.assign(c, {
+          status: s.status,
+          operator: s.operator,
+          name: s.name,
+          email: s.email,
+          rating: s.rating,
+          operatorStatus: s.operator_status,
+        });
     }
-    const open = (ev.chats || []).filter((s) => s.status === "waiting" || s.status === "active");
+    const open = (ev.chats || []).filter(isOpen);
     if (open.length) setCurrent(chats[Math.max(...open.map((s) => s.id))]);
     else if (S.chat && chats[S.chat] && !cur) setCurrent(chats[S.chat]);
     render();
@@ -666,6 +887,10 @@
       return;
     }
     if (ev.type === "error") return;
+    if (ev.type === "operator_status") {
+      if (chats[ev.chat_id]) chats[ev.chat_id].operatorStatus = ev.status;
+      return render();
+    }
     if (ev.chat_id == null) return;
     const c = getChat(ev.chat_id);
     apply(c, ev);
@@ -698,10 +923,26 @@
         }
         break;
       case "chat_accepted":
+        // Another operator: their status is not known until it changes (online, as they just
+        // accepted). The same one (a replay after the welcome's summary): as the summary says.
+        if (!c.operator || !ev.operator || c.operator.id !== ev.operator.id)
+          c.operatorStatus = null;
         Object.assign(c, { status: "active", operator: ev.operator });
         break;
       case "chat_requeued":
         Object.assign(c, { status: "waiting", operator: null });
+        break;
+      case "chat_pending":
+        Object.assign(c, { status: "pending", operator: ev.operator || c.operator });
+        break;
+      case "chat_resumed":
+        Object.assign(c, { status: "active", operator: ev.operator });
+        break;
+      case "visitor_details":
+        c.email = ev.email;
+        break;
+      case "chat_rated":
+        c.rating = ev.rating;
         break;
       case "chat_missed":
         c.status = "missed";
@@ -734,6 +975,8 @@
               operator: j.chat.operator,
               name: j.chat.name,
               email: j.chat.email,
+              rating: j.chat.rating,
+              operatorStatus: j.chat.operator_status,
             });
             for (const ev of j.events) {
               if (ev.seq === (K.stream.cursors[id] || 0) + 1) {
@@ -820,7 +1063,7 @@
           .send({ type: "sync", cursors: Object.assign({}, K.stream.cursors) })
           .catch(() => {});
       } else {
-        el.formErr.textContent = formError(e);
+        fieldErr(["name", "email", "text"].includes(e.field) ? e.field : "form", formError(e));
       }
     }
   }
@@ -837,7 +1080,7 @@
     } catch (e) {
       if (e.error === "disconnected" || e.error === "timeout") throw e;
       leaving = null;
-      el.formErr.textContent = formError(e);
+      fieldErr(["name", "email", "text"].includes(e.field) ? e.field : "form", formError(e));
     }
   }
 
@@ -846,11 +1089,16 @@
     const email = el.email.value.trim();
     const text = el.text.value.trim();
     const off = shown === "offline";
+    const ask = (k) => (off ? "required" : txt("ask_" + k));
+    let field = "";
     let err = "";
-    if (!name) err = "Please tell us your name.";
-    else if ((off || email) && !EMAIL.test(email)) err = "Please enter a valid e-mail address.";
-    else if (!text) err = "Please write a message.";
-    el.formErr.textContent = err;
+    if (ask("name") === "required" && !name) [field, err] = ["name", "Please tell us your name."];
+    else if (ask("email") === "required" && !email)
+      [field, err] = ["email", "Please enter your e-mail address."];
+    else if (ask("email") !== "hidden" && email && !EMAIL.test(email))
+      [field, err] = ["email", "Please enter a valid e-mail address."];
+    else if (!text) [field, err] = ["text", "Please write a message."];
+    fieldErr(field, err);
     if (err) return;
     K.jset("profile", { name, email });
     const page = K.where();
@@ -858,8 +1106,9 @@
       leaving = Object.assign({ name, email, text }, page);
       if (cur && cur.status === "missed") leaving.chat_id = cur.id;
     } else {
-      starting = Object.assign({ name, text, client_id: cid() }, page);
-      if (email) starting.email = email;
+      starting = Object.assign({ text, client_id: cid() }, page);
+      if (name && ask("name") !== "hidden") starting.name = name;
+      if (email && ask("email") !== "hidden") starting.email = email;
       K.jset("starting", starting);
     }
     render();
@@ -909,7 +1158,7 @@
   el.send.addEventListener("click", () => (sendTyped(), el.input.focus()));
 
   function askEnd() {
-    if (cur && cur.id !== S.dismissed && (cur.status === "waiting" || cur.status === "active")) {
+    if (cur && cur.id !== S.dismissed && isOpen(cur)) {
       // The question takes room above the log: keep the last message in sight, not under it.
       const stick = nearBottom();
       el.confirm.classList.remove("cl-hidden");
@@ -998,6 +1247,22 @@
     );
   }
 
+  /** Opened from an e-mailed link (/chat?link=…): the link's token is this visitor's while it
+   * is valid. It is taken out of the address at once, so it is not shared by a copied URL. */
+  function fromLink() {
+    const m = /[?&]link=([A-Za-z0-9_-]{16,128})(?:&|$)/.exec(w.location.search);
+    if (!m) return;
+    if (m[1] !== K.token()) {
+      K.lsSet("token", m[1]);
+      S.chat = null;
+      S.dismissed = null;
+      S.thanks = null;
+      outbox = [];
+      saveOutbox();
+    }
+    w.history.replaceState(null, "", w.location.pathname);
+  }
+
   async function fromOpener() {
     const op = w.opener;
     if (!op || op === w) return;
@@ -1034,11 +1299,26 @@
 
   // -- open / minimise ----------------------------------------------------------------------------
 
+  /** Ask the server whether anyone is online now (opening the window always shows the
+   * server's state at that moment). An `availability` event that arrives while the answer is
+   * on its way is newer, and wins. */
+  function checkOnline() {
+    const asked = Date.now();
+    fetch(server + "/api/widget/config", { credentials: "omit", cache: "no-store" })
+      .then((r) => r.json())
+      .then(
+        (c) => !(K.availabilityAt >= asked) && K.setOnline(!!(c && c.online)),
+        () => {},
+      );
+  }
+
   function open() {
     S.open = true;
     S.min = false;
     win.classList.remove("cl-hidden");
     K.showLauncher(false);
+    if (K.coverInvitation) K.coverInvitation(true);
+    checkOnline();
     connect();
     render();
     updateUnread();
@@ -1056,6 +1336,7 @@
     S.min = true;
     win.classList.add("cl-hidden");
     K.showLauncher(true);
+    if (K.coverInvitation) K.coverInvitation(false);
     updateUnread();
   }
 
@@ -1071,8 +1352,10 @@
           K.showLauncher(true);
         }
       };
-      if (K.page) fromOpener().then(go);
-      else go();
+      if (K.page) {
+        fromLink();
+        fromOpener().then(go);
+      } else go();
     },
     availability() {
       render();

@@ -47,6 +47,7 @@
       },
       onWelcome: (ev) => {
         K.welcome = ev;
+        K.availabilityAt = Date.now();
         K.setOnline(!!ev.online);
         if (K.chat) K.chat.welcome(ev);
       },
@@ -79,6 +80,7 @@
   function onEvent(ev) {
     switch (ev.type) {
       case "availability":
+        K.availabilityAt = Date.now();
         return K.setOnline(ev.online);
       case "appearance":
         K.config.appearance = ev.appearance || {};
@@ -205,8 +207,15 @@
     card.append(head, el("p", "cl-inv-msg", ev.message || K.config.invitation_text), input, btns);
     restyle();
     K.wrap.appendChild(card);
+    K.coverInvitation(!!K.state.open);
     if (ev.expires_in) expiry = setTimeout(drop, (ev.expires_in + 2) * 1000);
   }
+
+  /** An invitation is never drawn over the open chat window: it waits (until it expires)
+   * for the window to be minimised. */
+  K.coverInvitation = (covered) => {
+    if (card) card.style.display = covered ? "none" : "";
+  };
 
   function drop() {
     clearTimeout(expiry);

@@ -3,8 +3,8 @@
 
 import * as app from "../app.js";
 import { dots, extLink, h, I, icon, linkify, mailLink, put } from "../dom.js";
-import { browserOf, hhmm, when } from "../format.js";
-import { invitationText } from "../protocol.js";
+import { browserOf, dur, hhmm, when } from "../format.js";
+import { invitationText, mailEnabled } from "../protocol.js";
 import { store } from "../store.js";
 import { button, lengthGuard } from "../ui.js";
 
@@ -50,7 +50,11 @@ export function mount(root, scope, view) {
     }),
   );
   scope.region(["head:" + id, "me"], () => drawHead(c, e.head));
-  scope.region(["head:" + id], () => drawSide(c, e.side));
+  // The visitor's current page comes live from the monitor (only their row redraws it).
+  scope.region(["head:" + id, "vrow:*"], (changed) => {
+    const vid = c.summary && c.summary.visitor_id;
+    if (changed.has("head:" + id) || (vid && changed.has("vrow:" + vid))) drawSide(c, e.side);
+  });
   scope.region(
     ["head:" + id, "me"],
     compose(c, e.compose, () => (store.flush(), toBottom())),
@@ -88,7 +92,21 @@ function log(c, e, keepingBottom) {
  * it ("You" for me), `name` their name whoever they are. */
 const SYSTEM = {
   chat_accepted: (ev, actor) => actor + " joined",
-  chat_requeued: (ev, actor, name) => name + " went offline; the chat went back to the queue",
+  chat_requeued: (ev, actor, name) =>
+    ev.reason === "handed_over"
+      ? actor + " handed the chat over; it went to the head of the queue"
+      : name + " went offline; the chat went back to the queue",
+  chat_pending: (ev, actor) =>
+    (ev.operator
+      ? (actor === "You" ? "You went" : actor + " went") + " offline"
+      : "Nobody took it") + "; the conversation is kept as pending for a later reply",
+  chat_resumed: (ev, actor) => (actor === "You" ? "You are" : actor + " is") + " back",
+  visitor_details: (ev) => "The visitor left the address " + ev.email,
+  chat_rated: (ev) =>
+    "The visitor rated the chat " +
+    "\u2605".repeat(ev.rating) +
+    "\u2606".repeat(5 - ev.rating) +
+    (ev.comment ? ": \u201c" + ev.comment + "\u201d" : ""),
   chat_missed: () => "Nobody answered in time; the visitor was offered the message form",
   chat_closed: (ev, actor) =>
     ({ visitor: "The visitor ended the chat", operator: actor + " ended the chat" })[ev.by] ||
@@ -170,7 +188,13 @@ function drawPending(c, el) {
   );
 }
 
-const STATUS_LABEL = { waiting: "Waiting", active: "Active", closed: "Closed", missed: "Missed" };
+const STATUS_LABEL = {
+  waiting: "Waiting",
+  active: "Active",
+  pending: "Pending",
+  closed: "Closed",
+  missed: "Missed",
+};
 
 function drawHead(c, el) {
   const s = c.summary || {};
@@ -206,6 +230,13 @@ function drawHead(c, el) {
           "div",
           { class: "chat-sub" },
           h("span", { class: "pill " + (s.status || ""), text: STATUS_LABEL[s.status] || "" }),
+          s.rating
+            ? h("span", {
+                class: "rating",
+                title: s.rating_comment || "Rated " + s.rating + " of 5",
+                text: "\u2605".repeat(s.rating) + "\u2606".repeat(5 - s.rating),
+              })
+            : null,
           s.page_title || s.page_url
             ? h("span", { class: "chat-page", text: s.page_title || s.page_url })
             : null,
@@ -228,7 +259,23 @@ const NOT_MINE = {
   missed: "Nobody answered this chat in time; the visitor was offered the message form.",
   waiting: "This chat is back in the queue.",
   active: "Another operator has this chat.",
+  pending: "This conversation is pending with a colleague who went offline.",
 };
+
+/** Where my reply to a pending conversation goes. */
+function pendingNote(s) {
+  const where = !mailEnabled()
+    ? "E-mail is not set up, so if they have left, your reply waits for their next visit."
+    : s.email
+      ? "If they have left, it is e-mailed to " + s.email + " with a link back to this chat."
+      : "They have not left an e-mail address, so if they have left, your reply waits for their next visit.";
+  return h(
+    "div",
+    { class: "pending-note" },
+    h("strong", { text: "Pending. " }),
+    "Your reply reaches the visitor in the chat window if they are on the site. " + where,
+  );
+}
 
 /** My reply box while the chat is mine (kept across redraws, with what I typed), else a note
  * that says why I cannot write. */
@@ -238,9 +285,23 @@ function compose(c, el, sent) {
     const s = c.summary || {};
     if (!app.isMine(s)) {
       input = null;
-      return put(el, h("div", { class: "compose-note", text: NOT_MINE[s.status] || "" }));
+      const takeOver =
+        s.status === "pending"
+          ? button({
+              class: "btn primary small take-over",
+              text: "Take it over",
+              onclick: (ev) => app.accept(c.id, ev.currentTarget),
+            })
+          : null;
+      return put(el, h("div", { class: "compose-note", text: NOT_MINE[s.status] || "" }, takeOver));
     }
-    if (input) return;
+    const note = s.status === "pending" ? pendingNote(s) : null;
+    if (input) {
+      const old = el.querySelector(".pending-note");
+      if (old) old.remove();
+      if (note) el.prepend(note);
+      return;
+    }
     input = h("textarea", {
       class: "compose-input",
       rows: 2,
@@ -272,6 +333,7 @@ function compose(c, el, sent) {
     const ta = input;
     put(
       el,
+      note,
       lengthNote,
       h(
         "div",
@@ -293,6 +355,25 @@ function compose(c, el, sent) {
 }
 
 /** The visitor beside the chat: name, e-mail, page, browser, IP, times, their visits. */
+/** The page the visitor is on now, from the live monitor (or that they left the site). */
+function nowOn(s) {
+  const r = s.visitor_id && S.visitors.get(s.visitor_id);
+  if (!r) return null;
+  if (r.state === "left") return h("span", { class: "muted", text: "Left the site" });
+  return h(
+    "span",
+    { class: "page now-on" },
+    r.title ? h("span", { class: "page-title", text: r.title }) : null,
+    r.url ? extLink(r.url) : null,
+    h(
+      "span",
+      { class: "muted small" },
+      r.pages + (r.pages === 1 ? " page" : " pages") + " this visit \u00b7 here for ",
+      h("span", { "data-dur": r.page_since, text: dur(Date.now() - r.page_since) }),
+    ),
+  );
+}
+
 function drawSide(c, el) {
   const s = c.summary || {};
   const row = (label, value) =>
@@ -319,6 +400,7 @@ function drawSide(c, el) {
       {},
       row("Name", s.name),
       row("E-mail", s.email ? mailLink(s.email) : null),
+      row("Now on", nowOn(s)),
       row("Started on", page),
       row(
         "Browser",

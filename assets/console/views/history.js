@@ -10,6 +10,7 @@ import { adminPage, input } from "../ui.js";
 const FILTERS = [
   ["closed", "Closed"],
   ["missed", "Missed"],
+  ["pending", "Pending"],
   ["mine", "Mine"],
   ["active", "Active"],
   ["", "All"],
@@ -29,7 +30,7 @@ export function mount(root, scope) {
         "GET",
         "/api/console/chats?limit=100" + (filter.value ? "&status=" + filter.value : ""),
       ).then((j) => j.chats),
-    columns: ["Visitor", "Started", "Operator", "Status", "Page"],
+    columns: ["Visitor", "Started", "Operator", "Status", "Rating", "Page"],
     empty: [I.history, "No chats here yet."],
     row: (s) =>
       h(
@@ -50,6 +51,17 @@ export function mount(root, scope) {
         h("td", { text: when(s.created_at) }),
         h("td", { text: s.operator ? s.operator.name : "\u2014" }),
         h("td", {}, h("span", { class: "pill " + s.status, text: s.status })),
+        h(
+          "td",
+          { class: "rating-cell", title: s.rating_comment || "" },
+          s.rating
+            ? h("span", {
+                class: "rating",
+                text: "\u2605".repeat(s.rating) + "\u2606".repeat(5 - s.rating),
+              })
+            : "\u2014",
+          s.rating_comment ? h("div", { class: "muted small", text: s.rating_comment }) : null,
+        ),
         h("td", {
           class: "ellipsis",
           title: s.page_url || "",

@@ -1,48 +1,172 @@
 /* The queue and "Chats": the visitors waiting for an operator (in the sidebar, on every view),
- * and the Chats view while no chat is in front: what to do next (go online, enable alerts,
- * pick a tab). */
+ * and the Chats page: every open chat — mine (active and pending) with the last message and
+ * unread count, the waiting ones with how long they wait, and colleagues' — plus what to do
+ * next (go online, enable alerts). */
 
 import { alerts } from "../alerts.js";
 import * as app from "../app.js";
 import { h, I, icon, put, setText } from "../dom.js";
 import { ago } from "../format.js";
+import { api } from "../api.js";
 import { store } from "../store.js";
 import { button } from "../ui.js";
+import { chooseStatus } from "./status.js";
 
 const S = store.state;
 
 export function mount(root, scope) {
-  scope.region(["me", "tabs", "alerts"], () => {
-    const online = S.me.status === "online";
-    put(
-      root,
+  const head = h("div", { class: "chats-head" });
+  const body = h("div", { class: "chats-page", "data-region": "chats-page" });
+  put(root, h("div", { class: "chats-wrap" }, head, body));
+  scope.region(["me", "alerts"], () => drawHead(head));
+  // Colleagues' open chats come from the server (the console streams only its own).
+  const others = { list: [], known: false };
+  const load = async () => {
+    try {
+      const j = await api("GET", "/api/console/chats?status=open&limit=200");
+      others.list = j.chats || [];
+      others.known = true;
+      store.touch("chats-open");
+    } catch (e) {
+      /* shown as it was; the next change loads again */
+    }
+  };
+  scope.region(["queue", "tabs"], () => scope.later(300, load));
+  scope.every(15000, load);
+  scope.region(["tabs", "queue", "head:*", "log:*", "seen:*", "chats-open"], () =>
+    drawLists(body, others),
+  );
+}
+
+function drawHead(el) {
+  const online = S.me.status === "online";
+  put(
+    el,
+    !online
+      ? h(
+          "div",
+          { class: "chats-hint" },
+          h("span", {
+            text: "You are " + (S.me.status || "offline") + ". Switch to Online to receive chats.",
+          }),
+          button({
+            class: "btn primary small",
+            text: "Go online",
+            onclick: () => chooseStatus("online"),
+          }),
+        )
+      : null,
+    !alerts.armed
+      ? button(
+          { class: "btn ghost small", onclick: () => alerts.arm() },
+          icon(I.bell),
+          "Enable alerts",
+        )
+      : null,
+  );
+}
+
+/** One open chat as a row: who, state, the last message, how long, unread. */
+function chatRow(s, { unread = 0, last = null, onclick }) {
+  const state =
+    s.status === "waiting"
+      ? s.handed_over_by
+        ? "Waiting \u00b7 from " + s.handed_over_by.name
+        : "Waiting"
+      : s.status === "pending"
+        ? "Pending" + (s.operator ? " \u00b7 " + s.operator.name : "")
+        : "Active" + (s.operator ? " \u00b7 " + s.operator.name : "");
+  const since =
+    s.status === "waiting" ? s.queued_at || s.created_at : s.pending_since || s.accepted_at;
+  return h(
+    "button",
+    { type: "button", class: "chat-row " + s.status, "data-chat": s.id, onclick },
+    h("span", { class: "avatar", text: (s.name || "V").trim().charAt(0).toUpperCase() || "V" }),
+    h(
+      "span",
+      { class: "chat-row-main" },
       h(
-        "div",
-        { class: "home" },
-        h("div", { class: "home-icon" }, icon(I.chat)),
-        h("h2", { text: S.tabs.length ? "Pick a chat from the tabs above" : "No open chats" }),
-        h("p", {
-          text: online
-            ? "New chats appear in the Waiting list on the left \u2014 press Accept to open one in its own tab."
-            : "You are " + (S.me.status || "offline") + ". Switch to Online to receive chats.",
-        }),
-        !online
-          ? button({
-              class: "btn primary",
-              text: "Go online",
-              onclick: () => app.setStatus("online"),
-            })
-          : null,
-        !alerts.armed
-          ? button(
-              { class: "btn ghost", onclick: () => alerts.arm() },
-              icon(I.bell),
-              "Enable alerts",
-            )
-          : null,
+        "span",
+        { class: "chat-row-top" },
+        h("span", { class: "chat-row-name", text: s.name || "Visitor" }),
+        h("span", { class: "chat-row-state", text: state }),
       ),
-    );
-  });
+      h("span", {
+        class: "chat-row-last",
+        text: last ? (last.from === "visitor" ? "" : "\u21a9 ") + last.text : s.first_message || "",
+      }),
+    ),
+    h(
+      "span",
+      { class: "chat-row-side" },
+      since
+        ? h("span", {
+            class: "chat-row-since",
+            title: s.status === "waiting" ? "Waiting for" : "For",
+            "data-since": since,
+            text: ago(since),
+          })
+        : null,
+      unread ? h("span", { class: "badge", text: String(unread) }) : null,
+    ),
+  );
+}
+
+function lastOf(c) {
+  for (let i = c.events.length - 1; i >= 0; i--)
+    if (c.events[i].type === "message") return c.events[i];
+  return null;
+}
+
+function section(title, rows, empty) {
+  return h(
+    "section",
+    { class: "chats-section" },
+    h("h3", {}, title, h("span", { class: "count", text: String(rows.length) })),
+    rows.length
+      ? h("div", { class: "chat-rows" }, rows)
+      : h("p", { class: "empty-small", text: empty }),
+  );
+}
+
+function drawLists(el, others) {
+  const mine = app.myOpenChats();
+  const mineIds = new Set(mine.map((c) => c.id));
+  const waitingIds = new Set(S.queue.map((q) => q.id));
+  const theirs = others.list.filter(
+    (s) => !mineIds.has(s.id) && !waitingIds.has(s.id) && s.status !== "waiting",
+  );
+  put(
+    el,
+    section(
+      "Yours",
+      mine.map((c) =>
+        chatRow(c.summary, {
+          unread: app.unread(c),
+          last: lastOf(c),
+          onclick: () => app.show({ kind: "chat", id: c.id }),
+        }),
+      ),
+      "No chats of yours are open.",
+    ),
+    section(
+      "Waiting",
+      S.queue.map((q) =>
+        chatRow(q, {
+          last: null,
+          onclick: () => app.openTranscript(q.id),
+        }),
+      ),
+      "No one is waiting.",
+    ),
+    section(
+      "Colleagues\u2019",
+      theirs.map((s) =>
+        chatRow(s, { last: s.last_message, onclick: () => app.openTranscript(s.id) }),
+      ),
+      others.known ? "No colleague has an open chat." : "Loading\u2026",
+    ),
+  );
 }
 
 /** The waiting chats, each with its Accept button (enabled while I am online). */
@@ -64,11 +188,17 @@ export function drawQueue(count, list) {
           h("span", { class: "qname", text: s.name || "Visitor" }),
           h("span", {
             class: "qwait",
-            title: "Waiting for",
-            "data-since": s.created_at,
-            text: ago(s.created_at),
+            title: "Waiting for (since it entered the queue)",
+            "data-since": s.queued_at || s.created_at,
+            text: ago(s.queued_at || s.created_at),
           }),
         ),
+        s.handed_over_by
+          ? h("p", {
+              class: "qfrom",
+              text: "Handed over by " + s.handed_over_by.name,
+            })
+          : null,
         h("p", { class: "qmsg", text: s.first_message || "" }),
         s.page_url || s.page_title
           ? h("p", { class: "qpage", title: s.page_url || "", text: s.page_title || s.page_url })

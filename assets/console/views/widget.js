@@ -25,7 +25,14 @@ const LABELS = {
   waiting: "While waiting",
   offline_prompt: "Offline prompt",
   thanks: "Thank-you text",
+  ask_name: "Name",
+  ask_email: "E-mail address",
 };
+const ASK = [
+  ["required", "Required"],
+  ["optional", "Optional"],
+  ["hidden", "Not asked"],
+];
 const HINTS = { image: "An http(s) URL or a path on this server; empty: the default." };
 const POSITIONS = [
   ["right", "Bottom right"],
@@ -100,6 +107,11 @@ function form(st) {
       h("div", { class: "color-row" }, pick, inputs[k]),
     );
   };
+  const ask = (k) =>
+    field(
+      LABELS[k] || k,
+      (inputs[k] = input({ name: k, options: ASK, value: saved[k] || def(k) })),
+    );
   const position = (k) =>
     field(
       LABELS[k] || k,
@@ -174,7 +186,8 @@ function form(st) {
       onsubmit: submitter(err, save, async () => {
         const appearance = {};
         for (const k in inputs) appearance[k] = inputs[k].value.trim();
-        for (const k of of("position")) if (appearance[k] === def(k)) appearance[k] = "";
+        for (const k of [...of("position"), ...of("ask")])
+          if (appearance[k] === def(k)) appearance[k] = "";
         const list = origins.value.split(/[\s,]+/).filter(Boolean);
         await api("PATCH", "/api/console/settings", { appearance, allowed_origins: list });
         toast("Saved. Open pages update at once.", "ok");
@@ -194,6 +207,12 @@ function form(st) {
         h("h3", { text: "Texts" }),
         pairs(of("line").map(text)),
         of("para").map(text),
+        h("h3", { text: "Pre-chat form" }),
+        h("p", {
+          class: "muted small",
+          text: "What the chat form asks before a chat starts. The message form left while nobody is online always asks for a name and an e-mail address, to answer to.",
+        }),
+        h("div", { class: "two" }, of("ask").map(ask)),
         h("h3", { text: "Allowed sites" }),
         field(
           "Origins allowed to use the widget",
