@@ -57,6 +57,11 @@ def test_an_invitation_waits_while_the_window_is_open(server, host, browser, dia
     page.click(".cl-minimize")
     expect(card).to_be_visible(timeout=T)
     expect(card).to_contain_text("Can I help?")
+    # Its reply box refuses an over-long text with a note, and never cuts it short.
+    card.locator(".cl-inv-in").fill("Short reply")
+    card.locator(".cl-inv-in").fill("x" * 20_000)
+    expect(card.locator(".cl-inv-note")).to_contain_text("the limit is 5,000")
+    assert card.locator(".cl-inv-in").input_value() == "Short reply"
 
 
 def test_alerts_repeat_until_accepted_and_the_icon_shows_a_badge(

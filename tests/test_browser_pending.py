@@ -188,3 +188,30 @@ def test_without_mail_no_e_mail_is_offered(server, host, browser, dialogs):
     expect(bob.locator(".rating")).to_have_text("\u2605\u2605\u2605\u2605\u2606", timeout=T)
     expect(bob.locator(".sys", has_text="Kind <i>and</i> quick")).to_be_visible(timeout=T)
     screenshot(page, "rating-sent")
+
+
+def test_the_visitor_gets_the_transcript_by_e_mail(
+    make_server, seeded_database, smtp, host_for, browser, dialogs
+):
+    server = make_server(config=mail_config(smtp), database=seeded_database)
+    host = host_for(server)
+    op = _console(browser, server, dialogs, "bob")
+    page = watched_page(browser, dialogs)
+    page.goto(host.page("transcript", "Transcript"))
+    visitor_start_chat(page, "Tess", "Do you ship <b>abroad</b>?", email="tess@example.org")
+    accept_in_console(op, "Tess")
+    _reply(op, "We ship to 40 countries")
+    expect(page.locator(".cl-bubble", has_text="40 countries")).to_be_visible(timeout=T)
+    op.locator(".end-chat").click()
+    op.locator(".confirm-end").click()
+    form = page.locator(".cl-transcript")
+    expect(form).to_be_visible(timeout=T)
+    expect(form.locator(".cl-transcript-email")).to_have_value("tess@example.org")
+    form.locator(".cl-transcript-send").click()
+    expect(form.locator(".cl-transcript-note")).to_contain_text("on its way", timeout=T)
+    screenshot(page, "transcript-requested")
+    wait_for(lambda: smtp.messages, what="the transcript at the SMTP server")
+    _, rcpt, msg = smtp.messages[0]
+    assert rcpt == ["tess@example.org"]
+    body = msg.get_content()
+    assert "Do you ship <b>abroad</b>?" in body and "We ship to 40 countries" in body

@@ -131,6 +131,7 @@
     ".cl-inv-in{display:block;width:100%;margin:0 0 10px;padding:9px 11px;border:1px solid #cbd5e1;" +
     "border-radius:10px;font:inherit;color:inherit;background:#fff;resize:none;outline:none}" +
     ".cl-inv-in:focus{border-color:var(--a);box-shadow:0 0 0 3px rgba(79,70,229,.15)}" +
+    ".cl-inv-note{margin:-4px 0 10px;color:#b91c1c;font-size:13px}.cl-inv-note:empty{display:none}" +
     ".cl-inv-btns{display:flex;gap:8px}" +
     ".cl-inv-btns button{all:unset;flex:1;text-align:center;cursor:pointer;border-radius:10px;" +
     "padding:9px 10px;font-weight:600;border:1px solid #e2e8f0;color:#334155;background:#fff}" +
@@ -172,9 +173,27 @@
     const who = ev.operator && ev.operator.name ? ev.operator.name : title();
     const input = el("textarea", "cl-inv-in");
     input.rows = 2;
-    input.maxLength = K.limit("message_chars");
     input.placeholder = "Write a reply\u2026";
     input.setAttribute("aria-label", "Your reply");
+    // Over the length limit, an edit is refused with a note, never cut short.
+    const max = K.limit("message_chars");
+    const note = el("p", "cl-inv-note");
+    note.setAttribute("role", "alert");
+    let before = "";
+    input.addEventListener("beforeinput", () => (before = input.value));
+    input.addEventListener("input", () => {
+      const n = Array.from(input.value).length;
+      note.textContent = "";
+      if (max && n > max) {
+        input.value = before;
+        note.textContent =
+          "Not added: it would make the message " +
+          n.toLocaleString("en") +
+          " characters long; the limit is " +
+          max.toLocaleString("en") +
+          ".";
+      }
+    });
     input.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
         e.preventDefault();
@@ -204,7 +223,13 @@
     card.setAttribute("aria-live", "polite");
     card.setAttribute("aria-label", "Chat invitation from " + who);
     card.setAttribute("data-invitation", ev.id);
-    card.append(head, el("p", "cl-inv-msg", ev.message || K.config.invitation_text), input, btns);
+    card.append(
+      head,
+      el("p", "cl-inv-msg", ev.message || K.config.invitation_text),
+      input,
+      note,
+      btns,
+    );
     restyle();
     K.wrap.appendChild(card);
     K.coverInvitation(!!K.state.open);
