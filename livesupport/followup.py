@@ -10,10 +10,8 @@ Links are unguessable (32 random bytes), stored only as a hash, and expire with
 from __future__ import annotations
 
 import email.message
-import email.utils
 import json
 import secrets
-import socket
 import time
 
 from .chats import Chats
@@ -131,19 +129,9 @@ class FollowUp:
             raise ApiError("mail_not_configured", "this site does not send e-mail", 409)
 
     def _message(self, to: str, subject: str, body: str) -> email.message.EmailMessage:
-        """A message to a visitor: the address was validated as a plain addr-spec, and
-        everything a visitor wrote is in the body only."""
-        m = email.message.EmailMessage()
-        mailer = self.outbox.mailer
-        m["Subject"] = subject
-        m["From"] = mailer.from_address or f"cutelive@{socket.gethostname()}"
-        m["To"] = to
-        if mailer.to_address:
-            m["Reply-To"] = mailer.to_address
-        m["Date"] = email.utils.formatdate(localtime=True)
-        m["Message-ID"] = email.utils.make_msgid(domain="cutelive")
-        m.set_content(f"{body}\n\n-- \n{self.site.base_url}\n")
-        return m
+        return self.outbox.mailer.to_visitor(
+            email_address=to, subject=subject, body=body, base_url=self.site.base_url
+        )
 
     async def _transcript_text(self, chat: Chat) -> str:
         lines = []

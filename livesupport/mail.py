@@ -111,6 +111,25 @@ class Mailer:
         self._check_headers(m)
         return m
 
+    def to_visitor(
+        self, *, email_address: str, subject: str, body: str, base_url: str
+    ) -> email.message.EmailMessage:
+        """A message to a visitor (a reply to a conversation, its transcript): From
+        ``from_address``, Reply-To ``to_address``; whatever a visitor or an operator wrote is in
+        the body, and the subject's encoded-word openers are broken up. Checked as
+        ``offline_message`` is."""
+        m = email.message.EmailMessage()
+        m["Subject"] = _no_encoded_words(subject)
+        m["From"] = self.sender
+        m["To"] = _address("", email_address)
+        if self.to_address:
+            m["Reply-To"] = self.to_address
+        m["Date"] = email.utils.formatdate(localtime=True)
+        m["Message-ID"] = email.utils.make_msgid(domain="cutelive")
+        m.set_content(f"{body}\n\n-- \n{base_url}\n")
+        self._check_headers(m)
+        return m
+
     def _check_headers(self, m: email.message.EmailMessage) -> None:
         """The header block holds exactly the headers written, each once."""
         try:

@@ -185,7 +185,10 @@ def test_served_defaults_and_limits_are_what_the_widget_and_console_show(
     admin.locator("dialog.dialog button[type=submit]").click()
     card = visitor.locator(".cl-invite")
     expect(card.locator(".cl-inv-msg")).to_have_text(invitation, timeout=T)
-    expect(card.locator(".cl-inv-in")).to_have_attribute("maxlength", str(limits["message_chars"]))
+    # The reply box takes the served limit: one character over it is refused with a note.
+    card.locator(".cl-inv-in").fill("y" * (limits["message_chars"] + 1))
+    expect(card.locator(".cl-inv-note")).to_contain_text(f"{limits['message_chars']:,}")
+    assert card.locator(".cl-inv-in").input_value() == ""
     card.locator(".cl-inv-yes").click()
     expect(visitor.locator(".cl-invited .cl-bubble")).to_have_text(invitation, timeout=T)
     expect(admin.locator(".msg.invited .bubble")).to_have_text(invitation, timeout=T)

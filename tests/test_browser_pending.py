@@ -102,6 +102,7 @@ def test_operator_goes_offline_mid_chat_and_the_conversation_carries_on(
     expect(row.locator(".chat-row-last")).to_contain_text("Let me check the stock")
     screenshot(op, "pending-chats-page")
     row.click()
+    expect(op.locator(".tab.on", has_text="Ann")).to_be_visible(timeout=T)
 
     # A later reply reaches the visitor in the widget while she is on the site...
     _reply(op, "Found one in the back")

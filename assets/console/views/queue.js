@@ -129,6 +129,15 @@ function section(title, rows, empty) {
   );
 }
 
+/** What a row shows, as one string: the lists are drawn again only when it changes, so a row
+ * is never replaced under the pointer by an identical one (a click would be lost). */
+function rowKey(s, unread, last) {
+  const h = s.handed_over_by ? s.handed_over_by.name : "";
+  const op = s.operator ? s.operator.name : "";
+  const l = last ? last.seq + ":" + last.text : s.first_message || "";
+  return [s.id, s.status, s.name, op, h, s.queued_at, s.pending_since, unread, l].join("\u0001");
+}
+
 function drawLists(el, others) {
   const mine = app.myOpenChats();
   const mineIds = new Set(mine.map((c) => c.id));
@@ -136,6 +145,14 @@ function drawLists(el, others) {
   const theirs = others.list.filter(
     (s) => !mineIds.has(s.id) && !waitingIds.has(s.id) && s.status !== "waiting",
   );
+  const key = [
+    mine.map((c) => rowKey(c.summary, app.unread(c), lastOf(c))).join("\n"),
+    S.queue.map((q) => rowKey(q, 0, null)).join("\n"),
+    theirs.map((s) => rowKey(s, 0, s.last_message)).join("\n"),
+    others.known,
+  ].join("\u0002");
+  if (el.drawn === key) return;
+  el.drawn = key;
   put(
     el,
     section(
