@@ -51,9 +51,14 @@ export function mount(root, scope, view) {
   );
   scope.region(["head:" + id, "me"], () => drawHead(c, e.head));
   // The visitor's current page comes live from the monitor (only their row redraws it).
+  let nowOnKey = null;
   scope.region(["head:" + id, "vrow:*"], (changed) => {
     const vid = c.summary && c.summary.visitor_id;
-    if (changed.has("head:" + id) || (vid && changed.has("vrow:" + vid))) drawSide(c, e.side);
+    const r = vid && S.visitors.get(vid);
+    // Only a change of what "Now on" shows (not the visitor's every activity) redraws it.
+    const key = r ? [r.state === "left", r.url, r.title, r.pages, r.page_since].join("\u0001") : "";
+    if (changed.has("head:" + id) || key !== nowOnKey) drawSide(c, e.side);
+    nowOnKey = key;
   });
   scope.region(
     ["head:" + id, "me"],
