@@ -83,9 +83,11 @@ async def serve(config: Config) -> int:
     server = GuardedHTTPServer(
         app,
         fd_guard=services.fd_guard,
+        # A Content-Length over [limits] max_body is refused from the headers; a chunked body
+        # is read up to this, so that the handler's JSON 413 reaches the client. What arrives
+        # slower than body_timeout is cut off.
+        body_limit=config.limits_max_body,
         ssl_options=ssl_ctx,
-        # Bodies up to this are read, so that the handler's JSON 413 (over [limits] max_body)
-        # reaches the client; what arrives slower than body_timeout is cut off.
         max_body_size=max(config.limits_max_body * 4, 1024 * 1024),
         body_timeout=config.limits_body_timeout,
         idle_connection_timeout=120,

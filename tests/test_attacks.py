@@ -3,6 +3,7 @@ odd paths, floods of offline messages from many addresses, and text that is not 
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 
@@ -37,6 +38,34 @@ def test_a_body_sent_slowly_is_cut_off(make_server):
     answer = _read_all(sock)
     assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
     assert requests.get(s.url + "/api/status", timeout=TIMEOUT).status_code == 200
+
+
+def test_an_oversized_body_is_refused_from_its_length_before_it_is_sent(make_server):
+    s = make_server()
+    for length in (64 * 1024 + 1, 10 * 1024 * 1024, 10**12):
+        head = (
+            b"POST /api/visitor/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(length).encode() + b"\r\n\r\n"
+        )
+        sock = _raw(s, head, b"{")  # one byte of it: the answer comes from the headers alone
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        sock.close()
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 413 Payload Too Large", answer[:200]
+        headers, _, body = rest.partition(b"\r\n\r\n")
+        assert b"application/json" in headers and b"nosniff" in headers.lower()
+        error = json.loads(body)
+        assert error["error"] == "body_too_large" and error["limit"] == "max_body"
+        assert str(length) in error["message"]
+    # A whole oversized body sent by an ordinary client gets the same answer, not a reset.
+    r = requests.post(s.url + "/api/visitor/token", data=b"x" * (2 * 1024 * 1024), timeout=TIMEOUT)
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    # The server serves on.
+    assert requests.post(s.url + "/api/visitor/token", json={}, timeout=TIMEOUT).status_code == 201
 
 
 def test_pages_say_who_may_frame_them_and_send_no_referrer(make_server):

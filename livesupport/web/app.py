@@ -9,14 +9,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.web
 
 from ..clock import Clock
 from ..config import ASSETS_DIR, Config
 from ..guards import FdGuard, LagMonitor
+from ..protocol import encode
 from ..services import Services
 from ..storage import Storage
 from . import handlers as h
+from .base import body_too_large
 from .sockets import ConsoleSocket, VisitorSocket
 
 
@@ -101,12 +104,69 @@ def tornado_routes(services: Services) -> list:
     return out
 
 
-class GuardedHTTPServer(tornado.httpserver.HTTPServer):
-    """Closes a new connection at once when the process is at its hard file cap."""
+class _RefuseLargeBodies(tornado.httputil.HTTPMessageDelegate):
+    """A request whose ``Content-Length`` is over ``[limits] max_body`` is answered at once,
+    from its headers, with the JSON 413 every other refusal has; its body is then read and
+    dropped (never kept) until it ends or ``[limits] body_timeout`` passes, so that the answer
+    is not lost to a connection reset. Any other request goes to the application."""
 
-    def initialize(self, *args: Any, fd_guard: FdGuard, **kwargs: Any) -> None:
+    def __init__(self, inner: Any, conn: Any, limit: int):
+        self.inner, self.conn, self.limit = inner, conn, limit
+        self.refused = False
+
+    def headers_received(self, start_line: Any, headers: Any) -> Any:
+        length = headers.get("Content-Length", "")
+        if not (length.isascii() and length.isdigit() and int(length) > self.limit):
+            return self.inner.headers_received(start_line, headers)
+        self.refused = True
+        self.conn.set_max_body_size(int(length))  # read it to the end, dropping it
+        body = encode(body_too_large(length, self.limit).event()).encode("utf-8")
+        self.conn.write_headers(
+            tornado.httputil.ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"),
+            tornado.httputil.HTTPHeaders(
+                {
+                    "Content-Type": "application/json; charset=utf-8",
+                    "Content-Length": str(len(body)),
+                    "X-Content-Type-Options": "nosniff",
+                    "Connection": "close",
+                }
+            ),
+            body,
+        )
+        return None
+
+    def data_received(self, chunk: bytes) -> Any:
+        if not self.refused:
+            return self.inner.data_received(chunk)
+        return None
+
+    def finish(self) -> None:
+        if self.refused:
+            self.conn.finish()
+        else:
+            self.inner.finish()
+
+    def on_connection_close(self) -> None:
+        if not self.refused:
+            self.inner.on_connection_close()
+
+
+class GuardedHTTPServer(tornado.httpserver.HTTPServer):
+    """Closes a new connection at once when the process is at its hard file cap, and refuses
+    a body over ``body_limit`` bytes from its ``Content-Length`` (``_RefuseLargeBodies``)."""
+
+    def initialize(
+        self, *args: Any, fd_guard: FdGuard, body_limit: int | None = None, **kwargs: Any
+    ) -> None:
         super().initialize(*args, **kwargs)
         self.fd_guard = fd_guard
+        self.body_limit = body_limit
+
+    def start_request(self, server_conn: object, request_conn: Any) -> Any:
+        delegate = super().start_request(server_conn, request_conn)
+        if self.body_limit is None:
+            return delegate
+        return _RefuseLargeBodies(delegate, request_conn, self.body_limit)
 
     def handle_stream(self, stream, address) -> None:
         self.fd_guard.accepted()
