@@ -27,10 +27,8 @@ class Mailer:
         self.password = config.mail_smtp_password
         self.from_address = config.mail_from_address
         self.to_address = config.mail_to_address
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.host and self.to_address)
+        #: ``[mail]`` is configured (``Config.mail_enabled``): only then is mail written.
+        self.enabled = config.mail_enabled
 
     #: The only headers our mail may have; anything else means an injection attempt.
     HEADERS = {
@@ -122,8 +120,7 @@ class Mailer:
         m["Subject"] = _no_encoded_words(subject)
         m["From"] = self.sender
         m["To"] = _address("", email_address)
-        if self.to_address:
-            m["Reply-To"] = self.to_address
+        m["Reply-To"] = self.to_address
         m["Date"] = email.utils.formatdate(localtime=True)
         m["Message-ID"] = email.utils.make_msgid(domain="cutelive")
         m.set_content(f"{body}\n\n-- \n{base_url}\n")

@@ -559,7 +559,7 @@
   async function saveEmail() {
     const email = el.awayEmail.value.trim();
     el.awayErr.textContent = "";
-    if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) {
+    if (!EMAIL.test(email)) {
       el.awayErr.textContent = "Please enter a valid e-mail address.";
       return;
     }
