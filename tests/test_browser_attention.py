@@ -117,6 +117,16 @@ def test_waiting_time_counts_from_the_requeue_and_names_reach_every_view(
     expect(wait_).to_have_attribute("data-since", str(requeued["ts"]), timeout=T)
     assert requeued["ts"] > created
     expect(admin.locator(".qcard .qfrom")).to_have_text("Handed over by Bob")
+    # So does the visitor's panel in the monitor, which names her and counts on, live.
+    row.click()
+    detail = admin.locator(".mon-detail")
+    expect(detail.locator("h3")).to_have_text("Zoë Quintana-Marlowe", timeout=T)
+    waiting = detail.locator(".det-wait")
+    expect(waiting).to_have_attribute("data-dur", str(requeued["ts"]), timeout=T)
+    counted = waiting.text_content()
+    expect(waiting).not_to_have_text(counted, timeout=T)
+    expect(detail).to_contain_text("zoe@example.org")
+    screenshot(admin, "monitor-detail-waiting")
 
     # Admin accepts: the tab and the chat carry her name; the side shows her current page live.
     admin.locator(".qcard", has_text="Zoë").locator(".accept").click()

@@ -83,6 +83,12 @@ export function createStore(initial) {
         target.addEventListener(type, fn);
         mine.add({ end: () => target.removeEventListener(type, fn) });
       },
+      /** Call `fn(entry)` whenever `el` changes size, until the scope ends. */
+      resized(el, fn) {
+        const o = new ResizeObserver((entries) => entries.forEach(fn));
+        o.observe(el);
+        mine.add({ end: () => o.disconnect() });
+      },
       /** Run `fn` every `ms` milliseconds, until the scope ends. */
       every(ms, fn) {
         const t = setInterval(fn, ms);

@@ -13,7 +13,7 @@ const S = store.state;
 export function mountDetail(drawer, scope) {
   let shown = null;
   const e = {};
-  scope.region(["detail", "vrow:*", "visitor:*", "me"], (changed) => {
+  scope.region(["detail", "vrow:*", "visitor:*", "me", "queue"], (changed) => {
     const det = S.detail;
     if (!det) {
       shown = null;
@@ -30,7 +30,13 @@ export function mountDetail(drawer, scope) {
       put(drawer, e.head, e.now, e.hist);
     }
     const info = S.visitorInfo.get(id);
-    if (fresh || changed.has("vrow:" + id) || changed.has("me") || changed.has("visitor:" + id))
+    if (
+      fresh ||
+      changed.has("vrow:" + id) ||
+      changed.has("me") ||
+      changed.has("visitor:" + id) ||
+      changed.has("queue")
+    )
       drawNow(e, id, info);
     if (fresh || changed.has("visitor:" + id)) drawHistory(e.hist, info);
     // The visitor saw another page, or came back: their trail is longer now.
@@ -55,7 +61,8 @@ function drawNow(e, id, info) {
     h(
       "div",
       { class: "det-title" },
-      h("h3", { text: "Visitor #" + id }),
+      h("h3", { title: r && r.name ? r.name : "", text: r && r.name ? r.name : "Visitor #" + id }),
+      r && r.name ? h("span", { class: "muted", text: "#" + id }) : null,
       r ? h("span", { class: "pill st-" + r.state, text: stateText(r) }) : null,
     ),
     r ? btn : null,
@@ -89,8 +96,18 @@ function drawNow(e, id, info) {
   );
   const left = !!r.left_at;
   const inv = r.invitation;
+  // A waiting chat's time in the queue, counted from when it entered it (again, after a return).
+  const queued = r.state === "waiting" && S.queue.find((q) => q.id === r.chat_id);
+  const since = queued && (queued.queued_at || queued.created_at);
   put(
     e.now,
+    since
+      ? kv(
+          "Waiting for",
+          h("strong", { class: "det-wait", "data-dur": since, text: dur(Date.now() - since) }),
+        )
+      : null,
+    r.email ? kv("E-mail", r.email) : null,
     kv("Current page", page),
     left
       ? kv("Left", when(r.left_at))

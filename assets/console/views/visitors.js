@@ -3,7 +3,9 @@
  * Rows live in the store's `visitors` (id -> row), seeded by `visitors` and updated by
  * `visitors_changed`. Drawing waits for the store's animation frame, so a burst of updates costs
  * one redraw, and only the rows in sight exist in the DOM (a pool of row elements, moved and
- * refilled as the list scrolls): 10,000 visitors draw as fast as 10. Every field is the
+ * refilled as the list scrolls): 10,000 visitors draw as fast as 10. A row is ROW_H high unless
+ * its visitor's name or state needs more lines: such a row is measured when drawn and its height
+ * kept (until the table's width changes), and the rows below move down. Every field is the
  * visitor's own text. */
 
 import * as app from "../app.js";
@@ -15,7 +17,7 @@ import { mountDetail } from "./visitor-detail.js";
 import { inviteDialog } from "./invite.js";
 
 const S = store.state;
-const ROW_H = 70; // px: every monitor row has the same height (the list is virtual; console.css)
+const ROW_H = 70; // px: the height of a monitor row with one line of name and state (console.css)
 
 export const STATE_LABEL = {
   browsing: "Browsing",
@@ -115,7 +117,8 @@ export function act(action, id) {
 }
 
 export function mount(root, scope) {
-  const m = { list: [], pool: [], force: true };
+  // tops[i]: where the i-th row of `list` starts; heights: the rows taller than ROW_H, by id.
+  const m = { list: [], pool: [], force: true, tops: new Float64Array(1), heights: new Map() };
   const mon = () => S.mon;
   const search = h("input", {
     type: "search",
@@ -212,11 +215,23 @@ export function mount(root, scope) {
     if (changed.has("visitors") || changed.has("mon") || changed.has("visKnown")) {
       m.list = list();
       m.force = true;
-      m.body.style.height = m.list.length * ROW_H + "px";
+      if (m.heights.size)
+        for (const id of m.heights.keys()) if (!S.visitors.has(id)) m.heights.delete(id);
+      place(m);
       header(m);
     }
     if (changed.has("me") || changed.has("detail")) m.force = true; // Invite buttons, the "on" row
     rows(m);
+  });
+  let width = 0;
+  scope.resized(m.scroll, (entry) => {
+    const w = Math.round(entry.contentRect.width);
+    if (w === width) return;
+    width = w; // names wrap differently: measure the rows again
+    m.heights.clear();
+    m.force = true;
+    place(m);
+    store.touch("monScroll");
   });
   mountDetail(drawer, scope);
   scope.on(document, "keydown", (e) => {
@@ -294,13 +309,37 @@ function header(m) {
       : "Nobody is on the site right now. Visitors appear here the moment they open a page with the widget.";
 }
 
-/** Fill the rows in sight (plus a few above and below) from the pool. */
-function rows(m) {
+/** Where each row starts, from the heights measured so far, and the list's whole height. */
+function place(m) {
+  const n = m.list.length;
+  if (m.tops.length !== n + 1) m.tops = new Float64Array(n + 1);
+  const hs = m.heights;
+  for (let i = 0; i < n; i++)
+    m.tops[i + 1] = m.tops[i] + ((hs.size && hs.get(m.list[i].id)) || ROW_H);
+  m.body.style.height = m.tops[n] + "px";
+}
+
+/** The index of the row at `y` px from the top of the list (binary search on `tops`). */
+function rowAt(m, y) {
+  let lo = 0;
+  let hi = m.list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (m.tops[mid + 1] <= y) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Fill the rows in sight (plus a few above and below) from the pool; measure the rows just
+ * filled, and when one is taller or shorter than assumed, place the rows again. */
+function rows(m, again) {
   const top = m.scroll.scrollTop - m.body.offsetTop;
-  const first = Math.max(0, Math.floor(top / ROW_H) - 4);
-  const last = Math.min(m.list.length, Math.ceil((top + m.scroll.clientHeight) / ROW_H) + 4);
+  const first = Math.max(0, rowAt(m, top) - 4);
+  const last = Math.min(m.list.length, rowAt(m, top + m.scroll.clientHeight) + 5);
   while (m.pool.length < last - first) m.pool.push(rowEl(m.body));
   const now = Date.now();
+  const filled = [];
   m.pool.forEach((slot, i) => {
     const idx = first + i;
     if (idx >= last) {
@@ -310,9 +349,29 @@ function rows(m) {
       }
       return;
     }
-    if (m.force || slot.r !== m.list[idx] || slot.i !== idx) fill(slot, m.list[idx], idx, now);
+    if (m.force || slot.r !== m.list[idx] || slot.i !== idx) {
+      fill(slot, m.list[idx], idx, now);
+      filled.push(slot);
+    }
+    if (slot.y !== m.tops[idx]) {
+      slot.y = m.tops[idx];
+      slot.el.style.transform = "translateY(" + slot.y + "px)";
+    }
   });
   m.force = false;
+  let moved = false;
+  for (const slot of filled) {
+    const id = slot.r.id;
+    const height = slot.el.offsetHeight;
+    if (height === (m.heights.get(id) || ROW_H)) continue;
+    if (height > ROW_H) m.heights.set(id, height);
+    else m.heights.delete(id);
+    moved = true;
+  }
+  if (moved && !again) {
+    place(m);
+    rows(m, true);
+  }
 }
 
 function rowEl(body) {
@@ -356,7 +415,6 @@ function fill(s, r, idx, now) {
   const det = S.detail;
   s.el.className =
     "mon-row st-" + r.state + (det && det.id === r.id ? " on" : "") + (idx % 2 ? " odd" : "");
-  s.el.style.transform = "translateY(" + idx * ROW_H + "px)";
   s.el.setAttribute("data-visitor", r.id);
   // A name given in a chat, else the number; the number stays on the second line.
   s.who.textContent = r.name || "#" + r.id;
