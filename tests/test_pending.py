@@ -92,7 +92,8 @@ def test_a_pending_chat_ends_after_the_pending_timeout(make_app_in_process):
     assert ann.transcript(chat_id)["chat"]["status"] == "closed"
 
 
-def test_pending_chats_survive_a_restart_and_the_operator_picks_them_up(app):
+def test_pending_chats_survive_a_restart_and_the_operator_picks_them_up(make_app_in_process):
+    app = make_app_in_process({"chat": {"pending_timeout": "1h"}})
     bob, _carol, ann, chat_id = _answered(app)
     bob.ok({"type": "status", "status": "offline"})
     token = ann.token
@@ -108,7 +109,7 @@ def test_pending_chats_survive_a_restart_and_the_operator_picks_them_up(app):
     assert ann2.stream.last("chat_resumed")["operator"]["name"] == "Bob"
     assert ann2.stream.last("message")["text"] == "Sorry for the wait"
     # The pending timeout was forgotten with the status: it never closes the chat now.
-    app2.advance(8 * 86400)
+    app2.advance(2 * 3600)
     assert bob2.transcript(chat_id)["chat"]["status"] == "active"
 
 
@@ -145,7 +146,7 @@ def test_the_visitor_leaves_an_address_and_rates_the_chat(app):
 
 
 def test_a_link_stands_for_its_visitor_until_it_expires(make_app_in_process):
-    app = make_app_in_process({"chat": {"pending_timeout": "1d"}})
+    app = make_app_in_process({"chat": {"pending_timeout": "1h"}})
     _bob, _carol, ann, chat_id = _answered(app)
     chat = app.run(app.services.chats.chat_for(ann.party, chat_id))
     link = app.run(app.services.followup.new_link(chat))
@@ -155,7 +156,7 @@ def test_a_link_stands_for_its_visitor_until_it_expires(make_app_in_process):
     assert again.id == ann.id
     again.connect()
     assert [c["id"] for c in again.stream.events[0]["chats"]] == [chat_id]
-    app.advance(86400 + 1)
+    app.advance(3600 + 1)
     err = app.error(app.services.accounts.visitor_party(token, "127.0.0.1", "x"))
     assert err["error"] == "bad_token"
     # The visitor's own token is untouched.
