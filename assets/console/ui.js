@@ -29,11 +29,11 @@ export function brand() {
   );
 }
 
-/** A labelled field around an input. */
+/** A labelled field around an input (data-field: its name, where an error about it shows). */
 export function field(label, input, hint) {
   return h(
     "label",
-    { class: "field" },
+    { class: "field", "data-field": input.name || null },
     h("span", { class: "field-label", text: label }),
     input,
     hint ? h("span", { class: "field-hint", text: hint }) : null,
@@ -80,9 +80,10 @@ const chars = (s) => s.length - (s.match(/[\uD800-\uDBFF](?=[\uDC00-\uDFFF])/g) 
 /** Keep a message box within the server's `message_chars`. Near the limit a counter shows
  * ("4,620 / 5,000"); an edit that would pass it (typed, pasted, dropped) is refused with a
  * message that says so, and the text stays as it was: never cut short, as a `maxlength` would
- * cut a paste without a word. Returns the line that shows both, to place by the box; call the
+ * cut a paste without a word (`always`: the counter shows from the first character). Returns
+ * the line that shows both, to place by the box; call the
  * guard before the box's own input listeners, which then never see a refused edit. */
-export function lengthGuard(box, max = limit("message_chars")) {
+export function lengthGuard(box, max = limit("message_chars"), always = false) {
   const note = h("div", { class: "len-note", "aria-live": "polite" });
   const fmt = (n) => n.toLocaleString("en");
   box.setAttribute("data-max-chars", max); // the server's limit, where tests can read it
@@ -91,7 +92,7 @@ export function lengthGuard(box, max = limit("message_chars")) {
   const show = (refusal) => {
     const n = chars((shown = box.value));
     note.classList.toggle("refused", !!refusal);
-    note.textContent = refusal || (n >= max * 0.9 ? fmt(n) + " / " + fmt(max) : "");
+    note.textContent = refusal || (always || n >= max * 0.9 ? fmt(n) + " / " + fmt(max) : "");
   };
   const refuse = (n, how) =>
     show(
@@ -145,7 +146,7 @@ export function layout(specs, inputs) {
     if (s instanceof Node) return s;
     const el = (inputs[s.name] = input(s));
     if (s.kind === "checkbox")
-      return h("label", { class: "check" }, el, h("span", { text: s.label }));
+      return h("label", { class: "check", "data-field": s.name }, el, h("span", { text: s.label }));
     return field(s.label, el, s.hint);
   });
 }
@@ -161,17 +162,37 @@ export function values(inputs) {
   return out;
 }
 
-/** A submit handler that shows errors in words in `err` (errorText's `context`) and keeps the
- * button busy meanwhile. */
-export function submitter(err, button, action, context) {
+/** Show an error about one field of `form` beside it (the element with data-field = the
+ * error's `field`); false when the form has no such field. */
+function fieldError(form, x, context) {
+  const at = x && x.field && form && form.querySelector('[data-field="' + x.field + '"]');
+  if (!at) return false;
+  at.append(h("span", { class: "field-error", role: "alert", text: errorText(x, context) }));
+  const el = at.querySelector("input, select, textarea");
+  if (el) {
+    el.setAttribute("aria-invalid", "true");
+    el.focus();
+  }
+  return true;
+}
+
+/** A submit handler that shows errors in words in `err` (errorText's `context`) — or, with
+ * `byField`, beside the field an error names when the form has it — and keeps the button busy
+ * meanwhile. */
+export function submitter(err, button, action, context, byField) {
   return async (e) => {
     e.preventDefault();
+    const form = byField ? e.currentTarget : null;
     err.textContent = "";
+    if (form) {
+      for (const x of form.querySelectorAll(".field-error")) x.remove();
+      for (const x of form.querySelectorAll("[aria-invalid]")) x.removeAttribute("aria-invalid");
+    }
     if (button) button.disabled = true;
     try {
       await action();
     } catch (x) {
-      err.textContent = errorText(x, context);
+      if (!byField || !fieldError(form, x, context)) err.textContent = errorText(x, context);
     } finally {
       if (button) button.disabled = false;
     }
@@ -179,12 +200,12 @@ export function submitter(err, button, action, context) {
 }
 
 /** A modal form: {title, note, fields (as for layout), submit, action(values, inputs), done,
- * context}. The dialog closes when `action` resolves (then `done` is toasted); an error stays
- * in it, in words (errorText with `context`). */
+ * context, byField, class}. The dialog closes when `action` resolves (then `done` is toasted);
+ * an error stays in it, in words (errorText with `context`), beside its field with `byField`. */
 export function formDialog(spec) {
   const inputs = {};
   const err = h("p", { class: "form-error", role: "alert" });
-  const dlg = h("dialog", { class: "dialog" });
+  const dlg = h("dialog", { class: "dialog " + (spec.class || "") });
   const submit = h("button", { type: "submit", class: "btn primary", text: spec.submit });
   const form = h(
     "form",
@@ -199,6 +220,7 @@ export function formDialog(spec) {
           if (spec.done) toast(spec.done, "ok");
         },
         spec.context,
+        spec.byField,
       ),
     },
     h("h2", { text: spec.title }),
@@ -231,6 +253,10 @@ export const VIEW_TEXT = {
   inbox: ["Inbox", "Messages left while nobody was online."],
   history: ["History", "Past chats stay readable as transcripts."],
   operators: ["Operators", "People who answer chats. Administrators can also manage operators."],
+  departments: [
+    "Departments",
+    "Visitors choose a department (or your snippet fixes one); its chats reach its members first, and everyone after the escalation time.",
+  ],
   rules: [
     "Invitation rules",
     "Invite visitors automatically when a rule matches. Rules fire only while an operator is online, at most once per visitor and visit.",
@@ -287,7 +313,8 @@ export function loaded(scope, body, name, load, draw) {
 
 /** The page of view `name`: {load, columns, row(item, reload), empty: [icon, text], add:
  * [label, dialog(null, reload), class] for an "Add" button, action: another header control,
- * tableClass, bodyClass}: a table of what `load` resolves with. Returns reload. */
+ * tableClass, bodyClass, live: [store keys], current()}: a table of what `load` resolves with,
+ * drawn again from `current()` whenever a `live` key changes. Returns reload. */
 export function adminPage(scope, root, name, spec) {
   const body = h("div", { class: spec.bodyClass || null });
   const add =
@@ -310,6 +337,13 @@ export function adminPage(scope, root, name, spec) {
           h("tbody", {}, ...rows.map((item) => spec.row(item, reload))),
         ),
   );
+  let first = true;
+  if (spec.live)
+    scope.region(spec.live, () => {
+      const page = store.state["page:" + name];
+      if (!first && page && page.value) store.set({ ["page:" + name]: { value: spec.current() } });
+      first = false;
+    });
   return reload;
 }
 
