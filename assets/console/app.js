@@ -3,6 +3,8 @@
  * store; the shell and the views draw from it (store.js). Nothing here touches the DOM.
  *
  * Store keys: me, conn, alerts, view, tabs, queue, team, inbox, mail (the outbox), mailEnabled,
+ * departments (every department, §7.8), transfers (a Map by id: the transfers offered to me or
+ * by me, changed in place),
  * inboxMail (an inbox message's mail changed in place), visitors (a Map, changed in
  * place), mon (the monitor's sort and filters), detail (the visitor open in the monitor), and per
  * chat ID: log:ID (its events), head:ID (its summary), outbox:ID, typing:ID, seen:ID; per
@@ -38,6 +40,8 @@ export function start(me, session, signedOut) {
     chats: new Map(), // id -> {id, summary, events, seen, typing, outbox, draft, rev}
     queue: [],
     team: [],
+    departments: [],
+    transfers: new Map(), // transfer id -> the transfer as last sent (docs/PROTOCOL.md §5.5)
     inbox: [],
     mail: [],
     mailEnabled: false,
@@ -172,6 +176,7 @@ const viewing = (c) => !d.hidden && S.view.kind === "chat" && S.view.id === c.id
 
 function welcome(ev) {
   if (ev.operator) store.set({ me: ev.operator });
+  if (ev.departments) store.set({ departments: ev.departments });
   for (const s of ev.chats || []) {
     const c = chat(s.id);
     summarize(c, s);
@@ -228,6 +233,8 @@ const EVENTS = {
     if (m) put((m.mail = m.mail || []));
     store.touch("mail", "inboxMail");
   },
+  departments: (ev) => store.set({ departments: ev.departments || [] }),
+  transfer: (ev) => ev.transfer && putTransfer(ev.transfer),
   operators(ev) {
     store.set({ team: ev.operators || [] });
     // My own status may have changed in another console window.
@@ -309,6 +316,11 @@ const SUMMARY = {
   chat_rated: (ev, s) => Object.assign(s, { rating: ev.rating, rating_comment: ev.comment }),
   chat_missed: (ev, s) => (s.status = "missed"),
   chat_closed: (ev, s) => Object.assign(s, { status: "closed", closed_at: ev.ts }),
+  chat_transferred: (ev, s) =>
+    Object.assign(s, {
+      operator: ev.operator,
+      department: ev.department !== undefined ? ev.department : s.department,
+    }),
 };
 
 function apply(c, ev) {
@@ -325,7 +337,8 @@ function apply(c, ev) {
     if (c.typing) store.touch("typing:" + c.id);
     c.typing = false;
   }
-  if (ev.type === "message" && c.outbox.some((m) => m.client_id === ev.client_id)) {
+  const sent = ev.type === "message" || ev.type === "note";
+  if (sent && c.outbox.some((m) => m.client_id === ev.client_id)) {
     c.outbox = c.outbox.filter((m) => m.client_id !== ev.client_id);
     store.touch("outbox:" + c.id);
   }
@@ -396,12 +409,16 @@ function markSeen() {
 }
 
 function updateTitle() {
-  const waiting = S.queue.length;
+  const offered = incomingTransfers();
+  const waiting = S.queue.length + offered.length;
   let n = 0;
   for (const id of S.tabs) n += unread(S.chats.get(id));
   const away = d.hidden || !d.hasFocus();
   setBadge(waiting + n);
-  if (waiting && away) {
+  if (offered.length && away) {
+    const t = offered[offered.length - 1];
+    flashTitle("(" + waiting + ") Transfer \u2014 " + ((t.chat && t.chat.name) || "Visitor"));
+  } else if (waiting && away) {
     // The newest waiting visitor: the one the last alert was about.
     const at = (q) => q.queued_at || q.created_at || 0;
     const newest = S.queue.reduce((a, b) => (at(b) > at(a) ? b : a));
@@ -436,6 +453,19 @@ function tick() {
   const now = Date.now();
   for (const el of d.querySelectorAll("[data-dur]"))
     setText(el, dur(now - Number(el.getAttribute("data-dur"))));
+  for (const el of d.querySelectorAll("[data-until]"))
+    setText(
+      el,
+      Math.max(0, Math.ceil((Number(el.getAttribute("data-until")) - now) / 1000)) + " s",
+    );
+  // An offer whose end I never heard of (it ended while I was disconnected) leaves after its
+  // deadline; one still offered would have come again after the reconnection's welcome.
+  for (const [id, t] of S.transfers)
+    if (t.state === "offered" && t.until && now - t.until > 5000) {
+      S.transfers.delete(id);
+      store.touch("transfers");
+      updateTitle();
+    }
 }
 
 // -- commands -----------------------------------------------------------------------------------
@@ -479,8 +509,9 @@ export async function accept(id, btn) {
   }
 }
 
-export function send(c, text) {
-  c.outbox.push({ client_id: cid(), text });
+/** Send a reply to the visitor, or (`note`) an internal note only operators see. */
+export function send(c, text, note) {
+  c.outbox.push(note ? { client_id: cid(), text, note: true } : { client_id: cid(), text });
   store.touch("outbox:" + c.id);
   save();
   flush(c);
@@ -493,7 +524,8 @@ async function flush(c) {
   try {
     for (const m of c.outbox.slice()) {
       if (m.acked || m.failed) continue;
-      const cmd = { type: "message", chat_id: c.id, text: m.text, client_id: m.client_id };
+      const type = m.note ? "note" : "message";
+      const cmd = { type, chat_id: c.id, text: m.text, client_id: m.client_id };
       const e = await run.stream.send(cmd).then(
         () => null,
         (x) => x || {},
@@ -518,6 +550,120 @@ export async function closeChat(c) {
   } catch (e) {
     toastError(e);
   }
+}
+
+// -- transfers (docs/PROTOCOL.md §5.5) -----------------------------------------------------------
+
+/** The transfers offered to me (or to a department of mine) that wait for an answer. */
+export const incomingTransfers = () =>
+  Array.from(S.transfers.values()).filter((t) => t.state === "offered" && t.from.id !== S.me.id);
+
+/** The last transfer of a chat that I offered, whatever its state (null: none to show). */
+export function outgoingTransfer(chatId) {
+  let last = null;
+  for (const t of S.transfers.values())
+    if (t.chat_id === chatId && t.from.id === S.me.id && (!last || t.id > last.id)) last = t;
+  return last;
+}
+
+/** How many of a department's members are online (`others`: besides me), from the team's
+ * live statuses; the department's own count until the team is known. */
+export function departmentOnline(dep, others) {
+  if (!S.team.length) return Math.max(0, (dep.online || 0) - (others && isMember(dep) ? 1 : 0));
+  return S.team.filter(
+    (o) => o.status === "online" && dep.members.includes(o.id) && !(others && o.id === S.me.id),
+  ).length;
+}
+
+const isMember = (dep) => S.me.status === "online" && dep.members.includes(S.me.id);
+
+/** Where a transfer goes, in words: "Bob", "Sales". */
+export const transferTarget = (t) =>
+  t.to_operator ? t.to_operator.name : t.to_department ? t.to_department.name : "?";
+
+/** A transfer as the server sent it (offered, or a change of state). */
+function putTransfer(t) {
+  const old = S.transfers.get(t.id);
+  // expires_in counts from now; a deadline keeps the countdown right across redraws.
+  t.until = t.state === "offered" ? Date.now() + (t.expires_in || 0) * 1000 : null;
+  S.transfers.set(t.id, t);
+  store.touch("transfers");
+  if (t.chat && S.chats.has(t.chat_id)) summarize(S.chats.get(t.chat_id), t.chat);
+  const incoming = t.from.id !== S.me.id;
+  if (incoming && t.state === "offered" && !old) {
+    alerts.beep(false);
+    const who = (t.chat && t.chat.name) || "a visitor";
+    alerts.notify(
+      t.from.name + " transfers a chat with " + who,
+      (t.note || (t.chat && t.chat.first_message) || "").slice(0, 140),
+      "cutelive-transfer-" + t.id,
+      () => w.focus(),
+    );
+  }
+  if (
+    !incoming &&
+    old &&
+    old.state === "offered" &&
+    t.state !== "offered" &&
+    t.state !== "accepted"
+  )
+    toast(
+      transferTarget(t) +
+        (t.state === "declined" ? " declined the transfer." : " did not answer the transfer.") +
+        " The chat stays yours.",
+    );
+  updateTitle();
+}
+
+/** Offer my chat to a colleague (`to.operator_id`) or a department (`to.department`). */
+export async function transfer(c, to, note) {
+  const cmd = Object.assign({ type: "transfer", chat_id: c.id }, to);
+  if (note) cmd.note = note;
+  const ack = await run.stream.send(cmd);
+  if (ack.transfer) putTransfer(ack.transfer);
+}
+
+/** Take a chat a colleague offered me: it opens in a tab, as an accepted chat does. */
+export async function acceptTransfer(t, btn) {
+  if (btn) btn.disabled = true;
+  try {
+    const ack = await run.stream.send({ type: "accept_transfer", transfer_id: t.id });
+    const c = chat(ack.chat ? ack.chat.id : t.chat_id);
+    summarize(c, ack.chat || {});
+    if (S.transfers.get(t.id) === t)
+      putTransfer(Object.assign({}, t, { state: "accepted", chat: ack.chat || t.chat }));
+    openTab(c.id, true);
+  } catch (e) {
+    if (btn) btn.disabled = false;
+    gone(t, e);
+  }
+}
+
+export async function declineTransfer(t, btn) {
+  if (btn) btn.disabled = true;
+  try {
+    await run.stream.send({ type: "decline_transfer", transfer_id: t.id });
+    if (S.transfers.get(t.id) === t) putTransfer(Object.assign({}, t, { state: "declined" }));
+  } catch (e) {
+    if (btn) btn.disabled = false;
+    gone(t, e);
+  }
+}
+
+/** A transfer answered elsewhere (a colleague took it, it expired) leaves its card. */
+function gone(t, e) {
+  toastError(e, "transfer");
+  if (e.error === "not_found" || e.error === "forbidden") {
+    S.transfers.delete(t.id);
+    store.touch("transfers");
+    updateTitle();
+  }
+}
+
+/** Forget the outcome of a transfer I offered (its note in the chat is dismissed). */
+export function dismissTransfer(t) {
+  S.transfers.delete(t.id);
+  store.touch("transfers");
 }
 
 /** Tell the visitor whether I am typing (at most every 3 s while I am). */

@@ -79,6 +79,9 @@ export const I = {
     "M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20z|M2 12h20|M12 2a15 15 0 0 1 4 10 15 15 0 0 1-4 10 15 15 0 0 1-4-10 15 15 0 0 1 4-10z",
   zap: "M13 2 3 14h9l-1 8 10-12h-9l1-8z",
   search: "M11 19a8 8 0 1 0 0-16 8 8 0 0 0 0 16z|M21 21l-4.3-4.3",
+  layers: "M12 2 2 7l10 5 10-5-10-5z|M2 17l10 5 10-5|M2 12l10 5 10-5",
+  transfer: "M17 3l4 4-4 4|M3 7h18|M7 21l-4-4 4-4|M21 17H3",
+  note: "M14 3H6a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V9z|M14 3v6h6|M8 13h8|M8 17h5",
 };
 
 /** The URL if it is http(s), else null (javascript:, data: and the like never become links). */

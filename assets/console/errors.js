@@ -29,6 +29,19 @@ const TEXTS = {
   mail_not_configured: "E-mail is not set up on this server ([mail] in its configuration).",
   already_replied: "This message has been answered already.",
   whole_numbers: "Counts and seconds are whole numbers.",
+  // Departments and transfers (docs/PROTOCOL.md §5.5, §7.8).
+  "department:duplicate": (e) =>
+    e.field === "key" ? "Another department has this key." : "Another department has this name.",
+  unknown_department: "That department no longer exists.",
+  department_offline: "Nobody else in that department is online.",
+  unknown_operator: "That operator no longer exists.",
+  operator_disabled: "That operator is disabled.",
+  operator_not_online: "That colleague is not online any more.",
+  transfer_pending: "This chat already has a transfer waiting for an answer.",
+  "transfer:not_assigned": "Only the chat\u2019s operator can transfer it.",
+  "transfer:not_found": "That transfer was answered or has ended.",
+  "transfer:forbidden": "That transfer is not offered to you.",
+  transfer_incomplete: "Choose a colleague or a department.",
   // Why a session ended (the session_ended event's reason).
   "session:disabled": "Your account was disabled.",
   "session:password_changed": "Your password was changed. Please sign in again.",

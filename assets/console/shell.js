@@ -8,7 +8,7 @@ import { dots, h, I, icon, put, setText } from "./dom.js";
 import { store } from "./store.js";
 import { brand, button, VIEW_TEXT } from "./ui.js";
 import { VIEWS } from "./views/index.js";
-import { drawQueue } from "./views/queue.js";
+import { drawQueue, drawTransfers } from "./views/queue.js";
 import { passwordDialog } from "./views/password.js";
 import { chooseStatus } from "./views/status.js";
 
@@ -27,6 +27,7 @@ const NAV = [
   ["inbox", I.inbox],
   ["history", I.history],
   ["operators", I.users, true],
+  ["departments", I.layers, true],
   ["rules", I.zap, true],
   ["widget", I.brush, true],
   ["embed", I.code],
@@ -47,6 +48,7 @@ export function mountShell(root) {
     me: region("me", h("div", { class: "me" })),
     queueCount: region("queue", h("span", { class: "count" })),
     queue: region("queue", h("div", { class: "queue" })),
+    transfers: region("transfers", h("div", { class: "transfers hidden" })),
     nav: region("nav", h("nav", { class: "nav" })),
     team: region("team", h("div", { class: "team" })),
     tabs: region("tabs", h("div", { class: "tabs", role: "tablist" })),
@@ -73,6 +75,7 @@ export function mountShell(root) {
         h(
           "aside",
           { class: "sidebar" },
+          e.transfers,
           h("div", { class: "side-title" }, h("span", { text: "Waiting" }), e.queueCount),
           e.queue,
           e.nav,
@@ -87,6 +90,7 @@ export function mountShell(root) {
   scope.region(["alerts"], () => drawAlerts(e.alerts));
   scope.region(["me"], meMenu(e.me));
   scope.region(["queue", "me"], () => drawQueue(e.queueCount, e.queue));
+  scope.region(["transfers", "me"], () => drawTransfers(e.transfers));
   scope.region(["view", "inbox", "me", "visitors", "tabs", "log:*", "seen:*"], nav(e.nav));
   scope.region(["team", "me"], () => drawTeam(e.team));
   scope.region(["tabs", "view", "me", "log:*", "head:*", "typing:*", "seen:*"], tabs(e.tabs));

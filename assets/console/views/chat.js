@@ -1,12 +1,13 @@
-/* A chat tab: the header (who, state, End chat), the log, what I am sending, the visitor's
- * typing, my reply box, and the visitor's details beside it. */
+/* A chat tab: the header (who, state, Transfer, End chat), the log with its internal notes,
+ * what I am sending, the visitor's typing, a transfer I offered, my reply or note box, and the
+ * visitor's details beside it. */
 
 import * as app from "../app.js";
 import { dots, extLink, h, I, icon, linkify, mailLink, put } from "../dom.js";
 import { browserOf, dur, hhmm, when } from "../format.js";
-import { invitationText, mailEnabled } from "../protocol.js";
+import { invitationText, limit, mailEnabled } from "../protocol.js";
 import { store } from "../store.js";
-import { button, lengthGuard } from "../ui.js";
+import { button, formDialog, lengthGuard } from "../ui.js";
 
 const S = store.state;
 
@@ -17,17 +18,19 @@ export function mount(root, scope, view) {
     items: h("div", { class: "items" }),
     pending: h("div", { class: "pending" }),
     typing: h("div", { class: "typing hidden" }, dots({ class: "dots" }), h("span")),
+    transfer: h("div", { class: "transfer-state hidden", "aria-live": "polite" }),
     compose: h("div", { class: "compose-wrap" }),
     side: h("aside", { class: "chat-side" }),
   };
   e.log = h("div", { class: "log", role: "log" }, e.items, e.pending, e.typing);
-  for (const k of ["log", "head", "side", "compose"]) e[k].setAttribute("data-region", "chat-" + k);
+  for (const k of ["log", "head", "side", "compose", "transfer"])
+    e[k].setAttribute("data-region", "chat-" + k);
   put(
     root,
     h(
       "div",
       { class: "chat-view", "data-chat": c.id },
-      h("div", { class: "chat-main" }, e.head, e.log, e.compose),
+      h("div", { class: "chat-main" }, e.head, e.log, e.transfer, e.compose),
       e.side,
     ),
   );
@@ -49,7 +52,8 @@ export function mount(root, scope, view) {
         ((c.summary && c.summary.name) || "The visitor") + " is typing\u2026";
     }),
   );
-  scope.region(["head:" + id, "me"], () => drawHead(c, e.head));
+  scope.region(["head:" + id, "me", "transfers"], () => drawHead(c, e.head));
+  scope.region(["head:" + id, "transfers"], () => drawTransferState(c, e.transfer));
   // The visitor's current page comes live from the monitor (only their row redraws it).
   let nowOnKey = null;
   scope.region(["head:" + id, "vrow:*"], (changed) => {
@@ -113,6 +117,16 @@ const SYSTEM = {
     "\u2606".repeat(5 - ev.rating) +
     (ev.comment ? ": \u201c" + ev.comment + "\u201d" : ""),
   chat_missed: () => "Nobody answered in time; the visitor was offered the message form",
+  chat_transferred: (ev) => {
+    const who = (o) => (!o ? "an operator" : o.id === S.me.id ? "you" : o.name);
+    return (
+      "Transferred from " +
+      who(ev.from) +
+      " to " +
+      who(ev.operator) +
+      (ev.department ? " (" + ev.department.name + ")" : "")
+    );
+  },
   chat_closed: (ev, actor) =>
     ({ visitor: "The visitor ended the chat", operator: actor + " ended the chat" })[ev.by] ||
     "The chat was closed",
@@ -124,6 +138,7 @@ function eventNode(c, ev, prev) {
   const name = ev.operator && ev.operator.name ? ev.operator.name : "An operator";
   const actor = ev.operator && ev.operator.id === S.me.id ? "You" : name;
   if (SYSTEM[ev.type]) return systemLine(SYSTEM[ev.type](ev, actor, name), ev);
+  if (ev.type === "note") return noteNode(ev.text, actor, ev.ts, ev.transfer, ev.seq);
   if (ev.type !== "message") return null;
   const vis = ev.from === "visitor";
   const same = continues(ev, prev);
@@ -146,6 +161,26 @@ function continues(ev, prev) {
   if (!prev || prev.type !== "message" || prev.from !== ev.from) return false;
   return (
     ev.from === "visitor" || !!(prev.operator && ev.operator && prev.operator.id === ev.operator.id)
+  );
+}
+
+/** An internal note: set apart from the conversation, and saying that the visitor never sees
+ * it. `at` is its time (null: not sent yet, `state` says how far it got). */
+function noteNode(text, actor, at, transfer, seq, state) {
+  return h(
+    "div",
+    { class: "note-item" + (transfer ? " transfer-note" : ""), "data-seq": seq },
+    h(
+      "div",
+      { class: "note-head" },
+      icon(I.note),
+      h("strong", { text: actor }),
+      h("span", {
+        text: (transfer ? "Transfer note" : "Internal note") + " \u00b7 only operators see this",
+      }),
+      h("span", { class: "note-time", text: at ? hhmm(at) : state }),
+    ),
+    h("div", { class: "note-text" }, linkify(text)),
   );
 }
 
@@ -183,12 +218,18 @@ function drawPending(c, el) {
   put(
     el,
     ...c.outbox.map((m) =>
-      h(
-        "div",
-        { class: "msg me pending" + (m.failed ? " failed" : "") },
-        h("div", { class: "bubble" }, linkify(m.text)),
-        h("div", { class: "msg-time", text: m.failed || (m.acked ? "Sent" : "Sending\u2026") }),
-      ),
+      m.note
+        ? h(
+            "div",
+            { class: "note-pending" + (m.failed ? " failed" : "") },
+            noteNode(m.text, "You", null, false, null, m.failed || "Saving\u2026"),
+          )
+        : h(
+            "div",
+            { class: "msg me pending" + (m.failed ? " failed" : "") },
+            h("div", { class: "bubble" }, linkify(m.text)),
+            h("div", { class: "msg-time", text: m.failed || (m.acked ? "Sent" : "Sending\u2026") }),
+          ),
     ),
   );
 }
@@ -203,6 +244,8 @@ const STATUS_LABEL = {
 
 function drawHead(c, el) {
   const s = c.summary || {};
+  const t = app.outgoingTransfer(c.id);
+  const offered = !!(t && t.state === "offered");
   const confirm = h(
     "div",
     { class: "confirm hidden" },
@@ -248,6 +291,20 @@ function drawHead(c, el) {
         ),
       ),
     ),
+    app.isMine(s) && s.status === "active"
+      ? button(
+          {
+            class: "btn ghost small transfer",
+            disabled: offered,
+            title: offered
+              ? "A transfer of this chat waits for an answer"
+              : "Pass this chat to a colleague or a department",
+            onclick: () => transferDialog(c),
+          },
+          icon(I.transfer),
+          "Transfer",
+        )
+      : null,
     app.isMine(s)
       ? button({
           class: "btn ghost small end-chat",
@@ -257,6 +314,120 @@ function drawHead(c, el) {
       : null,
     confirm,
   );
+}
+
+/** A transfer I offered of this chat: waiting for an answer, or why the chat stayed mine. An
+ * accepted one shows nothing here (the log says "Transferred from you to ..."). */
+function drawTransferState(c, el) {
+  const t = app.outgoingTransfer(c.id);
+  const show = t && t.state !== "accepted";
+  el.classList.toggle("hidden", !show);
+  if (!show) return put(el);
+  el.className = "transfer-state " + t.state;
+  const to = app.transferTarget(t);
+  if (t.state === "offered")
+    return put(
+      el,
+      icon(I.transfer),
+      h("span", { class: "transfer-text", text: "Transfer to " + to + " offered\u2026 " }),
+      h("span", {
+        class: "muted",
+        title: "The offer ends in",
+        "data-until": t.until,
+        text: Math.max(0, Math.ceil((t.until - Date.now()) / 1000)) + " s",
+      }),
+    );
+  put(
+    el,
+    icon(I.transfer),
+    h("span", {
+      class: "transfer-text",
+      text:
+        (t.state === "declined"
+          ? to + " declined the transfer."
+          : "Nobody answered the transfer to " + to + " in time.") + " The chat stays yours.",
+    }),
+    button({
+      class: "btn ghost small dismiss",
+      text: "OK",
+      onclick: () => app.dismissTransfer(t),
+    }),
+  );
+}
+
+/** Who I can pass a chat to: colleagues online, and departments with someone online but me. */
+function transferDialog(c) {
+  const colleagues = S.team.filter((o) => o.id !== S.me.id && o.status === "online");
+  const deps = S.departments.map((dep) => [dep, app.departmentOnline(dep, true)]);
+  const target = h(
+    "select",
+    { class: "select transfer-to", name: "to", required: true },
+    h("option", { value: "", text: "Choose\u2026" }),
+    deps.length
+      ? h(
+          "optgroup",
+          { label: "Departments" },
+          ...deps.map(([dep, n]) =>
+            h("option", {
+              value: "department:" + dep.key,
+              disabled: !n,
+              text: dep.name + (n ? " (" + n + " online)" : " (nobody online)"),
+            }),
+          ),
+        )
+      : null,
+    h(
+      "optgroup",
+      { label: "Colleagues online" },
+      ...colleagues.map((o) => h("option", { value: "operator:" + o.id, text: o.display_name })),
+    ),
+  );
+  const note = h("textarea", {
+    class: "transfer-note",
+    name: "note",
+    rows: 3,
+    placeholder: "What should they know? Only operators see this note.",
+  });
+  const counter = lengthGuard(note, limit("transfer_note_chars") || 1000, true);
+  const nobody = !colleagues.length && !deps.some(([, n]) => n);
+  formDialog({
+    title: "Transfer the chat with " + ((c.summary && c.summary.name) || "the visitor"),
+    class: "transfer-dialog",
+    byField: true,
+    context: "transfer",
+    note: nobody
+      ? "Nobody else is online right now."
+      : "The chat stays yours until they accept; the whole transcript goes with it.",
+    fields: [
+      h(
+        "label",
+        { class: "field", "data-field": "target" },
+        h("span", { class: "field-label", text: "To" }),
+        target,
+      ),
+      h(
+        "label",
+        { class: "field", "data-field": "note" },
+        h("span", { class: "field-label", text: "Note (optional)" }),
+        note,
+        counter,
+      ),
+    ],
+    submit: "Offer the chat",
+    done: "Transfer offered.",
+    action: async () => {
+      const [kind, value] = target.value.split(/:(.*)/s);
+      if (!value) throw { error: "transfer_incomplete", field: "target" };
+      const to = kind === "operator" ? { operator_id: Number(value) } : { department: value };
+      try {
+        await app.transfer(c, to, note.value.trim());
+      } catch (e) {
+        // The server names `operator_id` or `department`; both are the "To" field here.
+        if (e.field === "operator_id" || e.field === "department") e.field = "target";
+        throw e;
+      }
+    },
+  });
 }
 
 const NOT_MINE = {
@@ -282,52 +453,72 @@ function pendingNote(s) {
   );
 }
 
-/** My reply box while the chat is mine (kept across redraws, with what I typed), else a note
- * that says why I cannot write. */
+/** The box at the bottom, kept across redraws with what I typed. In my chat it writes a reply
+ * to the visitor or, switched to "Note", an internal note only operators see; in a colleague's
+ * open chat it writes notes only, under the line that says why I cannot reply. A closed chat
+ * has just that line. */
 function compose(c, el, sent) {
-  let input = null;
+  let built = null; // "mine", "notes" or null: what the box was built for
   return () => {
     const s = c.summary || {};
-    if (!app.isMine(s)) {
-      input = null;
-      const takeOver =
-        s.status === "pending"
-          ? button({
-              class: "btn primary small take-over",
-              text: "Take it over",
-              onclick: (ev) => app.accept(c.id, ev.currentTarget),
-            })
-          : null;
-      return put(el, h("div", { class: "compose-note", text: NOT_MINE[s.status] || "" }, takeOver));
-    }
-    const note = s.status === "pending" ? pendingNote(s) : null;
-    if (input) {
-      const old = el.querySelector(".pending-note");
+    const mine = app.isMine(s);
+    const open = s.status === "active" || s.status === "pending" || s.status === "waiting";
+    const want = mine ? "mine" : open ? "notes" : null;
+    const why = mine ? null : notMine(c, s);
+    if (want && want === built) {
+      const old = el.querySelector(".pending-note, .compose-note");
       if (old) old.remove();
+      const note = mine ? (s.status === "pending" ? pendingNote(s) : null) : why;
       if (note) el.prepend(note);
       return;
     }
-    input = h("textarea", {
+    built = want;
+    if (!want) return put(el, why);
+    if (!mine) c.noteMode = true;
+    const input = h("textarea", {
       class: "compose-input",
       rows: 2,
-      placeholder: "Write a reply\u2026  (Enter to send, Shift+Enter for a new line)",
-      "aria-label": "Reply",
       "data-chat": c.id,
       value: c.draft || "",
     });
     const lengthNote = lengthGuard(input); // before the listeners below: they see no refused edit
+    const modes = mine
+      ? h(
+          "div",
+          { class: "compose-modes", role: "group", "aria-label": "Write" },
+          button({ class: "mode mode-reply", text: "Reply", onclick: () => setMode(false) }),
+          button({ class: "mode mode-note", onclick: () => setMode(true) }, icon(I.note), "Note"),
+        )
+      : null;
+    const box = h("div", { class: "compose" }, input);
+    const setMode = (note) => {
+      if (note && !c.noteMode) app.typing(c, ""); // a note is not the visitor's business
+      c.noteMode = note;
+      box.classList.toggle("note", note);
+      input.placeholder = note
+        ? "Write an internal note\u2026  Only operators see it."
+        : "Write a reply\u2026  (Enter to send, Shift+Enter for a new line)";
+      input.setAttribute("aria-label", note ? "Internal note" : "Reply");
+      sendBtn.title = note ? "Save the note" : "Send";
+      sendBtn.setAttribute("aria-label", sendBtn.title);
+      if (modes) {
+        modes.firstChild.setAttribute("aria-pressed", note ? "false" : "true");
+        modes.lastChild.setAttribute("aria-pressed", note ? "true" : "false");
+      }
+      input.focus();
+    };
     const send = () => {
       const text = input.value.trim();
       if (!text) return;
       input.value = "";
       c.draft = "";
-      c.typingOn = false;
-      app.send(c, text);
+      if (!c.noteMode) c.typingOn = false;
+      app.send(c, text, !!c.noteMode);
       sent();
     };
     input.addEventListener("input", () => {
       c.draft = input.value;
-      app.typing(c, input.value);
+      if (!c.noteMode) app.typing(c, input.value);
     });
     input.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
@@ -335,28 +526,32 @@ function compose(c, el, sent) {
         send();
       }
     });
-    const ta = input;
-    put(
-      el,
-      note,
-      lengthNote,
-      h(
-        "div",
-        { class: "compose" },
-        input,
-        button(
-          {
-            class: "btn primary send",
-            title: "Send",
-            "aria-label": "Send",
-            onclick: () => (send(), ta.focus()),
-          },
-          icon(I.send),
-        ),
-      ),
+    const sendBtn = button(
+      { class: "btn primary send", onclick: () => (send(), input.focus()) },
+      icon(I.send),
     );
-    requestAnimationFrame(() => ta.focus());
+    box.append(sendBtn);
+    setMode(!!c.noteMode);
+    put(el, mine ? (s.status === "pending" ? pendingNote(s) : null) : why, modes, lengthNote, box);
+    requestAnimationFrame(() => input.focus());
   };
+}
+
+/** Why I cannot reply in this chat (and, for a pending one, the button that takes it over). */
+function notMine(c, s) {
+  const takeOver =
+    s.status === "pending"
+      ? button({
+          class: "btn primary small take-over",
+          text: "Take it over",
+          onclick: (ev) => app.accept(c.id, ev.currentTarget),
+        })
+      : null;
+  const text =
+    s.status === "active" && s.operator
+      ? s.operator.name + " has this chat."
+      : NOT_MINE[s.status] || "";
+  return h("div", { class: "compose-note", text }, takeOver);
 }
 
 /** The visitor beside the chat: name, e-mail, page, browser, IP, times, their visits. */

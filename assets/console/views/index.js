@@ -2,6 +2,7 @@
  * mount(root, scope, view), and `admin = true` when only administrators may open it. */
 
 import * as chat from "./chat.js";
+import * as departments from "./departments.js";
 import * as embed from "./embed.js";
 import * as history from "./history.js";
 import * as inbox from "./inbox.js";
@@ -18,6 +19,7 @@ export const VIEWS = {
   inbox,
   history,
   operators,
+  departments,
   rules,
   widget,
   embed,

@@ -1,10 +1,12 @@
-/* Operators (administrators only): add, edit, reset a password, disable. */
+/* Operators (administrators only): add, edit, reset a password, disable; how many chats
+ * automatic assignment may give each, and the departments each belongs to. */
 
 import { api } from "../api.js";
 import { h } from "../dom.js";
+import { errorText } from "../errors.js";
 import { limit } from "../protocol.js";
 import { store } from "../store.js";
-import { adminPage, change, formDialog, rowActions } from "../ui.js";
+import { adminPage, change, formDialog, rowActions, toast } from "../ui.js";
 import { minHint } from "./auth.js";
 import { resetDialog } from "./password.js";
 
@@ -14,7 +16,9 @@ export function mount(root, scope) {
   adminPage(scope, root, "operators", {
     add: ["Add operator", operatorDialog],
     load: () => api("GET", "/api/console/operators").then((j) => j.operators),
-    columns: ["Name", "Username", "Role", "Status", ""],
+    live: ["departments"],
+    current: () => store.state["page:operators"].value,
+    columns: ["Name", "Username", "Role", "Departments", "Max chats", "Status", ""],
     row: (o, reload) =>
       h(
         "tr",
@@ -22,6 +26,11 @@ export function mount(root, scope) {
         h("td", {}, h("strong", { text: o.display_name })),
         h("td", { class: "mono", text: o.username }),
         h("td", { text: o.is_admin ? "Administrator" : "Operator" }),
+        h("td", {
+          class: "op-departments" + (departmentNames(o) ? "" : " muted"),
+          text: departmentNames(o) || "\u2014",
+        }),
+        h("td", {}, maxChats(o, reload)),
         h(
           "td",
           {},
@@ -50,6 +59,40 @@ export function mount(root, scope) {
         ),
       ),
   });
+}
+
+/** The names of an operator's departments, or "". */
+const departmentNames = (o) =>
+  store.state.departments
+    .filter((dep) => (o.departments || []).includes(dep.id))
+    .map((dep) => dep.name)
+    .join(", ");
+
+/** How many chats automatic assignment may give the operator at once: saved on change; empty
+ * is the server's default ([chat] max_chats). */
+function maxChats(o, reload) {
+  const box = h("input", {
+    type: "number",
+    class: "max-chats",
+    min: 0,
+    max: 100,
+    step: 1,
+    placeholder: "default",
+    title: "Chats assigned automatically at most (empty: the server\u2019s default)",
+    "aria-label": "Max chats for " + o.display_name,
+    value: o.max_chats == null ? "" : String(o.max_chats),
+  });
+  box.addEventListener("change", async () => {
+    const v = box.value.trim();
+    if (v !== "" && !/^\d+$/.test(v)) return toast(errorText("whole_numbers"), "error");
+    await change(
+      () =>
+        api("PATCH", "/api/console/operators/" + o.id, { max_chats: v === "" ? null : Number(v) }),
+      "Saved.",
+      reload,
+    );
+  });
+  return box;
 }
 
 function operatorDialog(o, reload) {

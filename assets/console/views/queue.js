@@ -66,6 +66,20 @@ function drawHead(el) {
   );
 }
 
+/** The chat's department and whether it was offered to everyone (escalated), as tags. */
+export function departmentTags(s) {
+  return [
+    s.department ? h("span", { class: "dep-tag", text: s.department.name }) : null,
+    s.escalated_at
+      ? h("span", {
+          class: "dep-tag escalated",
+          title: "Nobody in its department took it in time, so every operator sees it",
+          text: "Escalated",
+        })
+      : null,
+  ];
+}
+
 /** One open chat as a row: who, state, the last message, how long, unread. */
 function chatRow(s, { unread = 0, last = null, onclick }) {
   const state =
@@ -89,6 +103,7 @@ function chatRow(s, { unread = 0, last = null, onclick }) {
         "span",
         { class: "chat-row-top" },
         h("span", { class: "chat-row-name", text: s.name || "Visitor" }),
+        departmentTags(s),
         h("span", { class: "chat-row-state", text: state }),
       ),
       h("span", {
@@ -135,7 +150,10 @@ function rowKey(s, unread, last) {
   const h = s.handed_over_by ? s.handed_over_by.name : "";
   const op = s.operator ? s.operator.name : "";
   const l = last ? last.seq + ":" + last.text : s.first_message || "";
-  return [s.id, s.status, s.name, op, h, s.queued_at, s.pending_since, unread, l].join("\u0001");
+  const dep = (s.department ? s.department.name : "") + (s.escalated_at ? "!" : "");
+  return [s.id, s.status, s.name, op, h, dep, s.queued_at, s.pending_since, unread, l].join(
+    "\u0001",
+  );
 }
 
 function drawLists(el, others) {
@@ -210,6 +228,7 @@ export function drawQueue(count, list) {
             text: ago(s.queued_at || s.created_at),
           }),
         ),
+        s.department || s.escalated_at ? h("div", { class: "qtags" }, departmentTags(s)) : null,
         s.handed_over_by
           ? h("p", {
               class: "qfrom",
@@ -229,5 +248,56 @@ export function drawQueue(count, list) {
         }),
       ),
     ),
+  );
+}
+
+/** The chats colleagues offer me (transfers, docs/PROTOCOL.md §5.5), each with who offers it,
+ * their note and the visitor's first words, and Accept / Decline. Nothing when there are none. */
+export function drawTransfers(el) {
+  const offered = app.incomingTransfers();
+  el.classList.toggle("hidden", !offered.length);
+  if (!offered.length) return put(el);
+  put(
+    el,
+    h("div", { class: "side-title" }, h("span", { text: "Transferred to you" })),
+    ...offered.map((t) => {
+      const s = t.chat || {};
+      return h(
+        "div",
+        { class: "qcard tcard", "data-transfer": t.id, "data-chat": t.chat_id },
+        h(
+          "div",
+          { class: "qcard-top" },
+          h("span", { class: "qname", text: s.name || "Visitor" }),
+          h("span", {
+            class: "qwait",
+            title: "The offer ends in",
+            "data-until": t.until,
+            text: Math.max(0, Math.ceil((t.until - Date.now()) / 1000)) + " s",
+          }),
+        ),
+        h("p", {
+          class: "qfrom",
+          text:
+            "From " + t.from.name + (t.to_department ? " to " + t.to_department.name : " to you"),
+        }),
+        t.note ? h("p", { class: "tnote", text: t.note }) : null,
+        s.first_message ? h("p", { class: "qmsg", text: s.first_message }) : null,
+        h(
+          "div",
+          { class: "tcard-actions" },
+          button({
+            class: "btn ghost small decline",
+            text: "Decline",
+            onclick: (ev) => app.declineTransfer(t, ev.currentTarget),
+          }),
+          button({
+            class: "btn primary small accept",
+            text: "Accept",
+            onclick: (ev) => app.acceptTransfer(t, ev.currentTarget),
+          }),
+        ),
+      );
+    }),
   );
 }
