@@ -7,6 +7,8 @@ the chat with its operator. Visitors speak the protocol here (the widget has tes
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from browser_helpers import screenshot, sign_in, watched_page
 from conftest import PASSWORD
@@ -27,6 +29,11 @@ def _visitor(server, name, text, **extra):
     v.connect()
     ack = v.start_chat(text, name=name, **extra)
     return v, ack["chat"]["id"]
+
+
+def _settled(locator):
+    """Wait until the element's arrival animation has ended (for a screenshot)."""
+    locator.evaluate("e => Promise.all(e.getAnimations().map((a) => a.finished))")
 
 
 def _accept(op, name):
@@ -121,7 +128,7 @@ def test_administrator_sets_up_departments_and_a_chat_reaches_only_its_members(
     expect(bob_row.locator(".op-departments")).to_have_text("Sales", timeout=T)
     bob_row.locator("input.max-chats").fill("2")
     bob_row.locator("input.max-chats").press("Enter")
-    expect(admin.locator(".toast.ok", has_text="Saved.")).to_be_visible(timeout=T)
+    expect(admin.locator(".toast.ok", has_text=re.compile(r"^Saved\.$"))).to_be_visible(timeout=T)
     admin.reload()
     admin.click("[data-nav=operators]")
     expect(admin.locator("tr[data-operator=bob] input.max-chats")).to_have_value("2", timeout=T)
@@ -134,6 +141,7 @@ def test_administrator_sets_up_departments_and_a_chat_reaches_only_its_members(
     card = bob.locator(".queue .qcard", has_text="Sara")
     expect(card.locator(".dep-tag")).to_have_text("Sales", timeout=T)
     expect(bob.locator(".chat-row.waiting .dep-tag", has_text="Sales")).to_be_visible(timeout=T)
+    _settled(card)
     screenshot(bob, "departments-queue")
     # Dave's stream has had a queue since (the one after the chat reached Bob), without it.
     dave_ws.request({"type": "ping"})
@@ -176,6 +184,7 @@ def test_a_transfer_with_a_note_keeps_the_transcript_and_the_notes_stay_with_ope
     expect(card.locator(".qfrom")).to_have_text("From Bob to you", timeout=T)
     expect(card.locator(".tnote")).to_have_text("Wants a refund, <b>not</b> a replacement")
     expect(card.locator(".qmsg")).to_have_text("My parcel arrived broken")
+    _settled(card)
     screenshot(carol, "transfer-offered")
     card.locator(".accept").click()
     expect(carol.locator(".tab.on", has_text="Tom")).to_be_visible(timeout=T)

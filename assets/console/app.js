@@ -561,8 +561,8 @@ export const incomingTransfers = () =>
 /** The last transfer of a chat that I offered, whatever its state (null: none to show). */
 export function outgoingTransfer(chatId) {
   let last = null;
-  for (const t of S.transfers.values())
-    if (t.chat_id === chatId && t.from.id === S.me.id && (!last || t.id > last.id)) last = t;
+  // (the Map keeps the order transfers were first offered in: the last match is the newest)
+  for (const t of S.transfers.values()) if (t.chat_id === chatId && t.from.id === S.me.id) last = t;
   return last;
 }
 
@@ -600,13 +600,10 @@ function putTransfer(t) {
       () => w.focus(),
     );
   }
-  if (
-    !incoming &&
-    old &&
-    old.state === "offered" &&
-    t.state !== "offered" &&
-    t.state !== "accepted"
-  )
+  // The chat in front shows the outcome in place; elsewhere a toast says it.
+  const inView = S.view.kind === "chat" && S.view.id === t.chat_id && !d.hidden;
+  const ended = old && old.state === "offered" && t.state !== "offered" && t.state !== "accepted";
+  if (!incoming && ended && !inView)
     toast(
       transferTarget(t) +
         (t.state === "declined" ? " declined the transfer." : " did not answer the transfer.") +

@@ -222,7 +222,14 @@ function drawPending(c, el) {
         ? h(
             "div",
             { class: "note-pending" + (m.failed ? " failed" : "") },
-            noteNode(m.text, "You", null, false, null, m.failed || "Saving\u2026"),
+            noteNode(
+              m.text,
+              "You",
+              null,
+              false,
+              null,
+              m.failed || (m.acked ? "Saved" : "Saving\u2026"),
+            ),
           )
         : h(
             "div",
