@@ -8,6 +8,7 @@ import { browserOf, dur, hhmm, when } from "../format.js";
 import { invitationText, limit, mailEnabled } from "../protocol.js";
 import { store } from "../store.js";
 import { button, formDialog, lengthGuard } from "../ui.js";
+import { departmentTags } from "./queue.js";
 
 const S = store.state;
 
@@ -285,6 +286,7 @@ function drawHead(c, el) {
           "div",
           { class: "chat-sub" },
           h("span", { class: "pill " + (s.status || ""), text: STATUS_LABEL[s.status] || "" }),
+          departmentTags(s),
           s.rating
             ? h("span", {
                 class: "rating",
