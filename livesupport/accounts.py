@@ -109,7 +109,8 @@ class Accounts:
     """Visitor tokens, operators, logins and sessions.
 
     Announces ``sessions_ended(session_ids, reason)`` (the streams close those sessions'
-    connections), ``operator_disabled(operator_id)`` and ``operator_renamed(operator_id)``.
+    connections), ``operator_disabled(operator_id)`` and ``operator_changed(operator_id)``
+    (its name or its maximum of chats).
     """
 
     #: Visitor tokens remembered in front of the database.
@@ -130,7 +131,7 @@ class Accounts:
         self._tokens: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.sessions_ended = Signal("sessions_ended")
         self.operator_disabled = Signal("operator_disabled")
-        self.operator_renamed = Signal("operator_renamed")
+        self.operator_changed = Signal("operator_changed")
 
     async def start(self) -> None:
         if await self.store.operator_count() == 0:
@@ -181,7 +182,12 @@ class Accounts:
     # -- operators ----------------------------------------------------------------------------
 
     async def create_operator(
-        self, username: Any, display_name: Any, password: Any, is_admin: Any = False
+        self,
+        username: Any,
+        display_name: Any,
+        password: Any,
+        is_admin: Any = False,
+        max_chats: int | None = None,
     ) -> Operator:
         v = self.validate
         username = v.kind("username", "username", username)
@@ -193,7 +199,9 @@ class Accounts:
             raise taken
         hashed = await self.hash_password(password)
         try:
-            op = await self.store.create_operator(username, display_name, hashed, is_admin)
+            op = await self.store.create_operator(
+                username, display_name, hashed, is_admin, max_chats
+            )
         except Duplicate:
             raise taken from None
         self.setup_token = None
@@ -227,6 +235,8 @@ class Accounts:
         changes: dict[str, Any] = {
             k: args[k] for k in ("display_name", "is_admin", "disabled") if k in args
         }
+        if isinstance(body, dict) and "max_chats" in body:  # null: back to [chat] max_chats
+            changes["max_chats"] = args.get("max_chats")
         if "password" in args:
             changes["password_hash"] = await self.hash_password(args["password"])
         if changes:
@@ -237,8 +247,8 @@ class Accounts:
         elif "password" in args:
             keep = actor.session_id if op.id == actor.operator_id else None
             await self.end_sessions(op.id, "password_changed", keep_session_id=keep)
-        elif "display_name" in args:
-            await self.operator_renamed.emit(op.id)
+        elif "display_name" in changes or "max_chats" in changes:
+            await self.operator_changed.emit(op.id)
         return await self.store.operator(op.id)
 
     async def change_own_password(self, party: Party, body: Any) -> None:

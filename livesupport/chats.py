@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from .clock import Clock
 from .context import Context
+from .departments import Departments
 from .guards import RateLimiter
 from .hub import Hub, Signal
 from .invitations import Invitations
@@ -38,7 +39,8 @@ from .protocol import (
     operator_ref,
 )
 from .site import Site
-from .storage.records import Chat
+from .storage.chats import StoredEvent
+from .storage.records import Chat, Department
 
 
 def message_event(who: str, op: dict | None, text: str, client_id: str, t: int) -> dict:
@@ -102,13 +104,21 @@ class Chats:
     """The chats and their queue. Announces ``changed(chat)`` after any change of a chat's
     status or operator."""
 
-    def __init__(self, ctx: Context, presence: Presence, invitations: Invitations, site: Site):
+    def __init__(
+        self,
+        ctx: Context,
+        presence: Presence,
+        invitations: Invitations,
+        site: Site,
+        departments: Departments,
+    ):
         config, hub, clock = ctx.config, ctx.hub, ctx.clock
         self.config, self.hub, self.clock = config, hub, clock
         self.store, self.accounts = ctx.storage.chats, ctx.storage.accounts
         self.presence = presence
         self.invitations = invitations
         self.site = site
+        self.departments = departments
         self.typing = Typing(hub, clock)
         self.rl_messages = RateLimiter("visitor_messages", config.limits_visitor_messages, clock)
         self.rl_chats = RateLimiter("chats_per_ip", config.limits_chats_per_ip, clock)
@@ -120,6 +130,9 @@ class Chats:
         self.mail = config.mail_enabled
         self._queue_dirty = False
         self.changed = Signal("chat_changed")
+        #: ``queue_due()``: the queue changed (once per loop iteration however many changes);
+        #: routing assigns what it can and sends each operator its queue.
+        self.queue_due = Signal("queue_due")
         #: ``replied(chat, event)``: an operator wrote in a chat (the visitor may be away).
         self.replied = Signal("replied")
 
@@ -139,7 +152,7 @@ class Chats:
 
     async def summary(self, chat: Chat, role: str) -> dict:
         op = await self.accounts.operator(chat.operator_id) if chat.operator_id else None
-        s = chat_summary(chat, role, op)
+        s = chat_summary(chat, role, op, self.departments.ref(chat.department_id))
         s["operator_status"] = self.presence.status_of(op.id) if op else None
         return s
 
@@ -160,31 +173,6 @@ class Chats:
             return (await self.store.visitor_chats(party.visitor_id, open_only=True))[::-1]
         return await self.store.operator_chats(party.operator_id)
 
-    async def transcript(self, party: Party, chat_id: int) -> dict:
-        chat = await self.chat_for(party, chat_id)
-        events = [json.loads(t) for t in await self.store.events_after(chat.id, 0)]
-        return {"chat": await self.summary(chat, party.role), "events": events}
-
-    async def visitor_list(self, party: Party) -> list[dict]:
-        """The visitor's chats, newest first."""
-        chats = await self.store.visitor_chats(party.visitor_id)
-        return [await self.summary(c, "visitor") for c in chats]
-
-    async def console_list(self, party: Party, status: str, limit: int, before: int):
-        """Chats by status (or ``mine``, or ``open``: with their last message), newest first,
-        for the console's Chats page and History."""
-        mine = party.operator_id if status == "mine" else None
-        status_filter = None if status == "mine" else status or None
-        chats = await self.store.list_chats(status_filter, mine, limit, before)
-        out = [await self.summary(c, "operator") for c in chats]
-        if status == "open":
-            for s, c in zip(out, chats, strict=True):
-                last = await self.store.last_message(c.id)
-                s["last_message"] = (
-                    {k: last[k] for k in ("from", "text", "ts", "seq")} if last else None
-                )
-        return out
-
     # -- the queue ----------------------------------------------------------------------------
 
     def queue_changed(self) -> None:
@@ -195,21 +183,15 @@ class Chats:
 
         async def flush() -> None:
             self._queue_dirty = False
-            self.hub.publish(["ops"], await self.queue_event())
+            await self.queue_due.emit()
 
         self.clock.call_later(0, lambda: self.clock.spawn(flush()))
 
-    async def queue_event(self) -> dict:
-        """The waiting chats: handed-over conversations first, then oldest first."""
+    async def waiting_chats(self) -> list[Chat]:
+        """The waiting chats in queue order: handed-over conversations first, then oldest."""
         chats = [c for c in [await self.store.chat(cid) for cid in self.waiting] if c]
         chats.sort(key=lambda c: (c.handed_over_by is None, self.waiting[c.id]))
-        out = []
-        for c in chats:
-            item = dict(await self.summary(c, "operator"), first_message=c.first_message)
-            if c.handed_over_by:
-                item["handed_over_by"] = await self.who(c.handed_over_by)
-            out.append(item)
-        return {"type": "queue", "chats": out}
+        return chats
 
     async def tick(self) -> None:
         """Queue timeouts (a chat nobody ever answered is missed; an answered one waits on as
@@ -231,14 +213,26 @@ class Chats:
     # -- publishing ---------------------------------------------------------------------------
 
     async def publish(self, chat: Chat, pairs: list, extra_topics: Iterable[str] = ()) -> None:
-        topics = [f"v:{chat.visitor_id}"]
-        if chat.operator_id:
-            topics.append(f"op:{chat.operator_id}")
-        topics.extend(extra_topics)
-        for ev, text in pairs:
-            self.hub.publish(topics, ev, text)
-        if any(ev["type"] != "message" for ev, _ in pairs):
+        ops = [f"op:{chat.operator_id}"] if chat.operator_id else []
+        ops.extend(extra_topics)
+        self.deliver(chat, pairs, ops)
+        if any(ev["type"] not in ("message", "note") for ev, _ in pairs):
             await self.changed.emit(chat)
+
+    def deliver(self, chat: Chat, pairs: list[StoredEvent], op_topics: list[str]) -> None:
+        """Stored events to the chat's visitor (as the visitor sees them: only the events it
+        receives, in its own sequence) and to the operator topics given."""
+        visitor = f"v:{chat.visitor_id}"
+        for pair in pairs:
+            ev, text = pair
+            seen = pair.visitor
+            if seen is not None and seen[1] is text:  # the same for everyone: encoded once
+                self.hub.publish([visitor, *op_topics], ev, text)
+                continue
+            if op_topics:
+                self.hub.publish(op_topics, ev, text)
+            if seen is not None:
+                self.hub.publish([visitor], *seen)
 
     async def who(self, operator_id: int) -> dict:
         o = await self.accounts.operator(operator_id)
@@ -249,7 +243,11 @@ class Chats:
     async def _open_chat_of(self, party: Party, client_id: str | None) -> dict | None:
         """A visitor has at most one open chat: the same first client id returns it again."""
         for chat in await self.store.visitor_chats(party.visitor_id, open_only=True):
-            first = await self.store.event_by_client_id(chat.id, client_id) if client_id else None
+            first = (
+                await self.store.event_by_client_id(chat.id, client_id, "visitor")
+                if client_id
+                else None
+            )
             if first is not None:
                 return {"chat": await self.summary(chat, "visitor"), "message": json.loads(first)}
             raise ApiError(
@@ -260,26 +258,17 @@ class Chats:
             )
         return None
 
-    def _prechat(self, form: dict) -> None:
-        """The pre-chat form as Widget settings ask for it: each field required, optional or
-        not asked (what was not asked is not stored)."""
-        for key in ("name", "email"):
-            ask = self.site.look(f"ask_{key}")
-            if ask == "hidden":
-                form[key] = ""
-            elif ask == "required" and not form.get(key, "").strip():
-                raise invalid_field(key, f"'{key}' is required")
-
     async def start_chat(self, party: Party, **form: str) -> dict:
         """The visitor's ``start_chat``: its pre-chat form and first message (``form``)."""
         again = await self._open_chat_of(party, form["client_id"])
         if again is not None:
             return again
-        self._prechat(form)
+        self.site.check_prechat(form)
         form.setdefault("name", "")
+        department = self.departments.for_chat(form.get("department"))
         self.rl_chats.check(party.ip, "new chats from this address")
         self.rl_messages.check(party.visitor_id, "messages")
-        chat, pairs = await self._create(party, form)
+        chat, pairs = await self._create(party, form, department=department)
         self.invitations.chat_started(party.visitor_id)
         return {"chat": await self.summary(chat, "visitor"), "message": pairs[-1][0]}
 
@@ -297,7 +286,13 @@ class Chats:
         chat, _pairs = await self._create(party, form, invitation=inv)
         return {"chat": await self.summary(chat, "visitor")}
 
-    async def _create(self, party: Party, form: dict, invitation: dict | None = None):
+    async def _create(
+        self,
+        party: Party,
+        form: dict,
+        invitation: dict | None = None,
+        department: Department | None = None,
+    ):
         """Store a new chat with its first events; accepted at once for an operator's invitation
         when that operator is online, otherwise queued."""
         name, text, client_id = form["name"], form.get("text", ""), form.get("client_id")
@@ -337,6 +332,7 @@ class Chats:
             "queued_at": t,
             "closed_at": None,
             "first_message": (text or (invitation or {}).get("message", ""))[:200],
+            "department_id": department.id if department else None,
         }
         chat, pairs = await self.store.create_chat(fields, events)
         await self.publish(chat, pairs)
@@ -347,7 +343,7 @@ class Chats:
 
     # -- talking ------------------------------------------------------------------------------
 
-    def _own_active(self, party: Party, chat: Chat) -> None:
+    def own_active(self, party: Party, chat: Chat) -> None:
         if chat.status not in OPEN_STATUSES:
             raise chat_closed(chat.id, chat.status)
         if chat.operator_id != party.operator_id:
@@ -355,7 +351,7 @@ class Chats:
 
     async def message(self, party: Party, chat_id: int, text: str, client_id: str) -> dict:
         chat = await self.chat_for(party, chat_id)
-        existing = await self.store.event_by_client_id(chat.id, client_id)
+        existing = await self.store.event_by_client_id(chat.id, client_id, party.role)
         if existing is not None:
             return {"message": json.loads(existing)}
         if party.role == "visitor":
@@ -364,7 +360,7 @@ class Chats:
             self.rl_messages.check(party.visitor_id, "messages")
             op = None
         else:
-            self._own_active(party, chat)
+            self.own_active(party, chat)
             op = await self.who(party.operator_id)
             if chat.status == PENDING and self.presence.status_of(party.operator_id) == ONLINE:
                 await self.resume(chat, op)
@@ -391,7 +387,7 @@ class Chats:
         chat = await self.chat_for(party, chat_id)
         op = None
         if party.role == "operator":
-            self._own_active(party, chat)
+            self.own_active(party, chat)
             op = await self.who(party.operator_id)
         elif chat.status not in OPEN_STATUSES:
             raise chat_closed(chat.id, chat.status)
@@ -430,35 +426,47 @@ class Chats:
     async def accept(self, party: Party, chat_id: int) -> dict:
         """Take a waiting chat, or a pending one (a colleague's conversation kept for a reply)."""
         chat = await self.chat_for(party, chat_id)
-        previous = chat.operator_id if chat.status == PENDING else None
         if self.presence.status_of(party.operator_id) != ONLINE:
             raise ApiError("status_not_online", "set your status to online to accept chats", 409)
-        t = self.clock.now_ms()
-        op = await self.who(party.operator_id)
-        event = {"type": "chat_accepted", "ts": t, "operator": op}
-        got = await self.store.accept_chat(chat.id, party.operator_id, t, [event])
-        if got is None:
+        chat = await self.take(chat, party.operator_id)
+        if chat is None:
             raise ApiError(
                 "chat_taken",
-                f"chat {chat.id} was taken or is no longer waiting",
+                f"chat {chat_id} was taken or is no longer waiting",
                 409,
-                chat_id=chat.id,
+                chat_id=chat_id,
             )
+        return {"chat": await self.summary(chat, "operator")}
+
+    async def take(self, chat: Chat, operator_id: int, assigned: bool = False) -> Chat | None:
+        """Give a waiting (or pending) chat to an operator, atomically: None when it is no
+        longer either (another operator, or routing, was first). ``assigned``: by routing."""
+        previous = chat.operator_id if chat.status == PENDING else None
+        t = self.clock.now_ms()
+        event = {"type": "chat_accepted", "ts": t, "operator": await self.who(operator_id)}
+        if assigned:
+            event["assigned"] = True
+        got = await self.store.accept_chat(chat.id, operator_id, t, [event])
+        if got is None:
+            return None
         chat, pairs = got
         self.waiting.pop(chat.id, None)
         self.pending.pop(chat.id, None)
         # The visitor (and a colleague who kept it pending) get the event; the operator's
         # streams get the whole chat from seq 1.
-        others = [f"op:{previous}"] if previous and previous != party.operator_id else []
-        for ev, text in pairs:
-            self.hub.publish([f"v:{chat.visitor_id}", *others], ev, text)
+        others = [f"op:{previous}"] if previous and previous != operator_id else []
+        self.deliver(chat, pairs, others)
+        await self.replay_to(chat, operator_id)
+        await self.changed.emit(chat)
+        self.queue_changed()
+        return chat
+
+    async def replay_to(self, chat: Chat, operator_id: int) -> None:
+        """A chat's whole history (from seq 1) to the operator who now has it."""
         seq = 0
         for text in await self.store.events_after(chat.id, 0):
             seq += 1
-            self.hub.publish([f"op:{party.operator_id}"], {"chat_id": chat.id, "seq": seq}, text)
-        await self.changed.emit(chat)
-        self.queue_changed()
-        return {"chat": await self.summary(chat, "operator")}
+            self.hub.publish([f"op:{operator_id}"], {"chat_id": chat.id, "seq": seq}, text)
 
     async def pend(self, chat: Chat, operator_id: int | None, reason: str) -> None:
         """Keep the conversation assigned for a later reply; the visitor is told, and may leave

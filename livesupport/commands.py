@@ -15,6 +15,7 @@ from .offline import OfflineMessages
 from .presence import Presence
 from .protocol import COMMANDS, HAND_OVER, ONLINE, ApiError, Party, Validator, request_id_ok
 from .streams import Streams
+from .transfers import Transfers
 
 log = logging.getLogger("cutelive")
 
@@ -32,6 +33,7 @@ class Commands:
         invitations: Invitations,
         presence: Presence,
         streams: Streams,
+        transfers: Transfers,
     ):
         self.validate = validate
         self.chats = chats
@@ -62,6 +64,10 @@ class Commands:
                 "accept": self._drop_stream(chats.accept),
                 "invite": self._invite,
                 "status": self._status,
+                "note": self._drop_stream(transfers.note),
+                "transfer": self._drop_stream(transfers.offer),
+                "accept_transfer": self._drop_stream(transfers.accept),
+                "decline_transfer": self._drop_stream(transfers.decline),
             },
         }
 

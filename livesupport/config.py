@@ -187,6 +187,15 @@ SETTINGS: list[Setting] = [
         "Pending conversations (operator away) end after this; reply links expire with them.",
     ),
     Setting("chat", "alert_repeat", "30s", parse_duration, "Repeat alerts while a chat waits."),
+    Setting(
+        "chat",
+        "escalate_after",
+        "60s",
+        parse_duration,
+        "A department's chat waiting this long is offered to every operator.",
+    ),
+    Setting("chat", "max_chats", "4", parse_positive_int, "Chats routing assigns an operator."),
+    Setting("chat", "transfer_timeout", "60s", parse_duration, "Unanswered transfers expire."),
     Setting("operators", "offline_grace", "30s", parse_duration, "Offline after disconnect."),
     Setting("operators", "session_lifetime", "30d", parse_duration, "Console sessions expire."),
     Setting("operators", "login_failures", "10/15m", parse_rate, "Failures per account."),
@@ -253,6 +262,9 @@ class Config:
     chat_queue_timeout: float
     chat_pending_timeout: float
     chat_alert_repeat: float
+    chat_escalate_after: float
+    chat_max_chats: int
+    chat_transfer_timeout: float
     operators_offline_grace: float
     operators_session_lifetime: float
     operators_login_failures: tuple[int, float]

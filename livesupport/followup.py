@@ -135,7 +135,7 @@ class FollowUp:
 
     async def _transcript_text(self, chat: Chat) -> str:
         lines = []
-        for raw in await self.store.events_after(chat.id, 0):
+        for raw in await self.store.visitor_events_after(chat.id, 0):  # never a note
             ev = json.loads(raw)
             if ev["type"] != "message":
                 continue

@@ -45,6 +45,7 @@ class Handover:
             "queued_at": t,
             "accepted_at": None,
             "handed_over_by": operator_id,
+            "escalated_at": None,
         }
         pairs = await self.chats.store.append_events(chat, [event], changes)
         await self.chats.publish(chat, pairs, extra_topics=[f"op:{operator_id}"])

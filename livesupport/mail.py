@@ -49,7 +49,15 @@ class Mailer:
         return self.from_address or f"cutelive@{socket.gethostname()}"
 
     def offline_message(
-        self, *, name: str, email_address: str, text: str, page_url: str, base_url: str
+        self,
+        *,
+        name: str,
+        email_address: str,
+        text: str,
+        page_url: str,
+        base_url: str,
+        department: str = "",
+        to: str = "",
     ) -> email.message.EmailMessage:
         """The notification for an offline message; raises ApiError if it cannot be made safe.
 
@@ -62,7 +70,7 @@ class Mailer:
         m = email.message.EmailMessage()
         m["Subject"] = f"Offline message from {shown_name}"
         m["From"] = self.sender
-        m["To"] = self.to_address
+        m["To"] = to or self.to_address
         m["Reply-To"] = _address(shown_name, email_address)
         m["Date"] = email.utils.formatdate(localtime=True)
         m["Message-ID"] = email.utils.make_msgid(domain="cutelive")
@@ -70,6 +78,7 @@ class Mailer:
             f"Name: {name}",
             f"E-mail: {email_address}",
             f"Page: {page_url or '-'}",
+            *([f"Department: {department}"] if department else []),
             "",
             text,
             "",

@@ -39,11 +39,13 @@ class OfflineMessages:
         page_title: str = "",
         chat_id: int | None = None,
         client_id: str | None = None,
+        department: str | None = None,
     ) -> dict:
         """The visitor's ``leave_message`` command; the same ``client_id`` stores it once.
         With ``[mail]`` configured, its notification is queued in the same transaction."""
         if chat_id is not None:
             await self.chats.chat_for(party, chat_id)
+        dept = self.chats.departments.for_message(department)
         if client_id is not None:
             again = await self.store.offline_message_by_client_id(party.visitor_id, client_id)
             if again is not None:
@@ -57,6 +59,8 @@ class OfflineMessages:
                 text=text,
                 page_url=page_url,
                 base_url=self.site.base_url,
+                department=dept.name if dept else "",
+                to=dept.email if dept else "",
             )
         self.chats.rl_chats.check(party.ip, "chats and messages from this address")
         self.chats.rl_messages.check(party.visitor_id, "messages")
@@ -74,6 +78,7 @@ class OfflineMessages:
             ip=party.ip,
             created_at=at,
             client_id=client_id,
+            department_id=dept.id if dept else None,
         )
         view = msg.public()
         view["mail"] = [queued.public()] if queued else []

@@ -28,10 +28,11 @@ class Presence:
         #: Present operators and the status each chose.
         self.present: dict[int, str] = {}
         self._grace: dict[int, Any] = {}
-        self._online = False
         self.went_offline = Signal("went_offline")
         #: ``status_set(operator_id, status)``: an operator chose a status.
         self.status_set = Signal("status_set")
+        #: ``roster_changed()``: who is present, or their status, changed.
+        self.roster_changed = Signal("roster_changed")
 
     async def restore(self, operator_ids: set[int]) -> None:
         """After a restart: operators with open chats count as present for one grace period,
@@ -41,7 +42,6 @@ class Presence:
                 op = await self.accounts.operator(op_id)
                 self.present[op_id] = op.status if op else OFFLINE
                 self._start_grace(op_id)
-        self._online = self.any_online()
 
     def status_of(self, operator_id: int) -> str:
         return self.present.get(operator_id, OFFLINE)
@@ -58,12 +58,10 @@ class Presence:
         return {"type": "operators", "operators": ops}
 
     async def changed(self) -> None:
-        """Tell consoles who is present, and visitors when availability flips."""
+        """Tell consoles who is present; visitors learn availability from ``roster_changed``
+        (``Departments.publish_availability``)."""
         self.hub.publish(["ops"], await self.operators_event())
-        online = self.any_online()
-        if online != self._online:
-            self._online = online
-            self.hub.publish(["visitors"], {"type": "availability", "online": online})
+        await self.roster_changed.emit()
 
     # -- streams and status -------------------------------------------------------------------
 

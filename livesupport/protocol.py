@@ -40,6 +40,12 @@ MAX_INVITATION_CHARS = 500
 MAX_RULE_TEXT_CHARS = 500
 MAX_ALLOWED_ORIGINS = 100
 MAX_COMMENT_CHARS = 1000
+MAX_NOTE_CHARS = 1000  # a transfer's note
+MAX_DEPARTMENT_KEY_CHARS = 32
+MAX_DEPARTMENT_NAME_CHARS = 60
+MAX_CHATS_LIMIT = 100  # the highest max_chats an operator may have
+#: Chat events only operators receive: they take an operator seq but no visitor seq.
+OPERATOR_ONLY_EVENTS = frozenset({"note"})
 #: How long a ``typing`` event stays true at the receiver unless refreshed.
 TYPING_EXPIRES = 6
 #: A WebSocket must say hello within this many seconds.
@@ -73,6 +79,11 @@ EVENTS: dict[str, str] = {
     "chat_closed": "both",
     "visitor_details": "both",
     "chat_rated": "both",
+    "chat_transferred": "both",
+    "note": "operator",
+    "queue_position": "visitor",
+    "transfer": "operator",
+    "departments": "operator",
     "typing": "both",
     "availability": "visitor",
     "operator_status": "visitor",
@@ -120,6 +131,14 @@ ERRORS: dict[str, int] = {
     "setup_done": 409,
     "mail_not_configured": 409,
     "already_replied": 409,
+    "duplicate": 409,
+    "unknown_department": 404,
+    "department_offline": 409,
+    "unknown_operator": 404,
+    "operator_disabled": 409,
+    "operator_not_online": 409,
+    "transfer_pending": 409,
+    "transfer_void": 409,
     "bad_setup_token": 403,
     "login_failed": 401,
     "login_throttled": 429,
@@ -210,9 +229,10 @@ def operator_ref(operator_id: int, display_name: str) -> dict:
     return {"id": operator_id, "name": display_name}
 
 
-def chat_summary(chat: Any, role: str, operator: Any = None) -> dict:
+def chat_summary(chat: Any, role: str, operator: Any = None, department: dict | None = None):
     """A chat as a party sees it (``welcome``, ``queue``, acks, lists); operators also see
-    the visitor's id, address and browser. ``operator`` is the assigned operator's record."""
+    the visitor's id, address and browser. ``operator`` is the assigned operator's record,
+    ``department`` the chat's department as ``{id, key, name}``."""
     s = {
         "id": chat.id,
         "status": chat.status,
@@ -228,6 +248,7 @@ def chat_summary(chat: Any, role: str, operator: Any = None) -> dict:
         "answered": chat.answered_at is not None,
         "pending_since": chat.pending_since,
         "rating": chat.rating,
+        "department": department,
     }
     if role == "operator":
         s.update(
@@ -235,8 +256,11 @@ def chat_summary(chat: Any, role: str, operator: Any = None) -> dict:
             ip=chat.ip,
             user_agent=chat.user_agent,
             queued_at=chat.queued_at,
+            escalated_at=chat.escalated_at,
             rating_comment=chat.rating_comment,
         )
+    else:
+        s["last_seq"] = chat.last_vseq  # the visitor's own sequence (no operator-only events)
     return s
 
 
@@ -266,6 +290,7 @@ _CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _EMAIL_ATOM = r"[A-Za-z0-9!$'*+=^_{|}~-]+"
 _EMAIL = re.compile(rf"{_EMAIL_ATOM}(\.{_EMAIL_ATOM})*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _USERNAME = re.compile(r"[a-z0-9._-]{1,64}")
+_DEPARTMENT_KEY = re.compile(r"[a-z0-9-]{1,32}")
 
 #: Fields the server owns; a client sending them gets ``forbidden_field``.
 FORBIDDEN_FIELDS = {"seq", "status", "operator_id", "visitor_id"}
@@ -387,6 +412,43 @@ class Validator:
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
                 raise ApiError("invalid_field", f"'{name}' must be 1, 2, 3, 4 or 5", field=name)
             return value
+        if kind == "note":
+            return _check_string(name, value, MAX_NOTE_CHARS, text=True, empty=True)
+        if kind == "department_key":
+            v = _check_string(name, value, MAX_DEPARTMENT_KEY_CHARS)
+            if not _DEPARTMENT_KEY.fullmatch(v):
+                raise ApiError(
+                    "invalid_field", f"'{name}' may only contain a-z, 0-9 and '-'", field=name
+                )
+            return v
+        if kind == "department_ref":  # a key as the snippet or the visitor sends it
+            return _check_string(name, value, MAX_DEPARTMENT_KEY_CHARS)
+        if kind == "department_name":
+            return _check_string(name, value, MAX_DEPARTMENT_NAME_CHARS).strip()
+        if kind == "seconds?":
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= 86400:
+                raise ApiError(
+                    "invalid_field", f"'{name}' must be 10 to 86400 seconds, or null", field=name
+                )
+            return value
+        if kind == "max_chats":
+            if value is None:
+                return None
+            bad = isinstance(value, bool) or not isinstance(value, int)
+            if bad or not 0 <= value <= MAX_CHATS_LIMIT:
+                raise ApiError(
+                    "invalid_field",
+                    f"'{name}' must be 0 to {MAX_CHATS_LIMIT}, or null for the default",
+                    field=name,
+                    limit=MAX_CHATS_LIMIT,
+                )
+            return value
+        if kind == "ids":
+            if not isinstance(value, list) or len(value) > 10_000:
+                raise ApiError("invalid_field", f"'{name}' must be a list of ids", field=name)
+            return sorted({_check_int(name, v) for v in value})
         if kind == "comment":
             return _check_string(name, value, MAX_COMMENT_CHARS, text=True, empty=True)
         if kind == "status":
@@ -504,6 +566,7 @@ COMMANDS: dict[str, dict[str, Schema]] = {
             "text": ("text", True),
             "client_id": ("client_id", True),
             **_PAGE,
+            "department": ("department_ref", False),
         },
         **_CHAT_COMMANDS,
         "accept_invitation": {
@@ -529,6 +592,7 @@ COMMANDS: dict[str, dict[str, Schema]] = {
             **_PAGE,
             "chat_id": ("int", False),
             "client_id": ("client_id", False),
+            "department": ("department_ref", False),
         },
     },
     "operator": {
@@ -539,6 +603,19 @@ COMMANDS: dict[str, dict[str, Schema]] = {
         "accept": {"chat_id": ("int", True)},
         "invite": {"visitor_id": ("int", True), "message": ("invitation", False)},
         "status": {"status": ("status", True), "chats": ("handover", False)},
+        "note": {
+            "chat_id": ("int", True),
+            "text": ("text", True),
+            "client_id": ("client_id", True),
+        },
+        "transfer": {
+            "chat_id": ("int", True),
+            "operator_id": ("int", False),
+            "department": ("department_ref", False),
+            "note": ("note", False),
+        },
+        "accept_transfer": {"transfer_id": ("token", True)},
+        "decline_transfer": {"transfer_id": ("token", True)},
     },
 }
 
@@ -549,12 +626,23 @@ _NEW_OPERATOR: Schema = {
     "password": ("password", True),
 }
 _RULE = {"name": "name", "message": "invitation", "enabled": "bool", "conditions": "conditions"}
+_DEPT = {
+    "key": "department_key",
+    "name": "department_name",
+    "email": "email?",
+    "auto_assign": "bool",
+    "escalate_after": "seconds?",
+    "members": "ids",
+}
 
 #: The bodies of the HTTP API's requests: name -> (what it is, in errors; its fields).
 REQUESTS: dict[str, tuple[str, Schema]] = {
     "setup": ("setup", {"setup_token": ("token", True), **_NEW_OPERATOR}),
     "login": ("login", {"username": ("token", True), "password": ("secret", True)}),
-    "new_operator": ("an operator", {**_NEW_OPERATOR, "is_admin": ("bool", False)}),
+    "new_operator": (
+        "an operator",
+        {**_NEW_OPERATOR, "is_admin": ("bool", False), "max_chats": ("max_chats", False)},
+    ),
     "operator_changes": (
         "an operator",
         {
@@ -562,6 +650,7 @@ REQUESTS: dict[str, tuple[str, Schema]] = {
             "is_admin": ("bool", False),
             "disabled": ("bool", False),
             "password": ("password", False),
+            "max_chats": ("max_chats", False),
         },
     ),
     "password_change": (
@@ -577,6 +666,14 @@ REQUESTS: dict[str, tuple[str, Schema]] = {
         {k: (kind, k != "enabled") for k, kind in _RULE.items()},
     ),
     "rule_changes": ("an invitation rule", {k: (kind, False) for k, kind in _RULE.items()}),
+    "new_department": (
+        "a department",
+        {k: (kind, k in ("key", "name")) for k, kind in _DEPT.items()},
+    ),
+    "department_changes": (
+        "a department",
+        {k: (kind, False) for k, kind in _DEPT.items() if k != "key"},
+    ),
 }
 
 
@@ -660,6 +757,10 @@ def console_protocol(config: Config) -> dict:
             "password_max_chars": MAX_PASSWORD_CHARS,
             "rule_text_chars": MAX_RULE_TEXT_CHARS,
             "allowed_origins": MAX_ALLOWED_ORIGINS,
+            "transfer_note_chars": MAX_NOTE_CHARS,
+            "department_key_chars": MAX_DEPARTMENT_KEY_CHARS,
+            "department_name_chars": MAX_DEPARTMENT_NAME_CHARS,
+            "max_chats": MAX_CHATS_LIMIT,
         },
         "appearance": {
             k: {"kind": kind, "limit": limit, "default": default}

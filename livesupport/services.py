@@ -15,6 +15,7 @@ from .clock import Clock
 from .commands import Commands
 from .config import Config
 from .context import Context
+from .departments import Departments
 from .followup import FollowUp
 from .guards import FdGuard, LagMonitor, RateLimiter
 from .handover import Handover
@@ -26,9 +27,12 @@ from .offline import OfflineMessages
 from .outbox import Outbox
 from .presence import Presence
 from .protocol import ApiError, Validator
+from .routing import Routing
 from .site import Site
 from .storage import Storage
 from .streams import Streams
+from .transcripts import Transcripts
+from .transfers import Transfers
 
 
 def executor(fn: Any, *args: Any) -> asyncio.Future:
@@ -56,10 +60,14 @@ class Services:
         ctx = Context(config, storage, hub, clock, self.validate)
         self.accounts = Accounts(ctx, run_blocking, hasher)
         self.presence = Presence(ctx)
-        self.site = Site(ctx, self.presence)
+        self.departments = Departments(ctx, self.presence)
+        self.site = Site(ctx, self.presence, self.departments)
         self.monitor = Monitor(ctx)
         self.invitations = Invitations(ctx, self.monitor, self.presence)
-        self.chats = Chats(ctx, self.presence, self.invitations, self.site)
+        self.chats = Chats(ctx, self.presence, self.invitations, self.site, self.departments)
+        self.routing = Routing(ctx, self.chats, self.departments, self.presence)
+        self.transfers = Transfers(ctx, self.chats, self.departments, self.presence)
+        self.transcripts = Transcripts(self.chats)
         self.outbox = Outbox(ctx, Mailer(config), run_blocking)
         self.offline = OfflineMessages(ctx, self.chats, self.outbox, self.site)
         self.followup = FollowUp(ctx, self.chats, self.outbox, self.site)
@@ -71,6 +79,8 @@ class Services:
             self.monitor,
             self.invitations,
             self.chats,
+            self.routing,
+            self.transfers,
         )
         self.commands = Commands(
             self.validate,
@@ -80,6 +90,7 @@ class Services:
             self.invitations,
             self.presence,
             self.streams,
+            self.transfers,
         )
         self.rl_requests = RateLimiter("requests_per_ip", config.limits_requests_per_ip, clock)
         self.rl_frames = RateLimiter(
@@ -93,7 +104,7 @@ class Services:
         # Who reacts to what.
         self.accounts.sessions_ended.connect(self.streams.sessions_ended)
         self.accounts.operator_disabled.connect(self.presence.gone)
-        self.accounts.operator_renamed.connect(lambda _op_id: self.presence.changed())
+        self.accounts.operator_changed.connect(lambda _op_id: self.presence.changed())
         self.presence.went_offline.connect(self.handover.operator_left)
         self.presence.status_set.connect(self.handover.operator_status)
         self.chats.changed.connect(self.monitor.chat_changed)
@@ -107,6 +118,8 @@ class Services:
         operators = await self.chats.start()
         # Their operators will reconnect after the restart; if not, the grace requeues.
         await self.presence.restore(operators)
+        await self.departments.start()
+        await self.routing.start()
         await self.outbox.start()
 
     def start_ticking(self) -> None:
@@ -134,6 +147,7 @@ class Services:
     async def tick(self) -> None:
         """Once a second: timeouts, expiries, page views to disk, idle bookkeeping."""
         await self.chats.tick()
+        await self.routing.tick()
         self.streams.drop_forgotten_polls()
         await self.monitor.tick()
         await self.invitations.tick()

@@ -8,6 +8,7 @@ from typing import Any
 
 from .config import parse_origins
 from .context import Context
+from .departments import Departments
 from .presence import Presence
 from .protocol import (
     APPEARANCE,
@@ -23,10 +24,11 @@ from .protocol import (
 class Site:
     """Console-edited settings, cached in memory and stored as one document."""
 
-    def __init__(self, ctx: Context, presence: Presence):
+    def __init__(self, ctx: Context, presence: Presence, departments: Departments):
         self.config, self.hub = ctx.config, ctx.hub
         self.store = ctx.storage.site
         self.presence = presence
+        self.departments = departments
         self.base_url = ctx.config.base_url()
         self._settings: dict = {"appearance": {}, "allowed_origins": []}
 
@@ -46,6 +48,16 @@ class Site:
         """One appearance value: what an administrator set, or its default."""
         return self.appearance.get(key) or APPEARANCE[key][2]
 
+    def check_prechat(self, form: dict) -> None:
+        """The pre-chat form as Widget settings ask for it: each field required, optional or
+        not asked (what was not asked is not stored)."""
+        for key in ("name", "email"):
+            ask = self.look(f"ask_{key}")
+            if ask == "hidden":
+                form[key] = ""
+            elif ask == "required" and not form.get(key, "").strip():
+                raise invalid_field(key, f"'{key}' is required")
+
     def allowed_origins(self) -> list[str]:
         """Origins allowed to use the visitor API: the ini's and the console's; empty: any."""
         return list(self.config.widget_allowed_origins) + self._settings["allowed_origins"]
@@ -62,6 +74,7 @@ class Site:
             "mail": self.config.mail_enabled,
             # Public anyway (browsers see them refused); the pop-out window checks its opener.
             "origins": self.allowed_origins(),
+            "departments": self.departments.for_visitors(),
         }
 
     def settings_view(self) -> dict:

@@ -19,6 +19,8 @@ from .invitations import Invitations
 from .monitor import Monitor
 from .presence import Presence
 from .protocol import CLOSE_SESSION_ENDED, POLL_BUFFER_MAX, ApiError, Party, encode
+from .routing import Routing
+from .transfers import Transfers
 
 
 class PollConn:
@@ -71,6 +73,8 @@ class Streams:
         monitor: Monitor,
         invitations: Invitations,
         chats: Chats,
+        routing: Routing,
+        transfers: Transfers,
     ):
         self.config, self.hub, self.clock = ctx.config, ctx.hub, ctx.clock
         self.store = ctx.storage.chats
@@ -79,6 +83,8 @@ class Streams:
         self.monitor = monitor
         self.invitations = invitations
         self.chats = chats
+        self.routing = routing
+        self.transfers = transfers
         self.poll_conns: dict[str, PollConn] = {}
         #: Open WebSockets per client address (``[limits] sockets_per_ip``).
         self.sockets_per_ip: collections.Counter = collections.Counter()
@@ -120,23 +126,24 @@ class Streams:
         if party.role == "visitor":
             ev["visitor_id"] = party.visitor_id
             ev["online"] = self.presence.any_online()
-            out = [(encode(ev), ev)]
+            ev["departments"] = self.routing.departments.for_visitors()
+            extra = await self.routing.position_events(party.visitor_id)
             inv = self.invitations.pending(party.visitor_id)
             if inv is not None:
-                iev = self.invitations.invitation_event(inv)
-                out.append((encode(iev), iev))
+                extra.append(self.invitations.invitation_event(inv))
         else:
             op = await self.accounts.store.operator(party.operator_id)
-            ev["operator"] = op.public(self.presence.status_of(op.id))
-            out = [(encode(ev), ev)]
-            for snap in await self.snapshots():
-                out.append((encode(snap), snap))
+            ev["operator"] = self.routing.departments.operator_view(op)
+            ev["departments"] = self.routing.departments.list()
+            extra = await self.snapshots(party.operator_id)
+            extra += await self.transfers.welcome_events(party.operator_id)
+        out = [(encode(ev), ev)] + [(encode(e), e) for e in extra]
         return out + replay
 
-    async def snapshots(self) -> list[dict]:
+    async def snapshots(self, operator_id: int) -> list[dict]:
         """What an operator's console needs besides chat events: queue, team, visitors."""
         return [
-            await self.chats.queue_event(),
+            await self.routing.queue_event(operator_id),
             await self.presence.operators_event(),
             self.monitor.snapshot_event(),
         ]
@@ -151,22 +158,28 @@ class Streams:
         chats = []
         for chat_id, cursor in cursors.items():
             chat = await self.store.chat(chat_id)
-            if chat is None or not self.chats.may_see(party, chat) or cursor > chat.last_seq:
+            last = chat.last_vseq if chat and party.role == "visitor" else chat and chat.last_seq
+            if chat is None or not self.chats.may_see(party, chat) or cursor > last:
                 ev = {"type": "reset", "chat_id": chat_id, "reason": "unknown_cursor"}
                 out.append((encode(ev), ev))
                 continue
             chats.append(chat)
-            out.extend(await self.stored(chat.id, cursor))
+            out.extend(await self.stored(party, chat.id, cursor))
         for chat in await self.chats.own_open_chats(party):
             if chat.id not in cursors:
                 chats.append(chat)
-                out.extend(await self.stored(chat.id, 0))
+                out.extend(await self.stored(party, chat.id, 0))
         return out, chats
 
-    async def stored(self, chat_id: int, after: int) -> list[tuple[str, dict]]:
+    async def stored(self, party: Party, chat_id: int, after: int) -> list[tuple[str, dict]]:
+        """The chat's events after the cursor, in the party's own sequence."""
+        if party.role == "visitor":
+            texts = await self.store.visitor_events_after(chat_id, after)
+        else:
+            texts = await self.store.events_after(chat_id, after)
         seq = after
         out = []
-        for text in await self.store.events_after(chat_id, after):
+        for text in texts:
             seq += 1
             out.append((text, {"chat_id": chat_id, "seq": seq}))
         return out
@@ -225,7 +238,7 @@ class Streams:
         if conn.overflow:
             conn.overflow = False
             if conn.party.role == "operator":
-                for snap in await self.snapshots():
+                for snap in await self.snapshots(conn.party.operator_id):
                     out.append(encode(snap))
             for text, ev in (await self.replay(conn.party, cursors))[0]:
                 out.append(text)
@@ -237,7 +250,7 @@ class Streams:
                 cur = cursors.get(chat_id, 0)
                 chat = await self.store.chat(chat_id) if cur < sent else None
                 if chat is not None and self.chats.may_see(conn.party, chat):
-                    for text, ev in await self.stored(chat_id, cur):
+                    for text, ev in await self.stored(conn.party, chat_id, cur):
                         out.append(text)
                         have[chat_id] = ev["seq"]
         for text, ev in conn.buffer:

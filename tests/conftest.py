@@ -880,7 +880,7 @@ class InProcessParty:
 
     def transcript(self, chat_id: int) -> dict:
         """What ``GET .../chats/ID`` answers this party."""
-        return self.app.run(self.app.services.chats.transcript(self.party, chat_id))
+        return self.app.run(self.app.services.transcripts.transcript(self.party, chat_id))
 
     def track(self, url: str, title: str = "", referrer: str = "") -> None:
         """A page-view beacon of this visitor."""

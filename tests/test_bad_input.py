@@ -138,6 +138,8 @@ def console_state(admin) -> dict:
         out[pattern] = r.json()
     for o in out["/api/console/operators"]["operators"]:
         o.pop("status")
+    for d in out["/api/console/departments"]["departments"]:
+        d.pop("online")  # live, like an operator's status
     out["events"] = {
         c["id"]: admin.get(f"/api/console/chats/{c['id']}").json()["events"]
         for c in out["/api/console/chats"]["chats"]
@@ -1153,7 +1155,10 @@ def _console_fixture(server):
         {"name": "Pricing", "message": "Need help?", "conditions": {"url_contains": "pricing"}},
     )
     assert rule.status_code == 201, rule.text
+    dept = admin.post("/api/console/departments", {"key": "sales", "name": "Sales"})
+    assert dept.status_code == 201, dept.text
     ids = {
+        "departments": dept.json()["department"]["id"],
         "operators": bob.operator["id"],
         "offline-messages": admin.get("/api/console/offline-messages").json()["messages"][0]["id"],
         "invite-rules": rule.json()["rule"]["id"],
@@ -1194,6 +1199,8 @@ def _console_fixture(server):
         },
         "/api/console/invite-rules/([^/]+)": {"enabled": False, "name": "Changed"},
         "/api/console/settings": {"allowed_origins": ["https://evil.example"]},
+        "/api/console/departments": {"key": "evil", "name": "Evil"},
+        "/api/console/departments/([^/]+)": {"name": "Changed", "members": [bob.operator["id"]]},
     }
 
     def path(pattern):

@@ -71,6 +71,14 @@ def test_every_event_of_a_typical_day_is_a_declared_protocol_event(make_app_in_p
     send(admin, {"type": "accept", "chat_id": chat_id})
     send(bob, {"type": "status", "status": "online"})
     send(ann, {"type": "set_email", "chat_id": chat_id, "email": "ann@example.org"})
+    # Departments appear; Alice notes something and passes the chat to Bob, who passes it back.
+    sales = {"key": "sales", "name": "Sales", "members": [admin.id, bob.id]}
+    app.run(app.services.departments.create(sales))
+    send(admin, {"type": "note", "chat_id": chat_id, "text": "Asked twice", "client_id": "n1"})
+    offer = send(admin, {"type": "transfer", "chat_id": chat_id, "operator_id": bob.id})
+    send(bob, {"type": "accept_transfer", "transfer_id": offer["transfer"]["id"]})
+    offer = send(bob, {"type": "transfer", "chat_id": chat_id, "operator_id": admin.id})
+    send(admin, {"type": "accept_transfer", "transfer_id": offer["transfer"]["id"]})
     # Alice goes offline keeping it (pending), is back and writes (resumed), and closes it;
     # Ann rates the chat.
     send(admin, {"type": "status", "status": "offline", "chats": "keep"})

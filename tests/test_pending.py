@@ -45,9 +45,9 @@ def test_a_handed_over_chat_nobody_takes_becomes_pending_not_missed(app):
     assert chat["status"] == "pending" and chat["operator"]["name"] == "Bob"
     assert chat["answered"] is True
     assert not queue_lists(carol.stream.events, chat_id)[-1]
-    missed = app.run(app.services.chats.console_list(carol.party, "missed", 50, 0))
+    missed = app.run(app.services.transcripts.console_list(carol.party, "missed", 50, 0))
     assert chat_id not in [c["id"] for c in missed]
-    pendings = app.run(app.services.chats.console_list(carol.party, "pending", 50, 0))
+    pendings = app.run(app.services.transcripts.console_list(carol.party, "pending", 50, 0))
     assert [c["id"] for c in pendings] == [chat_id]
 
 
@@ -130,7 +130,7 @@ def test_the_visitor_leaves_an_address_and_rates_the_chat(app):
     assert r["type"] == "ack" and r["chat"]["rating"] == 5
     rated = bob.stream.last("chat_rated")
     assert rated["rating"] == 5 and rated["comment"] == "Quick <b>help</b>"
-    history = app.run(app.services.chats.console_list(bob.party, "closed", 50, 0))
+    history = app.run(app.services.transcripts.console_list(bob.party, "closed", 50, 0))
     assert (history[0]["rating"], history[0]["rating_comment"]) == (5, "Quick <b>help</b>")
     long = ann.send({"type": "rate", "chat_id": chat_id, "rating": 4, "comment": "x" * 1001})
     assert long["error"] == "too_long" and long["limit"] == 1000

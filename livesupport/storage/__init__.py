@@ -27,6 +27,7 @@ from ..clock import Clock
 from ..config import ConfigError
 from .accounts import AccountStore
 from .chats import ChatStore
+from .departments import DepartmentStore
 from .outbox import OutboxStore
 from .schema import DIALECT, MIGRATIONS, MODELS, SCHEMA_VERSION, MetaRow
 from .site import SiteStore
@@ -67,6 +68,7 @@ class Storage:
         self.traffic = TrafficStore(self)
         self.site = SiteStore(self)
         self.outbox = OutboxStore(self)
+        self.departments = DepartmentStore(self)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run synchronous database code. SQLite runs it at once on the loop's thread; a

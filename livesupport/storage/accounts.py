@@ -33,6 +33,7 @@ def _operator(row: OperatorRow) -> Operator:
         disabled=bool(row.disabled),
         status=row.status,
         created_at=row.created_at,
+        max_chats=row.max_chats,
     )
 
 
@@ -66,7 +67,12 @@ class AccountStore:
         return _operator(row) if row is not None else None
 
     async def create_operator(
-        self, username: str, display_name: str, password_hash: str, is_admin: bool
+        self,
+        username: str,
+        display_name: str,
+        password_hash: str,
+        is_admin: bool,
+        max_chats: int | None = None,
     ) -> Operator:
         """Raises ``Duplicate`` when the username is taken."""
 
@@ -77,6 +83,7 @@ class AccountStore:
                     display_name=display_name,
                     password_hash=password_hash,
                     is_admin=is_admin,
+                    max_chats=max_chats,
                     created_at=self._storage.clock.now_ms(),
                 )
             except peewee.IntegrityError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import ACTIVE, OPEN_STATUSES, PENDING, WAITING
+from ..protocol import ACTIVE, OPEN_STATUSES, OPERATOR_ONLY_EVENTS, PENDING, WAITING
 from .accounts import token_hash
 from .records import CHAT_COLUMNS, Chat, OfflineMessage, OutboxMail
 from .schema import OfflineMessageRow
@@ -20,6 +20,32 @@ _OFFLINE_FIELDS = tuple(OfflineMessage.__dataclass_fields__)
 
 def _offline(row: OfflineMessageRow) -> OfflineMessage:
     return OfflineMessage(**{k: getattr(row, k) for k in _OFFLINE_FIELDS})
+
+
+def _dumps(ev: dict) -> str:
+    return json.dumps(ev, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _as_visitor_sees(seq: int, vseq: int, data: str) -> str:
+    """A stored event as the visitor gets it: numbered in the visitor's own sequence."""
+    if seq == vseq:
+        return data
+    ev = json.loads(data)
+    ev["seq"] = vseq
+    return _dumps(ev)
+
+
+class StoredEvent(tuple):
+    """``(event, json)`` as operators get it (the chat's ``seq``), and ``visitor``: the same
+    pair as the visitor gets it (numbered in its own sequence; the very same objects while the
+    two sequences agree), or None for an event only operators receive."""
+
+    visitor: tuple[dict, str] | None
+
+    def __new__(cls, ev: dict, text: str, visitor: tuple[dict, str] | None):
+        self = super().__new__(cls, (ev, text))
+        self.visitor = visitor
+        return self
 
 
 class ChatStore:
@@ -105,6 +131,16 @@ class ChatStore:
         )
         return [row[0] for row in cur.fetchall()]
 
+    async def visitor_events_after(self, chat_id: int, after: int) -> list[str]:
+        """The chat's events a visitor receives, after ``after`` in the visitor's sequence,
+        as the visitor gets them (no operator-only event; ``seq`` the visitor's own)."""
+        cur = await self._storage.run(
+            self._storage.execute,
+            "SELECT seq, vseq, data FROM event WHERE chat_id = ? AND vseq > ? ORDER BY seq",
+            (chat_id, after),
+        )
+        return [_as_visitor_sees(*row) for row in cur.fetchall()]
+
     async def last_message(self, chat_id: int) -> dict | None:
         cur = await self._storage.run(
             self._storage.execute,
@@ -115,35 +151,55 @@ class ChatStore:
         row = cur.fetchone()
         return json.loads(row[0]) if row else None
 
-    async def event_by_client_id(self, chat_id: int, client_id: str) -> str | None:
+    async def event_by_client_id(
+        self, chat_id: int, client_id: str, role: str = "operator"
+    ) -> str | None:
+        """A stored message (or note) by its client id, as the party of ``role`` sees it; a
+        visitor never sees an operator-only event."""
         cur = await self._storage.run(
             self._storage.execute,
-            "SELECT data FROM event WHERE chat_id = ? AND client_id = ?",
+            "SELECT seq, vseq, data FROM event WHERE chat_id = ? AND client_id = ?",
             (chat_id, client_id),
         )
         row = cur.fetchone()
-        return row[0] if row else None
+        if row is None:
+            return None
+        if role == "operator":
+            return row[2]
+        return _as_visitor_sees(*row) if row[1] is not None else None
 
-    def _append(self, chat: Chat, events: list[dict], chat_changes: dict) -> list[tuple[dict, str]]:
+    def _append(self, chat: Chat, events: list[dict], chat_changes: dict) -> list[StoredEvent]:
         execute = self._storage.execute
         out = []
-        seq = execute("SELECT last_seq FROM chat WHERE id = ?", (chat.id,)).fetchone()[0]
+        seq, vseq = execute(
+            "SELECT last_seq, last_vseq FROM chat WHERE id = ?", (chat.id,)
+        ).fetchone()
         for ev in events:
             seq += 1
             ev["chat_id"] = chat.id
             ev["seq"] = seq
             ev.setdefault("ts", self._storage.clock.now_ms())
-            text = json.dumps(ev, ensure_ascii=False, separators=(", ", ": "))
+            text = _dumps(ev)
+            if ev["type"] in OPERATOR_ONLY_EVENTS:
+                own, visitor = None, None
+            else:
+                vseq += 1
+                own = vseq
+                if vseq == seq:
+                    visitor = (ev, text)
+                else:
+                    vev = dict(ev, seq=vseq)
+                    visitor = (vev, _dumps(vev))
             execute(
-                "INSERT INTO event (chat_id, seq, type, ts, client_id, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (chat.id, seq, ev["type"], ev["ts"], ev.get("client_id"), text),
+                "INSERT INTO event (chat_id, seq, vseq, type, ts, client_id, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chat.id, seq, own, ev["type"], ev["ts"], ev.get("client_id"), text),
             )
-            out.append((ev, text))
-        changes = dict(chat_changes, last_seq=seq)
+            out.append(StoredEvent(ev, text, visitor))
+        chat_changes.update(last_seq=seq, last_vseq=vseq)  # the caller's record follows
         execute(
-            "UPDATE chat SET " + ", ".join(f"{k} = ?" for k in changes) + " WHERE id = ?",
-            (*changes.values(), chat.id),
+            "UPDATE chat SET " + ", ".join(f"{k} = ?" for k in chat_changes) + " WHERE id = ?",
+            (*chat_changes.values(), chat.id),
         )
         return out
 
@@ -155,20 +211,19 @@ class ChatStore:
 
     async def append_events(
         self, chat: Chat, events: list[dict], chat_changes: dict | None = None
-    ) -> list[tuple[dict, str]]:
+    ) -> list[StoredEvent]:
         """Store events (and optional chat column changes) in one transaction.
 
-        Each event gets the chat's next ``seq``; returns ``(event, json)`` pairs in order. The
+        Each event gets the chat's next ``seq``; returns ``StoredEvent`` pairs in order. The
         caller publishes them only after this returns, i.e. after the commit.
         """
         changes = dict(chat_changes or {})
 
-        def append() -> list[tuple[dict, str]]:
+        def append() -> list[StoredEvent]:
             with self._storage.atomic():
                 return self._append(chat, events, changes)
 
         out = await self._storage.run(append)
-        changes["last_seq"] = out[-1][0]["seq"] if out else chat.last_seq
         self._changed(chat, changes)
         return out
 
@@ -190,6 +245,7 @@ class ChatStore:
 
         chat, pairs = await self._storage.run(create)
         chat.last_seq = pairs[-1][0]["seq"] if pairs else 0
+        chat.last_vseq = sum(1 for p in pairs if p.visitor is not None)
         return chat, pairs
 
     async def accept_chat(
@@ -218,6 +274,7 @@ class ChatStore:
             return None
         chat, pairs = got
         chat.last_seq = pairs[-1][0]["seq"]
+        chat.last_vseq += sum(1 for p in pairs if p.visitor is not None)
         self._chats[chat_id] = chat
         return chat, pairs
 

@@ -19,8 +19,10 @@ class Operator:
     disabled: bool
     status: str
     created_at: int
+    #: Concurrent chats routing may assign; None: ``[chat] max_chats``.
+    max_chats: int | None = None
 
-    def public(self, presence: str | None = None) -> dict:
+    def public(self, presence: str | None = None, departments: list[int] | None = None) -> dict:
         """As the console sees it; ``presence`` is the live status when known."""
         return {
             "id": self.id,
@@ -29,7 +31,24 @@ class Operator:
             "is_admin": bool(self.is_admin),
             "disabled": bool(self.disabled),
             "status": presence if presence is not None else self.status,
+            "max_chats": self.max_chats,
+            "departments": departments or [],
         }
+
+
+@dataclass(eq=False)
+class Department:
+    id: int
+    key: str
+    name: str
+    email: str
+    auto_assign: bool
+    escalate_after: int | None
+    created_at: int
+    members: list[int] = field(default_factory=list)
+
+    def ref(self) -> dict:
+        return {"id": self.id, "key": self.key, "name": self.name}
 
 
 @dataclass(eq=False)
@@ -71,6 +90,11 @@ class Chat:
     pending_since: int | None = None
     rating: int | None = None
     rating_comment: str = ""
+    department_id: int | None = None
+    #: When a department's chat waiting too long was offered to every operator.
+    escalated_at: int | None = None
+    #: The last seq of the visitor's own sequence (which skips operator-only events).
+    last_vseq: int = 0
 
 
 #: Chat columns in the order of the record's fields (the raw queries select these).
@@ -92,6 +116,7 @@ class OfflineMessage:
     reply_text: str = ""
     replied_at: int | None = None
     replied_by: int | None = None
+    department_id: int | None = None
 
     def public(self) -> dict:
         return {
@@ -107,6 +132,7 @@ class OfflineMessage:
             "reply_text": self.reply_text,
             "replied_at": self.replied_at,
             "replied_by": self.replied_by,
+            "department_id": self.department_id,
         }
 
 

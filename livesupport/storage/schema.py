@@ -54,6 +54,24 @@ class OperatorRow(BaseModel):
     disabled = peewee.BooleanField(default=False)
     status = peewee.TextField(default=ONLINE)
     created_at = peewee.IntegerField()
+    max_chats = peewee.IntegerField(null=True)
+
+
+class DepartmentRow(BaseModel):
+    key = peewee.TextField(unique=True)
+    name = peewee.TextField(unique=True)
+    email = peewee.TextField(default="")
+    auto_assign = peewee.BooleanField(default=False)
+    escalate_after = peewee.IntegerField(null=True)
+    created_at = peewee.IntegerField()
+
+
+class DepartmentMemberRow(BaseModel):
+    department_id = peewee.IntegerField()
+    operator_id = peewee.IntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey("department_id", "operator_id")
 
 
 class SessionRow(BaseModel):
@@ -80,6 +98,7 @@ class OfflineMessageRow(BaseModel):
     reply_text = peewee.TextField(default="")
     replied_at = peewee.IntegerField(null=True)
     replied_by = peewee.IntegerField(null=True)
+    department_id = peewee.IntegerField(null=True)
 
 
 class OutboxRow(BaseModel):
@@ -108,7 +127,16 @@ class InviteRuleRow(BaseModel):
 
 
 #: The models ``Storage`` binds to its database.
-MODELS = [MetaRow, OperatorRow, SessionRow, OfflineMessageRow, OutboxRow, InviteRuleRow]
+MODELS = [
+    MetaRow,
+    OperatorRow,
+    DepartmentRow,
+    DepartmentMemberRow,
+    SessionRow,
+    OfflineMessageRow,
+    OutboxRow,
+    InviteRuleRow,
+]
 
 
 #: Migrations: entry N takes the schema from version N to N+1, in one transaction. Never edit
@@ -207,6 +235,28 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE offline_message ADD COLUMN reply_text TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE offline_message ADD COLUMN replied_at INTEGER",
         "ALTER TABLE offline_message ADD COLUMN replied_by INTEGER REFERENCES operator(id)",
+    ],
+    [
+        # Departments, their members, and each operator's maximum of concurrent chats.
+        """CREATE TABLE department (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, name TEXT NOT NULL UNIQUE,
+            email TEXT NOT NULL DEFAULT '', auto_assign INTEGER NOT NULL DEFAULT 0,
+            escalate_after INTEGER, created_at INTEGER NOT NULL)""",
+        """CREATE TABLE department_member (
+            department_id INTEGER NOT NULL REFERENCES department(id) ON DELETE CASCADE,
+            operator_id INTEGER NOT NULL REFERENCES operator(id) ON DELETE CASCADE,
+            PRIMARY KEY (department_id, operator_id))""",
+        "ALTER TABLE operator ADD COLUMN max_chats INTEGER",
+        "ALTER TABLE chat ADD COLUMN department_id INTEGER REFERENCES department(id)",
+        "ALTER TABLE chat ADD COLUMN escalated_at INTEGER",
+        "ALTER TABLE offline_message ADD COLUMN department_id INTEGER REFERENCES department(id)",
+        # The visitor's own sequence: operator-only events (internal notes) take an operator
+        # seq but no visitor seq (vseq NULL), so a visitor never sees a gap.
+        "ALTER TABLE event ADD COLUMN vseq INTEGER",
+        "UPDATE event SET vseq = seq",
+        "CREATE UNIQUE INDEX event_vseq ON event(chat_id, vseq)",
+        "ALTER TABLE chat ADD COLUMN last_vseq INTEGER NOT NULL DEFAULT 0",
+        "UPDATE chat SET last_vseq = last_seq",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -75,6 +75,8 @@ ROUTES: list[Route] = [
     Route(r"/api/console/settings", h.SettingsHandler, {"GET": "operator", "PATCH": "admin"}),
     Route(r"/api/console/operators", h.OperatorsHandler, {"GET": "operator", "POST": "admin"}),
     Route(r"/api/console/operators/([^/]+)", h.OperatorHandler, "admin"),
+    Route(r"/api/console/departments", h.DepartmentsHandler, {"GET": "operator", "POST": "admin"}),
+    Route(r"/api/console/departments/([^/]+)", h.DepartmentHandler, "admin"),
     Route(r"/api/.*", h.NotFoundHandler, "none"),
     Route(r"/widget\.js", h.FileHandler, "static", _file("widget/widget.js")),
     Route(

@@ -43,7 +43,7 @@ class StatusHandler(BaseHandler):
     """GET /api/status: is any operator online."""
 
     def get(self) -> None:
-        self.reply({"online": self.services.presence.any_online()})
+        self.reply(self.services.departments.status(self.get_query_argument("department", None)))
 
 
 class WidgetConfigHandler(BaseHandler):
@@ -178,14 +178,14 @@ class VisitorChatsHandler(BaseHandler):
     """GET /api/visitor/chats: the visitor's chats, newest first."""
 
     async def get(self) -> None:
-        self.reply({"chats": await self.services.chats.visitor_list(self.party)})
+        self.reply({"chats": await self.services.transcripts.visitor_list(self.party)})
 
 
 class ChatHandler(BaseHandler):
     """GET /api/visitor/chats/ID and /api/console/chats/ID: one chat with its transcript."""
 
     async def get(self, chat_id: str) -> None:
-        self.reply(await self.services.chats.transcript(self.party, path_id(chat_id)))
+        self.reply(await self.services.transcripts.transcript(self.party, path_id(chat_id)))
 
 
 # -- console: session ---------------------------------------------------------------------------
@@ -200,7 +200,7 @@ class SessionHandler(BaseHandler):
         op = None
         if self.party is not None:
             o = await s.storage.accounts.operator(self.party.operator_id)
-            op = o.public(s.presence.status_of(o.id))
+            op = s.departments.operator_view(o)
         self.reply(
             {
                 "operator": op,
@@ -221,7 +221,7 @@ class SetupHandler(BaseHandler):
         op = await s.accounts.setup_first_admin(**args)
         self.set_session_cookie(await s.accounts.new_session(op, self.ip, self.user_agent))
         log.info("first administrator %r created", op.username)
-        self.reply({"operator": op.public(s.presence.status_of(op.id))}, 201)
+        self.reply({"operator": s.departments.operator_view(op)}, 201)
 
 
 class LoginHandler(BaseHandler):
@@ -234,7 +234,7 @@ class LoginHandler(BaseHandler):
             args["username"], args["password"], self.ip, self.user_agent
         )
         self.set_session_cookie(token)
-        self.reply({"operator": op.public(s.presence.status_of(op.id))})
+        self.reply({"operator": s.departments.operator_view(op)})
 
 
 class LogoutHandler(BaseHandler):
@@ -277,7 +277,9 @@ class ConsoleChatsHandler(BaseHandler):
             raise ApiError("invalid_field", "limit must be 1 to 200", field="limit")
         if not (before.isascii() and before.isdigit() and len(before) < 18):
             raise ApiError("invalid_field", "before must be a chat id", field="before")
-        chats = await self.services.chats.console_list(self.party, status, int(limit), int(before))
+        chats = await self.services.transcripts.console_list(
+            self.party, status, int(limit), int(before)
+        )
         self.reply({"chats": chats})
 
 
@@ -378,13 +380,13 @@ class OperatorsHandler(BaseHandler):
     async def get(self) -> None:
         s = self.services
         ops = await s.storage.accounts.operators()
-        self.reply({"operators": [o.public(s.presence.status_of(o.id)) for o in ops]})
+        self.reply({"operators": [s.departments.operator_view(o) for o in ops]})
 
     async def post(self) -> None:
         s = self.services
         args = s.validate.request("new_operator", self.body_json())
         op = await s.accounts.create_operator(**args)
-        self.reply({"operator": op.public(s.presence.status_of(op.id))}, 201)
+        self.reply({"operator": s.departments.operator_view(op)}, 201)
 
 
 class OperatorHandler(BaseHandler):
@@ -393,7 +395,30 @@ class OperatorHandler(BaseHandler):
     async def patch(self, operator_id: str) -> None:
         s = self.services
         op = await s.accounts.update_operator(self.party, path_id(operator_id), self.body_json())
-        self.reply({"operator": op.public(s.presence.status_of(op.id))})
+        self.reply({"operator": s.departments.operator_view(op)})
+
+
+class DepartmentsHandler(BaseHandler):
+    """GET/POST /api/console/departments: list departments; administrators add one."""
+
+    def get(self) -> None:
+        self.reply({"departments": self.services.departments.list()})
+
+    async def post(self) -> None:
+        department = await self.services.departments.create(self.body_json())
+        self.reply({"department": department}, 201)
+
+
+class DepartmentHandler(BaseHandler):
+    """PATCH/DELETE /api/console/departments/ID (administrators)."""
+
+    async def patch(self, department_id: str) -> None:
+        d = await self.services.departments.update(path_id(department_id), self.body_json())
+        self.reply({"department": d})
+
+    async def delete(self, department_id: str) -> None:
+        await self.services.departments.delete(path_id(department_id))
+        self.reply({})
 
 
 # -- browser files ------------------------------------------------------------------------------
