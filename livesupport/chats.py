@@ -270,7 +270,7 @@ class Chats:
         self.rl_messages.check(party.visitor_id, "messages")
         chat, pairs = await self._create(party, form, department=department)
         self.invitations.chat_started(party.visitor_id)
-        return {"chat": await self.summary(chat, "visitor"), "message": pairs[-1][0]}
+        return {"chat": await self.summary(chat, "visitor"), "message": pairs[-1].visitor[0]}
 
     async def accept_invitation(self, party: Party, invitation_id: str, **form: str) -> dict:
         """The visitor accepts an invitation, optionally with a name and a first message."""
@@ -370,7 +370,8 @@ class Chats:
         self.typing.stop(chat, party.role)
         if party.role == "operator":
             await self.replied.emit(chat, pairs[0][0])
-        return {"message": pairs[0][0]}
+        # As the sender sees it: a visitor's message is numbered in the visitor's sequence.
+        return {"message": (pairs[0].visitor if party.role == "visitor" else pairs[0])[0]}
 
     async def set_typing(self, party: Party, chat_id: int, typing: bool) -> dict:
         chat = await self.chat_for(party, chat_id)
