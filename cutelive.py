@@ -18,13 +18,14 @@ every import):
                 commands with their schemas, appearance defaults and limits, close codes
 4. ``storage/`` the only gateway to the database: schema and migrations (with the one SQL
                 dialect section), plain records, and a store per subject (accounts, chats,
-                traffic, site); every method awaitable
+                traffic, site, departments); every method awaitable
 5. ``hub``      publish/subscribe to the open streams; ``Signal`` for domain announcements
 6. ``guards``   rate limits, the open-file guard, event-loop lag
 7. ``context``  what every domain object is built with: config, storage, hub, clock
 8. the domain, one module per subject, each receiving the context and its peers:
    ``accounts``    visitor tokens, operators, passwords, logins, sessions
-   ``presence``    who is online, grace after a disconnect, availability
+   ``presence``    who is online, grace after a disconnect
+   ``departments`` departments, their members, availability site-wide and per department
    ``site``        console-edited settings, the public widget configuration
    ``mail``        the e-mail the server writes, handed to the SMTP server
    ``outbox``      every e-mail stored, then sent with retries until the SMTP server takes it
@@ -33,8 +34,11 @@ every import):
    ``invitations`` invitations to chat, automatic rules
    ``chats``       starting, queue, accepting, messages, typing, closing, pending chats
    ``handover``    an operator's chats when it goes: handed over, or kept pending
+   ``transcripts`` reading conversations: transcripts, the console's lists
    ``offline``     messages left while nobody was online
    ``followup``    after the live part: reply e-mails with links, transcripts, ratings
+   ``routing``     each operator's queue, automatic assignment, escalation, queue position
+   ``transfers``   transfers between operators and departments, internal notes
    ``streams``     attach, welcome, replay by cursors, long-poll connections
    ``commands``    the table of commands each party may send, dispatch
    ``services``    the composition root: builds and wires the above, the tick
