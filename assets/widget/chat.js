@@ -858,8 +858,7 @@
   }
 
   function onWelcome(ev) {
-    welcomed = true;
-    K.setOnline(!!ev.online);
+    welcomed = true; // (presence.js has taken its availability)
     for (const s of ev.chats || []) {
       const c = getChat(s.id);
       if (!c.events.length)
@@ -1299,26 +1298,13 @@
 
   // -- open / minimise ----------------------------------------------------------------------------
 
-  /** Ask the server whether anyone is online now (opening the window always shows the
-   * server's state at that moment). An `availability` event that arrives while the answer is
-   * on its way is newer, and wins. */
-  function checkOnline() {
-    const asked = Date.now();
-    fetch(server + "/api/widget/config", { credentials: "omit", cache: "no-store" })
-      .then((r) => r.json())
-      .then(
-        (c) => !(K.availabilityAt >= asked) && K.setOnline(!!(c && c.online)),
-        () => {},
-      );
-  }
-
   function open() {
     S.open = true;
     S.min = false;
     win.classList.remove("cl-hidden");
     K.showLauncher(false);
     if (K.coverInvitation) K.coverInvitation(true);
-    checkOnline();
+    K.checkOnline();
     connect();
     render();
     updateUnread();

@@ -21,6 +21,37 @@
   });
   let connecting = false;
   let sent = null; // the token the stream last identified with
+  let warned = false;
+  let news = 0; // availability news (welcome, event) so far
+
+  /** The snippet's department if the site has it; else null: site-wide (and a warning). */
+  K.department = () => {
+    const list = K.config.departments;
+    const dep = K.dept && list && list.find((p) => p.key === K.dept);
+    if (K.dept && list && !dep && !warned) {
+      warned = true;
+      console.warn("Cute Live Support: no department " + JSON.stringify(K.dept) + "; site-wide.");
+    }
+    return dep || null;
+  };
+
+  /** Ask the server who is online now (the window shows the server's state at that moment);
+   * an `availability` that arrives meanwhile is newer, and wins. */
+  K.checkOnline = () => {
+    const asked = news;
+    fetch(K.server + "/api/widget/config", { credentials: "omit", cache: "no-store" })
+      .then((r) => r.json())
+      .then(
+        (c) => asked === news && available(c),
+        () => {},
+      );
+  };
+  /** A config or an `availability`: who is online, and in which departments. */
+  function available(x) {
+    if (x.departments) K.config.departments = x.departments;
+    K.department();
+    K.setOnline(K.avail(x));
+  }
 
   /** Open the one stream of this page (idempotent). */
   K.connect = () => {
@@ -47,8 +78,10 @@
       },
       onWelcome: (ev) => {
         K.welcome = ev;
-        K.availabilityAt = Date.now();
-        K.setOnline(!!ev.online);
+        news++;
+        // (A welcome without departments does not say where anyone is online: ask.)
+        available(Object.assign({ departments: K.config.departments }, ev));
+        if (!ev.departments && (K.config.departments || []).length) K.checkOnline();
         if (K.chat) K.chat.welcome(ev);
       },
       onEvent,
@@ -80,8 +113,8 @@
   function onEvent(ev) {
     switch (ev.type) {
       case "availability":
-        K.availabilityAt = Date.now();
-        return K.setOnline(ev.online);
+        news++;
+        return available(ev);
       case "appearance":
         K.config.appearance = ev.appearance || {};
         K.setOnline(K.online);
@@ -279,4 +312,5 @@
   }
 
   if (!K.page) K.connect();
+  if (K.configP) K.configP.then(K.department);
 })();

@@ -55,6 +55,7 @@
     config: { online: false },
     online: false,
     save: () => K.jset(page ? "page-state" : "state", K.state),
+    dept: me.getAttribute("data-department"),
   };
 
   const host = d.createElement("div");
@@ -81,7 +82,7 @@
     ".cl-launcher img{display:block;height:56px;width:auto;max-width:320px;border:0}" +
     ".cl-badge{position:absolute;top:-6px;right:-4px;min-width:22px;height:22px;padding:0 6px;" +
     "box-sizing:border-box;border-radius:11px;background:#e11d48;color:#fff;" +
-    "font:700 12px/22px system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;text-align:center;" +
+    "font:700 12px/22px system-ui,sans-serif;text-align:center;" +
     "box-shadow:0 0 0 2px #fff}" +
     ".cl-hidden{display:none!important}";
   root.appendChild(css);
@@ -114,6 +115,8 @@
   };
   K.safeUrl = safeUrl;
 
+  // Online: the snippet's data-department's members, or anyone.
+  K.avail = (x) => ((x.departments || []).find((p) => p.key === K.dept) || x).online;
   K.setOnline = (on) => {
     K.online = !!on;
     const a = K.look();
@@ -147,7 +150,7 @@
         s.onerror = () => j(delete scripts[name]);
         (d.head || d.documentElement).appendChild(s);
       }));
-  /** The realtime connection: presence and invitations (and the texts they show). */
+  /** The stream: presence and invitations. */
   K.realtime = () =>
     Promise.all([js("/assets/widget/stream.js"), js("/assets/widget/presence.js"), K.configP]);
   let loading = null;
@@ -233,7 +236,7 @@
       .then(
         (c) => {
           K.config = c || {};
-          K.setOnline(K.live ? K.online : K.config.online);
+          K.setOnline(K.live ? K.online : K.avail(K.config));
           if (K.chat) K.chat.restyle();
           return 1;
         },
@@ -251,7 +254,7 @@
     server,
     open: () => K.open(),
     minimize: () => K.chat && K.chat.minimize(),
-    /** {online, open, connection, transport} for the curious (and for tests). */
+    /** For the curious (and for tests). */
     status: () => ({
       online: K.online,
       open: !!K.state.open,
@@ -268,7 +271,7 @@
     tick();
     d.addEventListener("visibilitychange", () => !d.hidden && !K.live && refresh());
     if (!page) {
-      // (The pop-out /chat page is not a page of the site: no beacons, no early stream.)
+      // (The pop-out /chat page is not the site's: no beacons, no early stream.)
       track();
       for (const m of ["pushState", "replaceState"]) {
         const orig = history[m];
