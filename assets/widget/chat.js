@@ -157,6 +157,8 @@
   let outbox = (K.jget("outbox") || []).filter((m) => !m.acked);
   let starting = K.jget("starting");
   let leaving = null;
+  /** A department that went offline as the visitor started a chat: leave it a message. */
+  let offDept = null;
   let popup = null;
   const profile = K.jget("profile") || {};
   /** Open: waiting, active, or pending (answered, its operator away; kept for a reply). */
@@ -259,10 +261,28 @@
   el.emailHint = h("em");
   el.formErr = h("p", { class: "cl-error", role: "alert" });
   el.submit = h("button", { type: "submit", class: "cl-btn cl-primary cl-submit" });
+  el.dept = h("select", {
+    class: "cl-input cl-in-dept",
+    name: "department",
+    onchange: () => (el.deptErr.textContent = ""),
+  });
+  el.back = h("button", {
+    type: "button",
+    class: "cl-btn cl-ghost cl-back",
+    text: "Choose another department",
+    onclick: () => ((offDept = null), render()),
+  });
   el.form = h(
     "form",
     { class: "cl-form", novalidate: true, onsubmit: (e) => (e.preventDefault(), submitForm()) },
     el.intro,
+    (el.deptField = h(
+      "label",
+      { class: "cl-field" },
+      h("span", { class: "cl-label" }, "Department"),
+      el.dept,
+      (el.deptErr = h("span", { class: "cl-error cl-err-department", role: "alert" })),
+    )),
     (el.nameField = h(
       "label",
       { class: "cl-field" },
@@ -287,16 +307,25 @@
     el.textNote,
     el.formErr,
     el.submit,
+    el.back,
   );
   /** A validation error beside its field ("form": under the form). */
   const fieldErr = (field, text) => {
     for (const [k, e] of [
+      ["department", el.deptErr],
       ["name", el.nameErr],
       ["email", el.emailErr],
       ["text", el.textErr],
       ["form", el.formErr],
     ])
       e.textContent = k === field ? text : "";
+  };
+  /** Where the server's error about a field goes: beside it, if the form shows it. */
+  const errAt = (e) => {
+    const f = { department: el.deptField, name: el.nameField, email: el.emailField, text: el.text };
+    return f.hasOwnProperty(e.field) && !f[e.field].classList.contains("cl-hidden")
+      ? e.field
+      : "form";
   };
   el.name.value = profile.name || "";
   el.email.value = profile.email || "";
@@ -403,7 +432,7 @@
     if (cur && cur.id !== S.dismissed) return cur.status === "missed" ? "offline" : "chat";
     if (K.accepting || reloading) return "loading";
     if (S.chat && S.chat !== S.dismissed && !welcomed) return "loading";
-    return K.online || starting ? "prechat" : "offline";
+    return (K.online && !offDept) || starting ? "prechat" : "offline";
   }
 
   function render() {
@@ -442,7 +471,7 @@
     else if (op) sub = "Support \u00b7 online";
     else if (shown === "chat" && cur.status === "waiting") sub = txt("waiting");
     else if (shown === "chat") sub = "Chat ended";
-    else sub = K.online ? "We\u2019re online" : "Leave us a message";
+    else sub = K.online && !offDept ? "We\u2019re online" : "Leave us a message";
     el.sub.textContent = sub;
     put(
       el.avatar,
@@ -452,7 +481,7 @@
     );
     el.avatar.classList.toggle(
       "cl-online",
-      (!!op && cur.status === "active") || (shown !== "chat" && K.online),
+      (!!op && cur.status === "active") || (shown !== "chat" && K.online && !offDept),
     );
     const open = cur && cur.id !== S.dismissed && isOpen(cur);
     el.end.title = open ? "End chat" : "Close";
@@ -466,9 +495,14 @@
     el.form.setAttribute("data-mode", mode);
     el.intro.textContent = missed
       ? "Sorry, nobody was free to answer. Leave a message and we\u2019ll reply by e-mail."
-      : off
-        ? txt("offline_prompt")
-        : txt("greeting");
+      : offDept
+        ? "Nobody in " +
+          offDept.name +
+          " is online right now. Leave a message and we\u2019ll reply by e-mail."
+        : off
+          ? txt("offline_prompt")
+          : txt("greeting");
+    renderDepts(off);
     // Widget settings ask for each field: required, optional or not at all. The offline form
     // always needs an address to answer to, and a name.
     const ask = (k) => (off ? "required" : txt("ask_" + k));
@@ -494,6 +528,38 @@
       : off
         ? txt("button_send")
         : txt("button_start");
+  }
+
+  /** The departments the visitor may choose: those with someone online, unless the snippet
+   * fixed one (§5.5). Redrawn only when the list changes, so an open list stays open. */
+  let deptList = null;
+  function renderDepts(off) {
+    const all = K.config.departments || [];
+    const deps = K.department() ? [] : all.filter((p) => p.online);
+    el.deptField.classList.toggle("cl-hidden", off || !deps.length);
+    el.back.classList.toggle("cl-hidden", !offDept || !deps.length);
+    if (off) return; // (the choice is kept for when the form is back)
+    const list = JSON.stringify(deps);
+    if (list === deptList) return;
+    deptList = list;
+    const was = el.dept.value;
+    const lost = was && !deps.some((p) => p.key === was);
+    // One department: it is the choice; else the visitor chooses (again, if theirs went).
+    put(
+      el.dept,
+      deps.length > 1 || lost
+        ? h("option", { value: "", text: "Choose a department\u2026" })
+        : null,
+      deps.map((p) => h("option", { value: p.key, text: p.name })),
+    );
+    if (!lost) {
+      if (was) el.dept.value = was;
+    } else if (deps.length) {
+      const gone = all.find((p) => p.key === was);
+      el.deptErr.textContent =
+        (gone ? gone.name : "Your department") +
+        " has just gone offline. Please choose another department.";
+    }
   }
 
   function renderThanks() {
@@ -1040,11 +1106,13 @@
     const f = e.field ? " (" + e.field + ")" : "";
     if (e.error === "rate_limited") return "Too many requests. Please wait a moment and try again.";
     if (e.field === "email") return "Please enter a valid e-mail address.";
+    if (e.field === "department") return "That department is not available. Please choose another.";
     if (e.error === "too_long") return "That is too long" + f + ".";
     return (e.message || "Something went wrong") + f;
   }
 
   async function doStart() {
+    const dept = starting.department;
     try {
       const ack = await K.stream.send(Object.assign({ type: "start_chat" }, starting));
       starting = null;
@@ -1061,8 +1129,15 @@
         K.stream
           .send({ type: "sync", cursors: Object.assign({}, K.stream.cursors) })
           .catch(() => {});
+      } else if (e.error === "department_offline" && dept) {
+        // Gone offline meanwhile: the same form, to leave that department a message.
+        offDept = (K.config.departments || []).find((p) => p.key === dept) || {
+          key: dept,
+          name: dept,
+        };
+        fieldErr("", "");
       } else {
-        fieldErr(["name", "email", "text"].includes(e.field) ? e.field : "form", formError(e));
+        fieldErr(errAt(e), formError(e));
       }
     }
   }
@@ -1079,7 +1154,7 @@
     } catch (e) {
       if (e.error === "disconnected" || e.error === "timeout") throw e;
       leaving = null;
-      fieldErr(["name", "email", "text"].includes(e.field) ? e.field : "form", formError(e));
+      fieldErr(errAt(e), formError(e));
     }
   }
 
@@ -1089,9 +1164,19 @@
     const text = el.text.value.trim();
     const off = shown === "offline";
     const ask = (k) => (off ? "required" : txt("ask_" + k));
+    // The department: the one that went offline, the snippet's, or the visitor's choice.
+    const fixed = off ? offDept || K.department() : K.department();
+    const dept = fixed
+      ? fixed.key
+      : el.deptField.classList.contains("cl-hidden")
+        ? ""
+        : el.dept.value;
     let field = "";
     let err = "";
-    if (ask("name") === "required" && !name) [field, err] = ["name", "Please tell us your name."];
+    if (!fixed && !dept && !el.deptField.classList.contains("cl-hidden"))
+      [field, err] = ["department", "Please choose a department."];
+    else if (ask("name") === "required" && !name)
+      [field, err] = ["name", "Please tell us your name."];
     else if (ask("email") === "required" && !email)
       [field, err] = ["email", "Please enter your e-mail address."];
     else if (ask("email") !== "hidden" && email && !EMAIL.test(email))
@@ -1104,10 +1189,12 @@
     if (off) {
       leaving = Object.assign({ name, email, text }, page);
       if (cur && cur.status === "missed") leaving.chat_id = cur.id;
+      if (dept) leaving.department = dept;
     } else {
       starting = Object.assign({ text, client_id: cid() }, page);
       if (name && ask("name") !== "hidden") starting.name = name;
       if (email && ask("email") !== "hidden") starting.email = email;
+      if (dept) starting.department = dept;
       K.jset("starting", starting);
     }
     render();
@@ -1198,6 +1285,7 @@
 
   function doneThanks() {
     S.thanks = null;
+    offDept = null;
     if (cur && cur.status === "missed") newChat();
     save();
     render();
@@ -1344,6 +1432,9 @@
       } else go();
     },
     availability() {
+      // The department the visitor was to leave a message for is back: chat with it.
+      const dep = offDept && (K.config.departments || []).find((p) => p.key === offDept.key);
+      if (dep && dep.online) offDept = null;
       render();
     },
     restyle,
