@@ -339,11 +339,13 @@
   // The conversation.
   el.items = h("div", { class: "cl-items" });
   el.pending = h("div", { class: "cl-pending-list" });
+  el.queue = h("span", { class: "cl-queue" });
   el.waiting = h(
     "div",
     { class: "cl-waiting cl-hidden" },
     h("span", { class: "cl-dots" }, h("i"), h("i"), h("i")),
     h("span", { class: "cl-waiting-text" }),
+    el.queue,
   );
   el.typing = h(
     "div",
@@ -589,7 +591,16 @@
     el.compose.classList.toggle("cl-hidden", !open);
     el.ended.classList.toggle("cl-hidden", open);
     el.waiting.classList.toggle("cl-hidden", cur.status !== "waiting");
-    el.waiting.lastChild.textContent = txt("waiting");
+    el.waiting.children[1].textContent = txt("waiting");
+    // Where the chat stands in the queue (§5.5 queue_position), while it waits.
+    const q = cur.status === "waiting" && cur.queue;
+    const wait = q && q.estimated_wait != null ? Math.max(1, Math.round(q.estimated_wait / 60)) : 0;
+    el.queue.textContent = q
+      ? "You are number " +
+        q.position +
+        " in the queue" +
+        (wait ? " \u00b7 about " + wait + " min" : "")
+      : "";
     renderAway();
     if (!open) {
       showTyping(false);
@@ -779,6 +790,8 @@
         );
       case "chat_resumed":
         return sysLine(who + " is back");
+      case "chat_transferred":
+        return sysLine("You\u2019re now chatting with " + who);
       case "visitor_details":
         return sysLine("We\u2019ll reply to " + ev.email + " if you\u2019ve left");
       case "chat_missed":
@@ -952,6 +965,10 @@
       return;
     }
     if (ev.type === "error") return;
+    if (ev.type === "queue_position") {
+      getChat(ev.chat_id).queue = ev; // (ephemeral: no seq, not in the transcript)
+      return render();
+    }
     if (ev.type === "operator_status") {
       if (chats[ev.chat_id]) chats[ev.chat_id].operatorStatus = ev.status;
       return render();
@@ -992,10 +1009,13 @@
         // accepted). The same one (a replay after the welcome's summary): as the summary says.
         if (!c.operator || !ev.operator || c.operator.id !== ev.operator.id)
           c.operatorStatus = null;
-        Object.assign(c, { status: "active", operator: ev.operator });
+        Object.assign(c, { status: "active", operator: ev.operator, queue: null });
         break;
       case "chat_requeued":
-        Object.assign(c, { status: "waiting", operator: null });
+        Object.assign(c, { status: "waiting", operator: null, queue: null });
+        break;
+      case "chat_transferred":
+        Object.assign(c, { operator: ev.operator, operatorStatus: null });
         break;
       case "chat_pending":
         Object.assign(c, { status: "pending", operator: ev.operator || c.operator });
