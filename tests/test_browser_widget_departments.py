@@ -111,7 +111,9 @@ def test_the_visitor_picks_a_department_and_only_its_operators_get_the_chat(
     screenshot(page, "widget-department-chat")
 
 
-def test_a_department_going_offline_takes_it_off_the_list(server, host, browser, dialogs):
+def test_a_department_going_offline_is_taken_off_the_list_on_a_phone(
+    server, host, browser, dialogs
+):
     server.create_operator("carol", display_name="Carol")
     bob, bob_ws = server.online("bob")
     carol, _carol_ws = server.online("carol")
@@ -120,7 +122,7 @@ def test_a_department_going_offline_takes_it_off_the_list(server, host, browser,
         {"key": "sales", "name": "Sales", "members": [bob.operator["id"]]},
         {"key": "support", "name": "Support", "members": [carol.operator["id"]]},
     )
-    page = watched_page(browser, dialogs)
+    page = watched_page(browser, dialogs, width=390, height=844)  # a phone
     page.goto(host.page("gone", "A department goes"))
     page.click(".cl-launcher")
     expect(page.locator(".cl-in-dept option")).to_have_count(3, timeout=T)
