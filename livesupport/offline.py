@@ -43,9 +43,10 @@ class OfflineMessages:
     ) -> dict:
         """The visitor's ``leave_message`` command; the same ``client_id`` stores it once.
         With ``[mail]`` configured, its notification is queued in the same transaction."""
-        if chat_id is not None:
-            await self.chats.chat_for(party, chat_id)
+        follows = await self.chats.chat_for(party, chat_id) if chat_id is not None else None
         dept = self.chats.departments.for_message(department)
+        if dept is None and follows is not None and follows.department_id:
+            dept = self.chats.departments.by_id.get(follows.department_id)  # the missed chat's
         if client_id is not None:
             again = await self.store.offline_message_by_client_id(party.visitor_id, client_id)
             if again is not None:

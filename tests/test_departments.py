@@ -192,7 +192,7 @@ def test_assignment_races_give_every_chat_exactly_one_owner(app):
 def test_escalation_offers_the_chat_to_everyone_then_it_is_missed(make_app_in_process):
     app = make_app_in_process({"chat": {"queue_timeout": "5m"}})
     alice, bob, _carol = _team(app)
-    _department(app, "sales", "Sales", [alice], escalate_after=30)
+    sales = _department(app, "sales", "Sales", [alice], escalate_after=30)
     ann = app.visitor()
     ann.connect()
     chat_id = ann.start_chat(department="sales")["chat"]["id"]
@@ -206,6 +206,10 @@ def test_escalation_offers_the_chat_to_everyone_then_it_is_missed(make_app_in_pr
     app.advance(300)
     assert ann.stream.last("chat_missed")["reason"] == "queue_timeout"
     assert [e["text"] for e in ann.transcript(chat_id)["events"] if e["type"] == "message"]
+    # The message that follows the missed chat goes to its department.
+    left = {"type": "leave_message", "name": "Ann", "email": "ann@example.org", "text": "Call"}
+    ann.ok(dict(left, chat_id=chat_id))
+    assert app.inbox()[0]["department_id"] == sales["id"]
 
 
 def test_the_queue_position_counts_down_with_an_estimate(app):

@@ -274,6 +274,17 @@ function event(ev) {
     openTab(c.id, S.view.kind !== "chat");
     loadSummary(c);
   }
+  const mine = ev.type === "chat_accepted" && ev.assigned && ev.operator.id === S.me.id;
+  if (mine && !S.tabs.includes(c.id)) {
+    // Routing gave me this chat (docs/PROTOCOL.md §5.5): as loud as a new chat in the queue.
+    toast("A chat was assigned to you.", "ok");
+    alerts.beep(true);
+    alerts.notify("Chat assigned to you", "", "cutelive-assigned-" + c.id, () =>
+      show({ kind: "chat", id: c.id }),
+    );
+    openTab(c.id, S.view.kind !== "chat");
+    loadSummary(c);
+  }
   if (!S.tabs.includes(c.id)) openTab(c.id, false);
   markSeen();
   if (ev.type === "message" && ev.from === "visitor" && live() && !viewing(c)) {
