@@ -48,7 +48,7 @@ def test_new_chats_per_address(make_app_in_process):
     third.connect()
     start = {"type": "start_chat", "name": "Ann", "text": "Hi", "client_id": "third"}
     err = refused(third.send(start), "chats_per_ip")
-    assert app.run(app.services.chats.visitor_list(third.party)) == []
+    assert app.run(app.services.transcripts.visitor_list(third.party)) == []
     elsewhere = app.visitor(ip="198.51.100.2")
     elsewhere.connect()
     elsewhere.start_chat()
