@@ -62,7 +62,15 @@ export function start(me, session, signedOut) {
   }
   if (saved.view && saved.view.kind === "chat" && S.tabs.includes(saved.view.id))
     S.view = saved.view;
-  run = { key, signedOut, queueKnown: null, settingStatus: false, alertedAt: 0 };
+  // arrived: chats whose tab this page opened for their first events (not restored ones).
+  run = {
+    key,
+    signedOut,
+    queueKnown: null,
+    settingStatus: false,
+    alertedAt: 0,
+    arrived: new Set(),
+  };
   run.stream = new w.CuteLiveStream({
     base: BASE,
     role: "operator",
@@ -274,18 +282,23 @@ function event(ev) {
     openTab(c.id, S.view.kind !== "chat");
     loadSummary(c);
   }
+  if (!S.tabs.includes(c.id)) {
+    openTab(c.id, false);
+    run.arrived.add(c.id);
+  }
   const mine = ev.type === "chat_accepted" && ev.assigned && ev.operator.id === S.me.id;
-  if (mine && !S.tabs.includes(c.id)) {
-    // Routing gave me this chat (docs/PROTOCOL.md §5.5): as loud as a new chat in the queue.
+  if (mine && run.arrived.delete(c.id)) {
+    // Routing gave me this chat (docs/PROTOCOL.md §5.5; its events come from seq 1): as loud
+    // as a new chat in the queue, and in front unless I am in a chat. A reload (the tab
+    // restored) does not announce it again.
     toast("A chat was assigned to you.", "ok");
     alerts.beep(true);
     alerts.notify("Chat assigned to you", "", "cutelive-assigned-" + c.id, () =>
       show({ kind: "chat", id: c.id }),
     );
-    openTab(c.id, S.view.kind !== "chat");
+    if (S.view.kind !== "chat") show({ kind: "chat", id: c.id });
     loadSummary(c);
   }
-  if (!S.tabs.includes(c.id)) openTab(c.id, false);
   markSeen();
   if (ev.type === "message" && ev.from === "visitor" && live() && !viewing(c)) {
     alerts.beep(true);

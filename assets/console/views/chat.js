@@ -101,7 +101,10 @@ function log(c, e, keepingBottom) {
 /** The line an event other than a message leaves in the log; `actor` is the operator who did
  * it ("You" for me), `name` their name whoever they are. */
 const SYSTEM = {
-  chat_accepted: (ev, actor) => actor + " joined",
+  chat_accepted: (ev, actor, name) =>
+    ev.assigned
+      ? "Assigned to " + (actor === "You" ? "you" : name) + " by routing"
+      : actor + " joined",
   chat_requeued: (ev, actor, name) =>
     ev.reason === "handed_over"
       ? actor + " handed the chat over; it went to the head of the queue"
@@ -481,9 +484,11 @@ function compose(c, el, sent) {
       if (note) el.prepend(note);
       return;
     }
+    const before = built;
     built = want;
     if (!want) return put(el, why);
     if (!mine) c.noteMode = true;
+    else if (before === "notes") c.noteMode = false; // it became mine (accepted): replies again
     const input = h("textarea", {
       class: "compose-input",
       rows: 2,
@@ -574,12 +579,15 @@ function nowOn(s) {
     { class: "page now-on" },
     r.title ? h("span", { class: "page-title", text: r.title }) : null,
     r.url ? extLink(r.url) : null,
-    h(
-      "span",
-      { class: "muted small" },
-      r.pages + (r.pages === 1 ? " page" : " pages") + " this visit \u00b7 here for ",
-      h("span", { "data-dur": r.page_since, text: dur(Date.now() - r.page_since) }),
-    ),
+    // A visitor whose pages were not tracked (no page view yet) has no time on a page.
+    r.page_since
+      ? h(
+          "span",
+          { class: "muted small" },
+          r.pages + (r.pages === 1 ? " page" : " pages") + " this visit \u00b7 here for ",
+          h("span", { "data-dur": r.page_since, text: dur(Date.now() - r.page_since) }),
+        )
+      : null,
   );
 }
 
