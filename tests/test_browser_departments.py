@@ -248,3 +248,25 @@ def test_a_declined_transfer_returns_to_the_sender(team, browser, dialogs):
     expect(bob.locator(".chat-head .transfer")).to_be_enabled()
     assert carol.locator(".tab", has_text="Uma").count() == 0
     assert bob.js_errors == [] and carol.js_errors == [] and dialogs == []
+
+
+def test_a_chat_read_before_it_was_mine_gets_replies_once_accepted(team, browser, dialogs):
+    """Looking at a waiting chat offers notes only; accepted, the same box sends replies."""
+    server = team
+    bob = _console(browser, server, dialogs, "bob")
+    v = server.visitor()
+    ws = v.connect()
+    chat_id = v.start_chat("Is the shop open on Sunday?", name="Vera")["chat"]["id"]
+    bob.locator(f".chat-row[data-chat='{chat_id}']").click()
+    box = bob.locator(".compose")
+    expect(box).to_have_class(re.compile(r"\bnote\b"), timeout=T)
+    expect(bob.locator(".compose-modes")).to_have_count(0)
+    _accept(bob, "Vera")
+    expect(bob.locator(".compose-modes")).to_be_visible(timeout=T)
+    expect(box).not_to_have_class(re.compile(r"\bnote\b"))
+    bob.locator(".compose-input").fill("Yes, from ten to four.")
+    bob.locator(".compose-input").press("Enter")
+    got = ws.wait(lambda e: e["type"] == "message" and e["from"] == "operator", what="the reply")
+    assert got["text"] == "Yes, from ten to four."
+    assert not [e for e in ws.events if e["type"] == "note"]
+    assert bob.js_errors == [] and dialogs == []
