@@ -97,7 +97,8 @@ class Routing:
         return out
 
     def _publish_positions(self, waiting: list[Chat]) -> None:
-        places = self._positions(waiting)
+        # A site without departments behaves as before they existed: no queue_position.
+        places = self._positions(waiting) if self.departments.by_id else {}
         for chat_id in list(self._told):
             if chat_id not in places:
                 del self._told[chat_id]
@@ -109,6 +110,8 @@ class Routing:
 
     async def position_events(self, visitor_id: int) -> list[dict]:
         """After ``welcome``: the place of the visitor's waiting chat, if it has one."""
+        if not self.departments.by_id:
+            return []
         waiting = await self.chats.waiting_chats()
         return [
             _position_event(chat_id, position, estimate)

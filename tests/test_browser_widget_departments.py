@@ -269,6 +269,10 @@ def test_a_snippet_naming_no_department_warns_once_and_works_site_wide(
 
 def test_the_queue_position_counts_down_until_the_chat_is_accepted(server, host, browser, dialogs):
     _bob, bob_ws = server.online("bob")
+    # Where departments exist (a site without them behaves as before: no queue position),
+    # a chat of no department counts among the chats of no department.
+    admin = server.console("admin")
+    assert admin.post("/api/console/departments", {"key": "sales", "name": "Sales"}).ok
     ahead = []
     for name in ("First", "Second"):
         v = server.visitor()

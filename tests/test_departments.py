@@ -214,6 +214,13 @@ def test_escalation_offers_the_chat_to_everyone_then_it_is_missed(make_app_in_pr
 
 def test_the_queue_position_counts_down_with_an_estimate(app):
     alice, _bob, _carol = _team(app)
+    # Without departments the site behaves as before: no queue position.
+    early = app.visitor()
+    early.connect()
+    early_chat = early.start_chat(name="Early")["chat"]["id"]
+    app.advance(1)
+    assert not early.stream.of_type("queue_position")
+    alice.ok({"type": "accept", "chat_id": early_chat})
     _department(app, "sales", "Sales", [alice])
     visitors = []
     for name in ("Ann", "Ben", "Cy"):
@@ -229,7 +236,7 @@ def test_the_queue_position_counts_down_with_an_estimate(app):
     alice.ok({"type": "accept", "chat_id": places[0]["chat_id"]})
     app.settle()
     cy = visitors[2].stream.last("queue_position")
-    assert cy["position"] == 2 and cy["estimated_wait"] == 40
+    assert cy["position"] == 2 and cy["estimated_wait"] == 40  # the Sales wait only
     # A new stream learns its place right after welcome; the event is never stored.
     again = visitors[2].connect()
     assert [e["type"] for e in again.events[:2]] == ["welcome", "queue_position"]
