@@ -81,8 +81,7 @@ class OfflineMessages:
             client_id=client_id,
             department_id=dept.id if dept else None,
         )
-        view = msg.public()
-        view["mail"] = [queued.public()] if queued else []
+        view = self._view(msg, [queued] if queued else [])
         self.hub.publish(["ops"], {"type": "offline_message", "message": view})
         if queued is not None:
             self.outbox.queued(queued)
@@ -99,7 +98,7 @@ class OfflineMessages:
         by_message: dict[int, list[dict]] = {}
         for mail in mails:
             by_message.setdefault(mail.offline_message_id, []).append(mail.public())
-        return [dict(m.public(), mail=by_message.get(m.id, [])) for m in msgs]
+        return [dict(self._view(m, []), mail=by_message.get(m.id, [])) for m in msgs]
 
     async def mark(self, message_id: int, read: bool) -> OfflineMessage:
         msg = await self.store.mark_offline_message(message_id, read)
@@ -141,8 +140,15 @@ class OfflineMessages:
         msg, queued = done
         self.outbox.queued(queued)
         mails = await self.mail_store.for_offline_messages([msg.id])
-        view = dict(msg.public(), mail=[m.public() for m in mails])
+        view = self._view(msg, mails)
         self.hub.publish(["ops"], {"type": "offline_message_replied", "message": view})
+        return view
+
+    def _view(self, msg: OfflineMessage, mails: list) -> dict:
+        """A message as the console shows it: with its department and its e-mails."""
+        view = msg.public()
+        view["department"] = self.chats.departments.ref(msg.department_id)
+        view["mail"] = [m.public() for m in mails]
         return view
 
 

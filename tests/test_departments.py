@@ -396,3 +396,27 @@ def test_a_transfer_survives_a_reconnect_of_either_side(app):
     assert [e["type"] for e in replay] == ["chat_transferred"]
     assert replay[0]["seq"] == cursor + 1
     assert not back.of_type("transfer")  # nothing offered any more
+
+
+def test_a_departments_offline_message_is_mailed_to_its_address(make_app_in_process):
+    app = make_app_in_process(
+        {"mail": {"smtp_host": "127.0.0.1", "smtp_port": "9", "to_address": "all@shop.example"}}
+    )
+    alice, _bob, _carol = _team(app)
+    _department(app, "sales", "Sales", [alice], email="sales@shop.example")
+    _department(app, "support", "Support", [alice])  # no address of its own
+    ann = app.visitor()
+    ann.connect()
+    note = {"type": "leave_message", "name": "Ann", "email": "ann@example.org", "text": "Quote?"}
+    for department in ("sales", "support", None):
+        ann.ok(dict(note, department=department) if department else note)
+    listing = app.run(app.services.offline.listing())
+    got = {(m["department"] or {}).get("key"): m["mail"][0]["recipient"] for m in listing}
+    assert got == {
+        "sales": "sales@shop.example",
+        "support": "all@shop.example",
+        None: "all@shop.example",
+    }
+    err = ann.send(dict(note, department="nowhere"))
+    assert err["error"] == "unknown_department" and err["field"] == "department"
+    assert len(app.run(app.services.offline.listing())) == 3

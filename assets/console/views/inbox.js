@@ -64,6 +64,7 @@ function item(m) {
       h("span", { class: "udot", title: m.read ? "Read" : "Unread" }),
       h("strong", { class: "inbox-name", text: m.name }),
       m.email ? mailLink(m.email, "inbox-email") : null,
+      m.department ? h("span", { class: "dep-tag", text: m.department.name }) : null,
       h("span", { class: "spacer" }),
       h("time", { class: "muted", text: when(m.created_at) }),
     ),
