@@ -258,5 +258,28 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE chat ADD COLUMN last_vseq INTEGER NOT NULL DEFAULT 0",
         "UPDATE chat SET last_vseq = last_seq",
     ],
+    [
+        # Canned replies: an operator's own (operator_id) or shared (NULL), optionally for one
+        # department; typed in the composer as /shortcut.
+        """CREATE TABLE canned_reply (
+            id INTEGER PRIMARY KEY,
+            operator_id INTEGER REFERENCES operator(id) ON DELETE CASCADE,
+            department_id INTEGER REFERENCES department(id) ON DELETE CASCADE,
+            shortcut TEXT NOT NULL, text TEXT NOT NULL,
+            created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)""",
+        "CREATE INDEX canned_reply_operator ON canned_reply(operator_id)",
+        # Direct messages between two operators (low_id < high_id): one sequence per pair,
+        # idempotent by the sender's client_id; each side's read cursor.
+        """CREATE TABLE direct_message (
+            id INTEGER PRIMARY KEY, low_id INTEGER NOT NULL REFERENCES operator(id),
+            high_id INTEGER NOT NULL REFERENCES operator(id), seq INTEGER NOT NULL,
+            from_id INTEGER NOT NULL REFERENCES operator(id), text TEXT NOT NULL,
+            client_id TEXT NOT NULL, ts INTEGER NOT NULL,
+            UNIQUE (low_id, high_id, seq), UNIQUE (from_id, client_id))""",
+        """CREATE TABLE direct_read (
+            operator_id INTEGER NOT NULL REFERENCES operator(id),
+            other_id INTEGER NOT NULL REFERENCES operator(id), seq INTEGER NOT NULL,
+            PRIMARY KEY (operator_id, other_id))""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
