@@ -120,6 +120,7 @@ class Transfers:
         if self.presence.status_of(party.operator_id) != ONLINE:
             raise ApiError("status_not_online", "set your status to online to accept chats", 409)
         chat = await self.chats.store.chat(offer["chat_id"])
+        self._offered_to(party, transfer_id)  # again: another receiver may have been first
         if chat is None or chat.status != ACTIVE or chat.operator_id != offer["from"]["id"]:
             await self._end(offer, EXPIRED)
             raise ApiError("transfer_void", "the chat was closed or changed hands meanwhile", 409)
