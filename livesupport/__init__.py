@@ -20,6 +20,7 @@ LAYERS: list[str] = [
     "accounts",
     "presence",
     "departments",
+    "canned",
     "site",
     "mail",
     "outbox",

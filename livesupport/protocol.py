@@ -43,6 +43,7 @@ MAX_COMMENT_CHARS = 1000
 MAX_NOTE_CHARS = 1000  # a transfer's note
 MAX_DEPARTMENT_KEY_CHARS = 32
 MAX_DEPARTMENT_NAME_CHARS = 60
+MAX_CANNED_SHORTCUT_CHARS = 32  # a canned reply's /shortcut
 MAX_CHATS_LIMIT = 100  # the highest max_chats an operator may have
 #: Chat events only operators receive: they take an operator seq but no visitor seq.
 OPERATOR_ONLY_EVENTS = frozenset({"note"})
@@ -291,6 +292,7 @@ _EMAIL_ATOM = r"[A-Za-z0-9!$'*+=^_{|}~-]+"
 _EMAIL = re.compile(rf"{_EMAIL_ATOM}(\.{_EMAIL_ATOM})*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _USERNAME = re.compile(r"[a-z0-9._-]{1,64}")
 _DEPARTMENT_KEY = re.compile(r"[a-z0-9-]{1,32}")
+_CANNED_SHORTCUT = re.compile(r"[a-z0-9_-]{1,32}")
 
 #: Fields the server owns; a client sending them gets ``forbidden_field``.
 FORBIDDEN_FIELDS = {"seq", "status", "operator_id", "visitor_id"}
@@ -419,6 +421,13 @@ class Validator:
             if not _DEPARTMENT_KEY.fullmatch(v):
                 raise ApiError(
                     "invalid_field", f"'{name}' may only contain a-z, 0-9 and '-'", field=name
+                )
+            return v
+        if kind == "canned_shortcut":
+            v = _check_string(name, value, MAX_CANNED_SHORTCUT_CHARS)
+            if not _CANNED_SHORTCUT.fullmatch(v):
+                raise ApiError(
+                    "invalid_field", f"'{name}' may only contain a-z, 0-9, '-' and '_'", field=name
                 )
             return v
         if kind == "department_ref":  # a key as the snippet or the visitor sends it
@@ -674,6 +683,23 @@ REQUESTS: dict[str, tuple[str, Schema]] = {
         "a department",
         {k: (kind, False) for k, kind in _DEPT.items() if k != "key"},
     ),
+    "new_canned_reply": (
+        "a canned reply",
+        {
+            "shortcut": ("canned_shortcut", True),
+            "text": ("text", True),
+            "shared": ("bool", False),
+            "department_id": ("int", False),
+        },
+    ),
+    "canned_reply_changes": (
+        "a canned reply",
+        {
+            "shortcut": ("canned_shortcut", False),
+            "text": ("text", False),
+            "department_id": ("int", False),
+        },
+    ),
 }
 
 
@@ -760,6 +786,7 @@ def console_protocol(config: Config) -> dict:
             "transfer_note_chars": MAX_NOTE_CHARS,
             "department_key_chars": MAX_DEPARTMENT_KEY_CHARS,
             "department_name_chars": MAX_DEPARTMENT_NAME_CHARS,
+            "canned_shortcut_chars": MAX_CANNED_SHORTCUT_CHARS,
             "max_chats": MAX_CHATS_LIMIT,
         },
         "appearance": {

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from .accounts import Accounts, RunBlocking
+from .canned import Canned
 from .chats import Chats
 from .clock import Clock
 from .commands import Commands
@@ -61,6 +62,7 @@ class Services:
         self.accounts = Accounts(ctx, run_blocking, hasher)
         self.presence = Presence(ctx)
         self.departments = Departments(ctx, self.presence)
+        self.canned = Canned(ctx, self.departments)
         self.site = Site(ctx, self.presence, self.departments)
         self.monitor = Monitor(ctx)
         self.invitations = Invitations(ctx, self.monitor, self.presence)

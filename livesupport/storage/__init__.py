@@ -1,9 +1,10 @@
 """Storage: the only gateway to the database.
 
-``Storage`` opens and migrates the database and owns five stores by subject: ``accounts``
+``Storage`` opens and migrates the database and owns one store per subject: ``accounts``
 (operators, sessions, visitors), ``chats`` (chats, events, offline messages), ``traffic``
 (visits, page views, invitation rules), ``site`` (secrets and console-edited settings) and
-``outbox`` (outgoing e-mail until the SMTP server accepts it).
+``outbox`` (outgoing e-mail until the SMTP server accepts it); also ``departments`` and
+``canned`` (canned replies).
 Every method the domain calls while serving is awaitable, so a networked database can run its
 queries off the event loop (``Storage.run``) without the callers' signatures changing; the
 bodies are plain peewee code. (Start-up and tools use a few synchronous ones: ``open``,
@@ -26,6 +27,7 @@ import peewee
 from ..clock import Clock
 from ..config import ConfigError
 from .accounts import AccountStore
+from .canned import CannedStore
 from .chats import ChatStore
 from .departments import DepartmentStore
 from .outbox import OutboxStore
@@ -69,6 +71,7 @@ class Storage:
         self.site = SiteStore(self)
         self.outbox = OutboxStore(self)
         self.departments = DepartmentStore(self)
+        self.canned = CannedStore(self)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run synchronous database code. SQLite runs it at once on the loop's thread; a

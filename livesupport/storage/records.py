@@ -216,3 +216,17 @@ class Visit:
     pages: int
     first_seen: int
     previous_chats: int
+
+
+@dataclass(eq=False)
+class CannedReply:
+    """A canned reply: an operator's own (``operator_id``) or shared (None), optionally only
+    for one department's members and chats."""
+
+    id: int
+    operator_id: int | None
+    department_id: int | None
+    shortcut: str
+    text: str
+    created_at: int
+    updated_at: int

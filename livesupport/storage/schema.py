@@ -126,6 +126,15 @@ class InviteRuleRow(BaseModel):
     created_at = peewee.IntegerField()
 
 
+class CannedReplyRow(BaseModel):
+    operator_id = peewee.IntegerField(null=True)  # None: shared
+    department_id = peewee.IntegerField(null=True)
+    shortcut = peewee.TextField()
+    text = peewee.TextField()
+    created_at = peewee.IntegerField()
+    updated_at = peewee.IntegerField()
+
+
 #: The models ``Storage`` binds to its database.
 MODELS = [
     MetaRow,
@@ -136,6 +145,7 @@ MODELS = [
     OfflineMessageRow,
     OutboxRow,
     InviteRuleRow,
+    CannedReplyRow,
 ]
 
 

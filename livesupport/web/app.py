@@ -77,6 +77,8 @@ ROUTES: list[Route] = [
     Route(r"/api/console/operators/([^/]+)", h.OperatorHandler, "admin"),
     Route(r"/api/console/departments", h.DepartmentsHandler, {"GET": "operator", "POST": "admin"}),
     Route(r"/api/console/departments/([^/]+)", h.DepartmentHandler, "admin"),
+    Route(r"/api/console/canned", h.CannedRepliesHandler, "operator"),
+    Route(r"/api/console/canned/([^/]+)", h.CannedReplyHandler, "operator"),
     Route(r"/api/.*", h.NotFoundHandler, "none"),
     Route(r"/widget\.js", h.FileHandler, "static", _file("widget/widget.js")),
     Route(

@@ -421,6 +421,30 @@ class DepartmentHandler(BaseHandler):
         self.reply({})
 
 
+class CannedRepliesHandler(BaseHandler):
+    """GET/POST /api/console/canned: the canned replies this operator may use; add one."""
+
+    async def get(self) -> None:
+        self.reply({"replies": await self.services.canned.listing(self.party)})
+
+    async def post(self) -> None:
+        reply = await self.services.canned.create(self.party, self.body_json())
+        self.reply({"reply": reply}, 201)
+
+
+class CannedReplyHandler(BaseHandler):
+    """PATCH/DELETE /api/console/canned/ID: an operator's own reply, or a shared one
+    (administrators)."""
+
+    async def patch(self, reply_id: str) -> None:
+        reply = await self.services.canned.update(self.party, path_id(reply_id), self.body_json())
+        self.reply({"reply": reply})
+
+    async def delete(self, reply_id: str) -> None:
+        await self.services.canned.delete(self.party, path_id(reply_id))
+        self.reply({})
+
+
 # -- browser files ------------------------------------------------------------------------------
 
 
