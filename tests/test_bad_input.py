@@ -1157,7 +1157,10 @@ def _console_fixture(server):
     assert rule.status_code == 201, rule.text
     dept = admin.post("/api/console/departments", {"key": "sales", "name": "Sales"})
     assert dept.status_code == 201, dept.text
+    canned = admin.post("/api/console/canned", {"shortcut": "hi", "text": "Hi", "shared": True})
+    assert canned.status_code == 201, canned.text
     ids = {
+        "canned": canned.json()["reply"]["id"],
         "departments": dept.json()["department"]["id"],
         "operators": bob.operator["id"],
         "offline-messages": admin.get("/api/console/offline-messages").json()["messages"][0]["id"],
@@ -1201,6 +1204,8 @@ def _console_fixture(server):
         "/api/console/settings": {"allowed_origins": ["https://evil.example"]},
         "/api/console/departments": {"key": "evil", "name": "Evil"},
         "/api/console/departments/([^/]+)": {"name": "Changed", "members": [bob.operator["id"]]},
+        "/api/console/canned": {"shortcut": "evil", "text": "Evil", "shared": True},
+        "/api/console/canned/([^/]+)": {"shortcut": "evil", "text": "Evil"},
     }
 
     def path(pattern):

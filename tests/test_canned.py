@@ -147,3 +147,30 @@ def test_bad_input_names_the_field_and_stores_nothing(app, team):
     text = "Hi {visitor},\n  I'm {operator}. "
     text += "x" * (limit - len(text))
     assert _create(app, bob, shortcut="long_one-2", text=text)["text"] == text
+
+
+def test_over_http_with_statuses_and_the_limit_in_the_session(server):
+    admin, bob = server.console("admin"), server.console("bob")
+    limits = bob.get("/api/console/session").json()["protocol"]["limits"]
+    assert limits["canned_shortcut_chars"] == 32
+    r = bob.post("/api/console/canned", {"shortcut": "greet", "text": "Hi {visitor}"})
+    assert r.status_code == 201, r.text
+    mine = r.json()["reply"]
+    r = bob.post("/api/console/canned", {"shortcut": "greet", "text": "Again"})
+    assert (r.status_code, r.json()["error"], r.json()["field"]) == (409, "duplicate", "shortcut")
+    r = bob.post("/api/console/canned", {"shortcut": "all", "text": "x", "shared": True})
+    assert (r.status_code, r.json()["error"]) == (403, "forbidden")
+    r = admin.post("/api/console/canned", {"shortcut": "all", "text": "For all", "shared": True})
+    assert r.status_code == 201, r.text
+    shared = r.json()["reply"]
+    url = server.url + f"/api/console/canned/{mine['id']}"
+    r = admin.http.delete(url, timeout=10)
+    assert (r.status_code, r.json()["error"]) == (404, "not_found")
+    r = bob.patch(f"/api/console/canned/{shared['id']}", {"text": "Mine"})
+    assert (r.status_code, r.json()["error"]) == (403, "forbidden")
+    r = bob.patch(f"/api/console/canned/{mine['id']}", {"text": "Hello {visitor}"})
+    assert (r.status_code, r.json()["reply"]["text"]) == (200, "Hello {visitor}")
+    listed = bob.get("/api/console/canned").json()["replies"]
+    assert [(c["shortcut"], c["shared"]) for c in listed] == [("all", True), ("greet", False)]
+    assert bob.http.delete(url, timeout=10).status_code == 200
+    assert [c["shortcut"] for c in bob.get("/api/console/canned").json()["replies"]] == ["all"]
