@@ -34,6 +34,7 @@ LAYERS: list[str] = [
     "followup",
     "routing",
     "transfers",
+    "direct",
     "streams",
     "commands",
     "services",

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .chats import Chats
+from .direct import Direct
 from .followup import FollowUp
 from .invitations import Invitations
 from .offline import OfflineMessages
@@ -34,6 +35,7 @@ class Commands:
         presence: Presence,
         streams: Streams,
         transfers: Transfers,
+        direct: Direct,
     ):
         self.validate = validate
         self.chats = chats
@@ -68,6 +70,8 @@ class Commands:
                 "transfer": self._drop_stream(transfers.offer),
                 "accept_transfer": self._drop_stream(transfers.accept),
                 "decline_transfer": self._drop_stream(transfers.decline),
+                "direct": self._drop_stream(direct.send),
+                "direct_read": self._drop_stream(direct.read),
             },
         }
 

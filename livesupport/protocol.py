@@ -100,6 +100,8 @@ EVENTS: dict[str, str] = {
     "offline_message_replied": "operator",
     "mail_changed": "operator",
     "session_ended": "operator",
+    "direct": "operator",
+    "direct_read": "operator",
 }
 
 #: Every error code, with the HTTP status it is answered with (docs/PROTOCOL.md §8).
@@ -625,6 +627,12 @@ COMMANDS: dict[str, dict[str, Schema]] = {
         },
         "accept_transfer": {"transfer_id": ("token", True)},
         "decline_transfer": {"transfer_id": ("token", True)},
+        "direct": {
+            "operator_id": ("int", True),
+            "text": ("text", True),
+            "client_id": ("client_id", True),
+        },
+        "direct_read": {"operator_id": ("int", True), "seq": ("int", True)},
     },
 }
 

@@ -17,6 +17,7 @@ from .commands import Commands
 from .config import Config
 from .context import Context
 from .departments import Departments
+from .direct import Direct
 from .followup import FollowUp
 from .guards import FdGuard, LagMonitor, RateLimiter
 from .handover import Handover
@@ -74,6 +75,7 @@ class Services:
         self.offline = OfflineMessages(ctx, self.chats, self.outbox, self.site)
         self.followup = FollowUp(ctx, self.chats, self.outbox, self.site)
         self.handover = Handover(ctx, self.chats, self.presence)
+        self.direct = Direct(ctx)
         self.streams = Streams(
             ctx,
             self.accounts,
@@ -83,6 +85,7 @@ class Services:
             self.chats,
             self.routing,
             self.transfers,
+            direct=self.direct,
         )
         self.commands = Commands(
             self.validate,
@@ -93,6 +96,7 @@ class Services:
             self.presence,
             self.streams,
             self.transfers,
+            direct=self.direct,
         )
         self.rl_requests = RateLimiter("requests_per_ip", config.limits_requests_per_ip, clock)
         self.rl_frames = RateLimiter(

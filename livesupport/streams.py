@@ -15,6 +15,7 @@ from typing import Any
 from .accounts import Accounts
 from .chats import Chats
 from .context import Context
+from .direct import Direct
 from .invitations import Invitations
 from .monitor import Monitor
 from .presence import Presence
@@ -75,6 +76,7 @@ class Streams:
         chats: Chats,
         routing: Routing,
         transfers: Transfers,
+        direct: Direct,
     ):
         self.config, self.hub, self.clock = ctx.config, ctx.hub, ctx.clock
         self.store = ctx.storage.chats
@@ -85,6 +87,7 @@ class Streams:
         self.chats = chats
         self.routing = routing
         self.transfers = transfers
+        self.direct = direct
         self.poll_conns: dict[str, PollConn] = {}
         #: Open WebSockets per client address (``[limits] sockets_per_ip``).
         self.sockets_per_ip: collections.Counter = collections.Counter()
@@ -135,6 +138,7 @@ class Streams:
             op = await self.accounts.store.operator(party.operator_id)
             ev["operator"] = self.routing.departments.operator_view(op)
             ev["departments"] = self.routing.departments.list()
+            ev["directs"] = await self.direct.summaries(party.operator_id)
             extra = await self.snapshots(party.operator_id)
             extra += await self.transfers.welcome_events(party.operator_id)
         out = [(encode(ev), ev)] + [(encode(e), e) for e in extra]

@@ -104,6 +104,10 @@ def test_every_event_of_a_typical_day_is_a_declared_protocol_event(make_app_in_p
     # Alice answers the message by e-mail (it waits in the outbox: the SMTP server is down).
     message_id = app.inbox()[0]["id"]
     app.run(app.services.offline.reply(admin.party, message_id, "We will call you."))
+    # Alice writes Bob directly; Bob reads it (Alice gets the receipt).
+    dm = {"type": "direct", "operator_id": bob.id, "text": "Thanks!", "client_id": "d1"}
+    seq = send(admin, dm)["direct"]["seq"]
+    send(bob, {"type": "direct_read", "operator_id": admin.id, "seq": seq})
     # The look changes; Bob logs out.
     app.run(app.services.site.update({"appearance": {"color": "#123456"}}))
     app.run(

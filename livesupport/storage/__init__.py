@@ -4,7 +4,7 @@
 (operators, sessions, visitors), ``chats`` (chats, events, offline messages), ``traffic``
 (visits, page views, invitation rules), ``site`` (secrets and console-edited settings) and
 ``outbox`` (outgoing e-mail until the SMTP server accepts it); also ``departments`` and
-``canned`` (canned replies).
+``canned`` (canned replies), and ``direct`` (messages between operators).
 Every method the domain calls while serving is awaitable, so a networked database can run its
 queries off the event loop (``Storage.run``) without the callers' signatures changing; the
 bodies are plain peewee code. (Start-up and tools use a few synchronous ones: ``open``,
@@ -30,6 +30,7 @@ from .accounts import AccountStore
 from .canned import CannedStore
 from .chats import ChatStore
 from .departments import DepartmentStore
+from .direct import DirectStore
 from .outbox import OutboxStore
 from .schema import DIALECT, MIGRATIONS, MODELS, SCHEMA_VERSION, MetaRow
 from .site import SiteStore
@@ -71,6 +72,7 @@ class Storage:
         self.site = SiteStore(self)
         self.outbox = OutboxStore(self)
         self.departments = DepartmentStore(self)
+        self.direct = DirectStore(self)
         self.canned = CannedStore(self)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:

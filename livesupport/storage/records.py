@@ -230,3 +230,15 @@ class CannedReply:
     text: str
     created_at: int
     updated_at: int
+
+
+@dataclass(eq=False)
+class DirectMessage:
+    """A direct message between two operators, numbered in the pair's own sequence."""
+
+    seq: int
+    from_id: int
+    to_id: int
+    text: str
+    client_id: str
+    ts: int

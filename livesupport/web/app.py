@@ -77,6 +77,7 @@ ROUTES: list[Route] = [
     Route(r"/api/console/operators/([^/]+)", h.OperatorHandler, "admin"),
     Route(r"/api/console/departments", h.DepartmentsHandler, {"GET": "operator", "POST": "admin"}),
     Route(r"/api/console/departments/([^/]+)", h.DepartmentHandler, "admin"),
+    Route(r"/api/console/direct/([^/]+)", h.DirectHandler, "operator"),
     Route(r"/api/console/canned", h.CannedRepliesHandler, "operator"),
     Route(r"/api/console/canned/([^/]+)", h.CannedReplyHandler, "operator"),
     Route(r"/api/.*", h.NotFoundHandler, "none"),

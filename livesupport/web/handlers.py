@@ -297,6 +297,17 @@ class ConsoleVisitorHandler(BaseHandler):
         self.reply(await self.services.monitor.detail(path_id(visitor_id)))
 
 
+class DirectHandler(BaseHandler):
+    """GET /api/console/direct/ID?after=SEQ: my direct messages with an operator after a seq."""
+
+    async def get(self, operator_id: str) -> None:
+        after = self.get_query_argument("after", "0")
+        if not (after.isascii() and after.isdigit() and len(after) < 18):
+            raise ApiError("invalid_field", "after must be a seq ≥ 0", field="after")
+        direct = self.services.direct
+        self.reply(await direct.history(self.party, path_id(operator_id), int(after)))
+
+
 class InviteRulesHandler(BaseHandler):
     """GET/POST /api/console/invite-rules: automatic invitation rules."""
 
