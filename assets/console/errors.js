@@ -33,6 +33,7 @@ const TEXTS = {
   "department:duplicate": (e) =>
     e.field === "key" ? "Another department has this key." : "Another department has this name.",
   unknown_department: "That department no longer exists.",
+  "canned:duplicate": "Another reply already has this shortcut.",
   department_offline: "Nobody else in that department is online.",
   unknown_operator: "That operator no longer exists.",
   operator_disabled: "That operator is disabled.",

@@ -26,6 +26,7 @@ const NAV = [
   ["home", I.chat],
   ["inbox", I.inbox],
   ["history", I.history],
+  ["canned", I.canned],
   ["operators", I.users, true],
   ["departments", I.layers, true],
   ["rules", I.zap, true],

@@ -252,6 +252,10 @@ export const VIEW_TEXT = {
   home: ["Chats"],
   inbox: ["Inbox", "Messages left while nobody was online."],
   history: ["History", "Past chats stay readable as transcripts."],
+  canned: [
+    "Canned replies",
+    "Answers you give often: type / and a shortcut in a chat to insert one. Administrators also share replies with everyone or with a department.",
+  ],
   operators: ["Operators", "People who answer chats. Administrators can also manage operators."],
   departments: [
     "Departments",

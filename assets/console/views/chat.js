@@ -3,6 +3,7 @@
  * visitor's details beside it. */
 
 import * as app from "../app.js";
+import { cannedPicker } from "../canned.js";
 import { dots, extLink, h, I, icon, linkify, mailLink, put } from "../dom.js";
 import { browserOf, dur, hhmm, when } from "../format.js";
 import { invitationText, limit, mailEnabled } from "../protocol.js";
@@ -496,6 +497,8 @@ function compose(c, el, sent) {
       value: c.draft || "",
     });
     const lengthNote = lengthGuard(input); // before the listeners below: they see no refused edit
+    // Before Enter-to-send below: an open list of canned replies takes Enter.
+    const canned = cannedPicker(input, () => c.summary);
     const modes = mine
       ? h(
           "div",
@@ -504,14 +507,14 @@ function compose(c, el, sent) {
           button({ class: "mode mode-note", onclick: () => setMode(true) }, icon(I.note), "Note"),
         )
       : null;
-    const box = h("div", { class: "compose" }, input);
+    const box = h("div", { class: "compose" }, input, canned);
     const setMode = (note) => {
       if (note && !c.noteMode) app.typing(c, ""); // a note is not the visitor's business
       c.noteMode = note;
       box.classList.toggle("note", note);
       input.placeholder = note
         ? "Write an internal note\u2026  Only operators see it."
-        : "Write a reply\u2026  (Enter to send, Shift+Enter for a new line)";
+        : "Write a reply\u2026  (Enter to send, Shift+Enter for a new line, / for canned replies)";
       input.setAttribute("aria-label", note ? "Internal note" : "Reply");
       sendBtn.title = note ? "Save the note" : "Send";
       sendBtn.setAttribute("aria-label", sendBtn.title);

@@ -1,6 +1,7 @@
 /* The views, by the name the navigation and the saved state use. Each exports
  * mount(root, scope, view), and `admin = true` when only administrators may open it. */
 
+import * as canned from "./canned.js";
 import * as chat from "./chat.js";
 import * as departments from "./departments.js";
 import * as embed from "./embed.js";
@@ -18,6 +19,7 @@ export const VIEWS = {
   chat,
   inbox,
   history,
+  canned,
   operators,
   departments,
   rules,
