@@ -18,7 +18,7 @@ every import):
                 commands with their schemas, appearance defaults and limits, close codes
 4. ``storage/`` the only gateway to the database: schema and migrations (with the one SQL
                 dialect section), plain records, and a store per subject (accounts, chats,
-                traffic, site, departments); every method awaitable
+                traffic, site, departments, canned); every method awaitable
 5. ``hub``      publish/subscribe to the open streams; ``Signal`` for domain announcements
 6. ``guards``   rate limits, the open-file guard, event-loop lag
 7. ``context``  what every domain object is built with: config, storage, hub, clock
@@ -26,6 +26,7 @@ every import):
    ``accounts``    visitor tokens, operators, passwords, logins, sessions
    ``presence``    who is online, grace after a disconnect
    ``departments`` departments, their members, availability site-wide and per department
+   ``canned``      canned replies: personal, shared, per department; who may use and manage
    ``site``        console-edited settings, the public widget configuration
    ``mail``        the e-mail the server writes, handed to the SMTP server
    ``outbox``      every e-mail stored, then sent with retries until the SMTP server takes it
