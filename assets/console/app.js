@@ -8,10 +8,12 @@
  * inboxMail (an inbox message's mail changed in place), visitors (a Map, changed in
  * place), mon (the monitor's sort and filters), detail (the visitor open in the monitor), and per
  * chat ID: log:ID (its events), head:ID (its summary), outbox:ID, typing:ID, seen:ID; per
- * visitor ID: vrow:ID (the monitor row) and visitor:ID (the detail's visits and chats). */
+ * visitor ID: vrow:ID (the monitor row) and visitor:ID (the detail's visits and chats); direct
+ * messages between operators: dms and dm:ID (direct.js). */
 
 import { api, BASE, xsrfHeaders } from "./api.js";
 import { alerts, flashTitle, setBadge, stopTitle } from "./alerts.js";
+import * as direct from "./direct.js";
 import { errorText } from "./errors.js";
 import { ago, cid, dur } from "./format.js";
 import { setText } from "./dom.js";
@@ -71,6 +73,7 @@ export function start(me, session, signedOut) {
     alertedAt: 0,
     arrived: new Set(),
   };
+  direct.reset(me.id);
   run.stream = new w.CuteLiveStream({
     base: BASE,
     role: "operator",
@@ -78,6 +81,7 @@ export function start(me, session, signedOut) {
     onState: (state, transport) => {
       store.set({ conn: { state, transport } });
       if (state === "connected") for (const id of S.tabs) flush(S.chats.get(id));
+      if (state === "connected") for (const dm of S.dms.values()) direct.flush(dm);
     },
     onWelcome: welcome,
     onEvent: event,
@@ -91,6 +95,7 @@ export function start(me, session, signedOut) {
   run.wake = () => {
     run.stream.kick();
     if (!d.hidden) markSeen();
+    direct.markShownRead();
     updateTitle();
   };
   d.addEventListener("visibilitychange", run.wake);
@@ -119,6 +124,9 @@ export function signOut(message) {
 }
 
 export const live = () => S.conn.state === "connected";
+
+/** Send a command on the stream; resolves with its ack (rejects with the error). */
+export const command = (cmd) => run.stream.send(cmd);
 
 function save() {
   if (!run) return; // signed out meanwhile
@@ -185,6 +193,7 @@ const viewing = (c) => !d.hidden && S.view.kind === "chat" && S.view.id === c.id
 function welcome(ev) {
   if (ev.operator) store.set({ me: ev.operator });
   if (ev.departments) store.set({ departments: ev.departments });
+  direct.welcome(ev.directs);
   for (const s of ev.chats || []) {
     const c = chat(s.id);
     summarize(c, s);
@@ -264,6 +273,8 @@ const EVENTS = {
     store.touch("typing:" + c.id);
   },
   reset: (ev) => reload(ev.chat_id),
+  direct: (ev) => (direct.event(ev), updateTitle()),
+  direct_read: (ev) => (direct.readEvent(ev), updateTitle()),
   session_ended: (ev) => signOut(errorText({ error: ev.reason }, "session")),
   error: () => {},
 };
@@ -432,11 +443,13 @@ function markSeen() {
   }
 }
 
-function updateTitle() {
+/** The badge and the tab title: waiting chats, transfers offered, unread messages. */
+export function updateTitle() {
   const offered = incomingTransfers();
   const waiting = S.queue.length + offered.length;
   let n = 0;
   for (const id of S.tabs) n += unread(S.chats.get(id));
+  n += direct.totalUnread();
   const away = d.hidden || !d.hasFocus();
   setBadge(waiting + n);
   if (offered.length && away) {
@@ -498,6 +511,7 @@ export function show(view) {
   store.set({ view });
   save();
   markSeen();
+  direct.markShownRead();
   updateTitle();
 }
 

@@ -4,6 +4,7 @@
 
 import { alerts } from "./alerts.js";
 import * as app from "./app.js";
+import * as direct from "./direct.js";
 import { dots, h, I, icon, put, setText } from "./dom.js";
 import { store } from "./store.js";
 import { brand, button, VIEW_TEXT } from "./ui.js";
@@ -93,7 +94,7 @@ export function mountShell(root) {
   scope.region(["queue", "me"], () => drawQueue(e.queueCount, e.queue));
   scope.region(["transfers", "me"], () => drawTransfers(e.transfers));
   scope.region(["view", "inbox", "me", "visitors", "tabs", "log:*", "seen:*"], nav(e.nav));
-  scope.region(["team", "me"], () => drawTeam(e.team));
+  scope.region(["team", "me", "dms", "view"], () => drawTeam(e.team));
   scope.region(["tabs", "view", "me", "log:*", "head:*", "typing:*", "seen:*"], tabs(e.tabs));
   scope.region(["view", "me"], () => host.draw(e.view));
   return () => (scope.end(), host.end());
@@ -237,23 +238,52 @@ function nav(el) {
   };
 }
 
+/** The team: colleagues online or away, and those I have direct messages with; a click opens
+ * the conversation (views/direct.js), with its unread count. */
 function drawTeam(el) {
   const others = S.team.filter((o) => o.id !== S.me.id);
+  for (const dm of S.dms.values())
+    if (
+      dm.id !== S.me.id &&
+      (dm.messages.length || dm.last_seq) &&
+      !others.some((o) => o.id === dm.id)
+    )
+      others.push({ id: dm.id, display_name: direct.nameOf(dm.id), status: "offline" });
+  const total = direct.totalUnread();
   put(
     el,
-    h("div", { class: "side-title small", text: "Team" }),
+    h(
+      "div",
+      { class: "side-title small" },
+      h("span", { text: "Team" }),
+      total
+        ? h("span", { class: "count hot dm-total", title: total + " unread", text: String(total) })
+        : null,
+    ),
     others.length
       ? h(
           "ul",
           { class: "team-list" },
-          ...others.map((o) =>
-            h(
+          ...others.map((o) => {
+            const dm = S.dms.get(o.id);
+            const n = dm ? dm.unread : 0;
+            const on = S.view.kind === "direct" && S.view.id === o.id;
+            return h(
               "li",
               {},
-              h("span", { class: "sdot " + o.status }),
-              h("span", { text: o.display_name }),
-            ),
-          ),
+              button(
+                {
+                  class: "team-dm" + (on ? " on" : "") + (n ? " unread" : ""),
+                  "data-operator": o.id,
+                  title: "Message " + o.display_name + (o.status === "offline" ? " (offline)" : ""),
+                  onclick: () => app.show({ kind: "direct", id: o.id }),
+                },
+                h("span", { class: "sdot " + o.status }),
+                h("span", { class: "team-name", text: o.display_name }),
+                n ? h("span", { class: "badge unread", text: String(n) }) : null,
+              ),
+            );
+          }),
         )
       : h("p", { class: "empty-small", text: "No other operators online." }),
   );
@@ -333,7 +363,7 @@ function viewHost() {
     const v = S.view;
     let kind = VIEWS[v.kind] && (!VIEWS[v.kind].admin || S.me.is_admin) ? v.kind : "home";
     if (kind === "chat" && !S.chats.has(v.id)) kind = "home";
-    const key = kind + (kind === "chat" ? ":" + v.id : "");
+    const key = kind + (kind === "chat" || kind === "direct" ? ":" + v.id : "");
     if (key === shown) return;
     shown = key;
     end();

@@ -4,6 +4,7 @@
 import * as canned from "./canned.js";
 import * as chat from "./chat.js";
 import * as departments from "./departments.js";
+import * as direct from "./direct.js";
 import * as embed from "./embed.js";
 import * as history from "./history.js";
 import * as inbox from "./inbox.js";
@@ -17,6 +18,7 @@ export const VIEWS = {
   visitors,
   home: queue,
   chat,
+  direct,
   inbox,
   history,
   canned,
