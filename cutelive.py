@@ -18,7 +18,8 @@ every import):
                 commands with their schemas, appearance defaults and limits, close codes
 4. ``storage/`` the only gateway to the database: schema and migrations (with the one SQL
                 dialect section), plain records, and a store per subject (accounts, chats,
-                traffic, site, departments, canned); every method awaitable
+                traffic, site, departments, canned, direct); every method
+                awaitable
 5. ``hub``      publish/subscribe to the open streams; ``Signal`` for domain announcements
 6. ``guards``   rate limits, the open-file guard, event-loop lag
 7. ``context``  what every domain object is built with: config, storage, hub, clock
@@ -40,6 +41,7 @@ every import):
    ``followup``    after the live part: reply e-mails with links, transcripts, ratings
    ``routing``     each operator's queue, automatic assignment, escalation, queue position
    ``transfers``   transfers between operators and departments, internal notes
+   ``direct``      direct messages between operators: a sequence per pair, read cursors
    ``streams``     attach, welcome, replay by cursors, long-poll connections
    ``commands``    the table of commands each party may send, dispatch
    ``services``    the composition root: builds and wires the above, the tick
