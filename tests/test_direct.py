@@ -4,6 +4,8 @@ welcome's summary and the history route, and read cursors that only move forward
 
 from __future__ import annotations
 
+import json
+
 
 def _team(app):
     alice = app.operator("alice", admin=True, display_name="Alice")
@@ -182,3 +184,18 @@ def test_the_read_cursor_moves_forward_only_and_reaches_my_tabs_and_the_sender(a
     assert (s["last_seq"], s["unread"]) == (5, 1)
     assert _history(app, bob, alice)["read_seq"] == 3
     assert _history(app, alice, bob)["their_read_seq"] == 3
+
+
+def test_direct_messages_reach_a_long_poll_connection(app):
+    alice, bob, _carol = _team(app)
+    streams = app.services.streams
+    conn = app.run(streams.new_poll_conn(bob.party))
+    _dm(alice, bob, "Over long-poll", "p1")
+    bob.send({"type": "direct_read", "operator_id": alice.id, "seq": 1})
+    texts = app.run(streams.poll_collect(conn, {}))
+    got = [json.loads(t) for t in texts]
+    assert [(e["type"], e["seq"]) for e in got if e["type"].startswith("direct")] == [
+        ("direct", 1),
+        ("direct_read", 1),
+    ]
+    conn.close(1000)
