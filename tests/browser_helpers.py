@@ -196,3 +196,40 @@ SET_VIEW = """async (kind) => {
   store.set({ view: { kind } });
   return store.state.view.kind;
 }"""
+
+
+def console_home(browser, server, dialogs, username, online=True):
+    """An operator signed in to the console (online unless told), on the Chats page."""
+    page = sign_in(watched_page(browser, dialogs), server, username, online=online)
+    page.click("[data-nav=home]")
+    return page
+
+
+def write_in_console(op, text, note=False, timeout=10_000):
+    """The operator sends a reply (or, ``note``, an internal note) in the open chat."""
+    from playwright.sync_api import expect
+
+    op.locator(".mode-note" if note else ".mode-reply").click()
+    box = op.locator(".compose-input")
+    box.fill(text)
+    box.press("Enter")
+    where = ".note-item .note-text" if note else ".msg.me .bubble"
+    expect(op.locator(where, has_text=text)).to_be_visible(timeout=timeout)
+
+
+def transfer_dialog(op, to, note="", timeout=10_000):
+    """The open chat's Transfer dialog, filled in for ``to`` (a colleague or a department)."""
+    from playwright.sync_api import expect
+
+    op.locator(".chat-head .transfer").click()
+    dlg = op.locator("dialog.transfer-dialog")
+    expect(dlg).to_be_visible(timeout=timeout)
+    dlg.locator("select.transfer-to").select_option(label=to)
+    if note:
+        dlg.locator("textarea.transfer-note").fill(note)
+    return dlg
+
+
+def settled(locator):
+    """Wait until the element's arrival animation has ended (for a screenshot)."""
+    locator.evaluate("e => Promise.all(e.getAnimations().map((a) => a.finished))")

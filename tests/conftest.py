@@ -701,6 +701,23 @@ def host(server, tmp_path):
 
 
 @pytest.fixture
+def host_for(tmp_path):
+    """``host_for(server)``: the customer's site on a second origin, for a server of the
+    test's own."""
+    from browser_helpers import HostSite
+
+    sites = []
+
+    def make(server):
+        sites.append(HostSite(tmp_path / "host", server.url))
+        return sites[-1]
+
+    yield make
+    for site in sites:
+        site.close()
+
+
+@pytest.fixture
 def dialogs():
     """Every JavaScript dialog any page opened (there must be none)."""
     return []

@@ -10,17 +10,19 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_helpers import screenshot, sign_in, watched_page
+from browser_helpers import (
+    console_home,
+    screenshot,
+    settled,
+    sign_in,
+    transfer_dialog,
+    watched_page,
+    write_in_console,
+)
 from conftest import PASSWORD
 from playwright.sync_api import expect
 
 T = 10_000
-
-
-def _console(browser, server, dialogs, username, online=True):
-    page = sign_in(watched_page(browser, dialogs), server, username, PASSWORD, online)
-    page.click("[data-nav=home]")
-    return page
 
 
 def _visitor(server, name, text, **extra):
@@ -31,35 +33,11 @@ def _visitor(server, name, text, **extra):
     return v, ack["chat"]["id"]
 
 
-def _settled(locator):
-    """Wait until the element's arrival animation has ended (for a screenshot)."""
-    locator.evaluate("e => Promise.all(e.getAnimations().map((a) => a.finished))")
-
-
 def _accept(op, name):
     card = op.locator(".queue .qcard", has_text=name)
     expect(card).to_be_visible(timeout=T)
     card.locator(".accept").click()
     expect(op.locator(".tab.on", has_text=name)).to_be_visible(timeout=T)
-
-
-def _write(op, text, note=False):
-    op.locator(".mode-note" if note else ".mode-reply").click()
-    box = op.locator(".compose-input")
-    box.fill(text)
-    box.press("Enter")
-    where = ".note-item .note-text" if note else ".msg.me .bubble"
-    expect(op.locator(where, has_text=text)).to_be_visible(timeout=T)
-
-
-def _transfer(op, to, note=""):
-    op.locator(".chat-head .transfer").click()
-    dlg = op.locator("dialog.transfer-dialog")
-    expect(dlg).to_be_visible(timeout=T)
-    dlg.locator("select.transfer-to").select_option(label=to)
-    if note:
-        dlg.locator("textarea.transfer-note").fill(note)
-    return dlg
 
 
 @pytest.fixture
@@ -135,13 +113,13 @@ def test_administrator_sets_up_departments_and_a_chat_reaches_only_its_members(
     screenshot(admin, "operators-departments")
 
     # A chat for Sales reaches Bob's queue, named as Sales, and not Dave's (Support).
-    bob = _console(browser, server, dialogs, "bob")
+    bob = console_home(browser, server, dialogs, "bob")
     _, dave_ws = server.online("dave")
     _, chat_id = _visitor(server, "Sara", "Do you ship to Norway?", department="sales")
     card = bob.locator(".queue .qcard", has_text="Sara")
     expect(card.locator(".dep-tag")).to_have_text("Sales", timeout=T)
     expect(bob.locator(".chat-row.waiting .dep-tag", has_text="Sales")).to_be_visible(timeout=T)
-    _settled(card)
+    settled(card)
     screenshot(bob, "departments-queue")
     # Dave's stream has had a queue since (the one after the chat reached Bob), without it.
     dave_ws.request({"type": "ping"})
@@ -154,22 +132,22 @@ def test_a_transfer_with_a_note_keeps_the_transcript_and_the_notes_stay_with_ope
     team, browser, dialogs
 ):
     server = team
-    bob = _console(browser, server, dialogs, "bob")
-    carol = _console(browser, server, dialogs, "carol")
+    bob = console_home(browser, server, dialogs, "bob")
+    carol = console_home(browser, server, dialogs, "carol")
     v, chat_id = _visitor(server, "Tom", "My parcel arrived broken")
     _accept(bob, "Tom")
-    _write(bob, "Sorry to hear that! Which item?")
+    write_in_console(bob, "Sorry to hear that! Which item?")
     v.say(chat_id, "The blue teapot")
     expect(bob.locator(".msg.them .bubble", has_text="The blue teapot")).to_be_visible(timeout=T)
 
     # An internal note: set apart in the log, and never sent to the visitor.
-    _write(bob, "Checked: order 1234, shipped Monday", note=True)
+    write_in_console(bob, "Checked: order 1234, shipped Monday", note=True)
     note = bob.locator(".note-item", has_text="order 1234")
     expect(note.locator(".note-head")).to_contain_text("Internal note \u00b7 only operators")
     screenshot(bob, "notes-compose")
 
     # Bob offers the chat to Carol with a note; the chat stays his meanwhile.
-    dlg = _transfer(bob, "Carol", "Wants a refund, <b>not</b> a replacement")
+    dlg = transfer_dialog(bob, "Carol", "Wants a refund, <b>not</b> a replacement")
     expect(dlg.locator(".len-note")).to_have_text("40 / 1,000")
     screenshot(bob, "transfer-dialog")
     dlg.locator("button[type=submit]").click()
@@ -184,7 +162,7 @@ def test_a_transfer_with_a_note_keeps_the_transcript_and_the_notes_stay_with_ope
     expect(card.locator(".qfrom")).to_have_text("From Bob to you", timeout=T)
     expect(card.locator(".tnote")).to_have_text("Wants a refund, <b>not</b> a replacement")
     expect(card.locator(".qmsg")).to_have_text("My parcel arrived broken")
-    _settled(card)
+    settled(card)
     screenshot(carol, "transfer-offered")
     card.locator(".accept").click()
     expect(carol.locator(".tab.on", has_text="Tom")).to_be_visible(timeout=T)
@@ -200,7 +178,7 @@ def test_a_transfer_with_a_note_keeps_the_transcript_and_the_notes_stay_with_ope
     )
     expect(transfer_note.locator(".note-head")).to_contain_text("Transfer note")
     expect(carol.locator(".sys", has_text="Transferred from Bob to you")).to_be_visible()
-    _write(carol, "Carol here: a refund is on its way")
+    write_in_console(carol, "Carol here: a refund is on its way")
     screenshot(carol, "transfer-accepted")
 
     # Bob's tab is read-only now, and says so.
@@ -227,11 +205,11 @@ def test_a_transfer_with_a_note_keeps_the_transcript_and_the_notes_stay_with_ope
 
 def test_a_declined_transfer_returns_to_the_sender(team, browser, dialogs):
     server = team
-    bob = _console(browser, server, dialogs, "bob")
-    carol = _console(browser, server, dialogs, "carol")
+    bob = console_home(browser, server, dialogs, "bob")
+    carol = console_home(browser, server, dialogs, "carol")
     _visitor(server, "Uma", "Can I change my address?")
     _accept(bob, "Uma")
-    dlg = _transfer(bob, "Carol")
+    dlg = transfer_dialog(bob, "Carol")
     dlg.locator("button[type=submit]").click()
     card = carol.locator(".tcard", has_text="Uma")
     expect(card).to_be_visible(timeout=T)
@@ -242,7 +220,7 @@ def test_a_declined_transfer_returns_to_the_sender(team, browser, dialogs):
     state = bob.locator(".transfer-state.declined")
     expect(state).to_contain_text("Carol declined the transfer. The chat stays yours.", timeout=T)
     screenshot(bob, "transfer-declined")
-    _write(bob, "Yes: which address?")
+    write_in_console(bob, "Yes: which address?")
     state.locator(".dismiss").click()
     expect(bob.locator(".transfer-state")).to_be_hidden()
     expect(bob.locator(".chat-head .transfer")).to_be_enabled()
@@ -253,7 +231,7 @@ def test_a_declined_transfer_returns_to_the_sender(team, browser, dialogs):
 def test_a_chat_read_before_it_was_mine_gets_replies_once_accepted(team, browser, dialogs):
     """Looking at a waiting chat offers notes only; accepted, the same box sends replies."""
     server = team
-    bob = _console(browser, server, dialogs, "bob")
+    bob = console_home(browser, server, dialogs, "bob")
     v = server.visitor()
     ws = v.connect()
     chat_id = v.start_chat("Is the shop open on Sunday?", name="Vera")["chat"]["id"]

@@ -8,40 +8,17 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from browser_helpers import (
-    HostSite,
     accept_in_console,
+    console_home,
     screenshot,
-    sign_in,
     visitor_start_chat,
     watched_page,
 )
-from conftest import PASSWORD, mail_config, wait_for
+from conftest import mail_config, wait_for
 from playwright.sync_api import expect
 
 T = 10_000
-
-
-@pytest.fixture
-def host_for(tmp_path):
-    """``host_for(server)``: the customer's site on a second origin, for a server of the
-    test's own."""
-    sites = []
-
-    def make(server):
-        sites.append(HostSite(tmp_path / "host", server.url))
-        return sites[-1]
-
-    yield make
-    for site in sites:
-        site.close()
-
-
-def _console(browser, server, dialogs, username):
-    page = sign_in(watched_page(browser, dialogs), server, username, PASSWORD, True)
-    page.click("[data-nav=home]")
-    return page
 
 
 def _reply(op, text):
@@ -58,7 +35,7 @@ def test_operator_goes_offline_mid_chat_and_the_conversation_carries_on(
         config=mail_config(smtp, from_address="chat@shop.example"), database=seeded_database
     )
     host = host_for(server)
-    op = _console(browser, server, dialogs, "bob")
+    op = console_home(browser, server, dialogs, "bob")
     page = watched_page(browser, dialogs)
     page.goto(host.page("teapots", "Teapots"))
     visitor_start_chat(page, "Ann", "Is the blue teapot back?")
@@ -133,8 +110,8 @@ def test_operator_goes_offline_mid_chat_and_the_conversation_carries_on(
 
 
 def test_a_colleague_takes_the_handed_over_chat_with_nothing_lost(server, host, browser, dialogs):
-    bob = _console(browser, server, dialogs, "bob")
-    alice = _console(browser, server, dialogs, "admin")
+    bob = console_home(browser, server, dialogs, "bob")
+    alice = console_home(browser, server, dialogs, "admin")
     page = watched_page(browser, dialogs)
     page.goto(host.page("handover", "Hand-over"))
     visitor_start_chat(page, "Hana", "My order did not arrive")
@@ -165,7 +142,7 @@ def test_a_colleague_takes_the_handed_over_chat_with_nothing_lost(server, host, 
 
 
 def test_without_mail_no_e_mail_is_offered(server, host, browser, dialogs):
-    bob = _console(browser, server, dialogs, "bob")
+    bob = console_home(browser, server, dialogs, "bob")
     page = watched_page(browser, dialogs)
     page.goto(host.page("nomail", "No mail"))
     visitor_start_chat(page, "Noor", "Hello?")
@@ -196,7 +173,7 @@ def test_the_visitor_gets_the_transcript_by_e_mail(
 ):
     server = make_server(config=mail_config(smtp), database=seeded_database)
     host = host_for(server)
-    op = _console(browser, server, dialogs, "bob")
+    op = console_home(browser, server, dialogs, "bob")
     page = watched_page(browser, dialogs)
     page.goto(host.page("transcript", "Transcript"))
     visitor_start_chat(page, "Tess", "Do you ship <b>abroad</b>?", email="tess@example.org")

@@ -11,15 +11,16 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 import requests
 from browser_helpers import (
-    HostSite,
     accept_in_console,
+    console_home,
     screenshot,
-    sign_in,
+    settled,
+    transfer_dialog,
     visitor_start_chat,
     watched_page,
+    write_in_console,
 )
 from conftest import PASSWORD, mail_config, wait_for
 from playwright.sync_api import expect
@@ -48,27 +49,6 @@ PAGE_TEXT = """() => {
 # -- helpers --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def host_for(tmp_path):
-    """``host_for(server)``: the customer's site on a second origin, for a server of the
-    test's own."""
-    sites = []
-
-    def make(server):
-        sites.append(HostSite(tmp_path / "host", server.url))
-        return sites[-1]
-
-    yield make
-    for site in sites:
-        site.close()
-
-
-def _console(browser, server, dialogs, username):
-    page = sign_in(watched_page(browser, dialogs), server, username, PASSWORD, True)
-    page.click("[data-nav=home]")
-    return page
-
-
 def _operator_ids(server) -> dict[str, int]:
     admin = server.console("admin")
     ops = admin.get("/api/console/operators").json()["operators"]
@@ -81,34 +61,10 @@ def _department(server, **spec) -> dict:
     return r.json()["department"]
 
 
-def _write(op, text, note=False):
-    op.locator(".mode-note" if note else ".mode-reply").click()
-    box = op.locator(".compose-input")
-    box.fill(text)
-    box.press("Enter")
-    where = ".note-item .note-text" if note else ".msg.me .bubble"
-    expect(op.locator(where, has_text=text)).to_be_visible(timeout=T)
-
-
-def _transfer(op, to, note=""):
-    op.locator(".chat-head .transfer").click()
-    dlg = op.locator("dialog.transfer-dialog")
-    expect(dlg).to_be_visible(timeout=T)
-    dlg.locator("select.transfer-to").select_option(label=to)
-    if note:
-        dlg.locator("textarea.transfer-note").fill(note)
-    return dlg
-
-
 def _visitor_says(page, text):
     page.locator(".cl-compose-input").fill(text)
     page.locator(".cl-compose-input").press("Enter")
     expect(page.locator(".cl-me .cl-bubble", has_text=text)).to_be_visible(timeout=T)
-
-
-def _settled(locator):
-    """Wait until the element's arrival animation has ended (for a screenshot)."""
-    locator.evaluate("e => Promise.all(e.getAnimations().map((a) => a.finished))")
 
 
 # -- automatic assignment -------------------------------------------------------------------------
@@ -127,8 +83,8 @@ def test_automatic_assignment_gives_each_member_one_chat_and_queues_the_third(
         server, key="sales", name="Sales", auto_assign=True, members=[ids["admin"], ids["bob"]]
     )
     consoles = {
-        "Alice Admin": _console(browser, server, dialogs, "admin"),
-        "Bob": _console(browser, server, dialogs, "bob"),
+        "Alice Admin": console_home(browser, server, dialogs, "admin"),
+        "Bob": console_home(browser, server, dialogs, "bob"),
     }
 
     # Ann starts a chat for Sales in the widget: it goes to one of them at once.
@@ -187,7 +143,7 @@ def test_automatic_assignment_gives_each_member_one_chat_and_queues_the_third(
         assert op.locator(".tab", has_text="Cleo").count() == 0
     assert first.locator(".tab", has_text="Ben").count() == 0
     assert second.locator(".tab", has_text="Ann").count() == 0
-    _settled(second.locator(".queue .qcard", has_text="Cleo"))
+    settled(second.locator(".queue .qcard", has_text="Cleo"))
     screenshot(second, "routing-assigned-second-and-queued")
     assert not [e for e in cleo.ws.events if e["type"] == "chat_accepted"]
 
@@ -219,8 +175,8 @@ def test_an_unanswered_chat_escalates_then_its_message_goes_to_the_department(
         server, key="sales", name="Sales", escalate_after=10, members=[ids["admin"]]
     )
     _department(server, key="support", name="Support", members=[ids["bob"]])
-    alice = _console(browser, server, dialogs, "admin")
-    bob = _console(browser, server, dialogs, "bob")
+    alice = console_home(browser, server, dialogs, "admin")
+    bob = console_home(browser, server, dialogs, "bob")
 
     page = watched_page(browser, dialogs)
     page.goto(host.page("gift-cards", "Gift cards"))
@@ -249,7 +205,7 @@ def test_an_unanswered_chat_escalates_then_its_message_goes_to_the_department(
     assert escalated_after >= 8, f"escalated after {escalated_after:.1f}s, not ~10s"
     expect(bob_card.locator(".dep-tag", has_text="Sales")).to_be_visible()
     expect(alice_card.locator(".dep-tag.escalated")).to_be_visible(timeout=T)
-    _settled(bob_card)
+    settled(bob_card)
     screenshot(bob, "routing-escalated-queue")
 
     # Nobody accepts: at the queue timeout the widget offers the message form, prefilled with
@@ -297,21 +253,21 @@ def test_a_transfer_with_a_note_keeps_every_note_from_the_visitor(
     server.admin = ("admin", PASSWORD)
     host = host_for(server)
     server.create_operator("carol", display_name="Carol")
-    alice = _console(browser, server, dialogs, "admin")
-    carol = _console(browser, server, dialogs, "carol")
+    alice = console_home(browser, server, dialogs, "admin")
+    carol = console_home(browser, server, dialogs, "carol")
 
     page = watched_page(browser, dialogs)
     url = host.page("transfer", "Transfer")
     page.goto(url)
     visitor_start_chat(page, "Tess", "My order 77 is late", email="tess@example.org")
     accept_in_console(alice, "Tess")
-    _write(alice, "Let me look into order 77")
+    write_in_console(alice, "Let me look into order 77")
     expect(page.locator(".cl-bubble", has_text="Let me look into order 77")).to_be_visible(
         timeout=T
     )
-    _write(alice, NOTE, note=True)
+    write_in_console(alice, NOTE, note=True)
 
-    dlg = _transfer(alice, "Carol", TRANSFER_NOTE)
+    dlg = transfer_dialog(alice, "Carol", TRANSFER_NOTE)
     dlg.locator("button[type=submit]").click()
     expect(dlg).to_be_hidden(timeout=T)
     card = carol.locator(".tcard", has_text="Tess")
@@ -320,7 +276,7 @@ def test_a_transfer_with_a_note_keeps_every_note_from_the_visitor(
     expect(carol.locator(".tab.on", has_text="Tess")).to_be_visible(timeout=T)
     expect(carol.locator(".note-item.transfer-note .note-text")).to_have_text(TRANSFER_NOTE)
     expect(carol.locator(".note-item .note-text", has_text=NOTE)).to_be_visible()
-    _write(carol, "Carol here: it ships today")
+    write_in_console(carol, "Carol here: it ships today")
     screenshot(carol, "routing-transfer-carol")
 
     # The widget names Carol, shows her reply, and holds no note anywhere.
