@@ -9,7 +9,6 @@ changes), one run at a time, so two assignments never decide on the same free sl
 from __future__ import annotations
 
 import asyncio
-import statistics
 from collections import deque
 
 from .chats import Chats
@@ -84,8 +83,14 @@ class Routing:
     # -- the visitor's place ------------------------------------------------------------------
 
     def estimated_wait(self, department_id: int | None) -> int | None:
-        waits = self._waits.get(department_id)
-        return round(statistics.median(waits) / 1000) if waits else None
+        """The median of the pool's last waits, in seconds; None before there are any.
+        (Not ``statistics.median``: its imports cost the executable's start.)"""
+        waits = sorted(self._waits.get(department_id) or ())
+        if not waits:
+            return None
+        mid = len(waits) // 2
+        median = waits[mid] if len(waits) % 2 else (waits[mid - 1] + waits[mid]) / 2
+        return round(median / 1000)
 
     def _positions(self, waiting: list[Chat]) -> dict[int, tuple[Chat, int, int | None]]:
         out: dict[int, tuple[Chat, int, int | None]] = {}
