@@ -664,6 +664,7 @@
     }
     if (K.config.mail) parts.push(transcriptForm());
     put(el.rate, ...parts);
+    toBottom(); // the log shrank: keep its last lines in sight
   }
 
   function rateForm() {
