@@ -119,23 +119,20 @@ class Departments:
             raise unknown_department(key)
         return {"online": bool(self.online_members(d))}
 
-    def for_chat(self, key: str | None) -> Department | None:
-        """The department a visitor asked for, with someone online; None for none asked."""
+    def for_message(self, key: str | None) -> Department | None:
+        """The department a visitor named; None for none named."""
         if not key:
             return None
         d = self.by_key(key)
         if d is None:
             raise unknown_department(key)
-        if not self.online_members(d):
-            raise department_offline(d)
         return d
 
-    def for_message(self, key: str | None) -> Department | None:
-        if not key:
-            return None
-        d = self.by_key(key)
-        if d is None:
-            raise unknown_department(key)
+    def for_chat(self, key: str | None) -> Department | None:
+        """The department a visitor asked for, with someone online; None for none asked."""
+        d = self.for_message(key)
+        if d is not None and not self.online_members(d):
+            raise department_offline(d)
         return d
 
     # -- publishing ---------------------------------------------------------------------------

@@ -32,14 +32,14 @@ class Routing:
         self._lock = asyncio.Lock()
         #: The last waits (ms) of each department's chats (None: of no department), newest first.
         self._waits: dict[int | None, deque[int]] = {}
-        #: What each waiting chat's visitor was last told: (position, estimated wait).
-        self._told: dict[int, tuple[int, int | None]] = {}
+        #: What each waiting chat's visitor was last told: (visitor, position, estimated wait).
+        self._told: dict[int, tuple[int, int, int | None]] = {}
         #: When each operator last got a new chat (ms): the tie-break of assignment.
         self._last_new: dict[int, int] = {}
         chats.queue_due.connect(self.run)
         chats.changed.connect(self._chat_changed)
-        presence.roster_changed.connect(chats.queue_changed)
-        departments.changed.connect(chats.queue_changed)
+        presence.roster_changed.connect(self._slot_may_be_free)
+        departments.changed.connect(chats.queue_changed)  # who sees which chat changed
 
     async def start(self) -> None:
         for dept, waits in (await self.store.recent_waits(WAITS_KEPT)).items():
@@ -108,20 +108,19 @@ class Routing:
             if chat_id not in places:
                 del self._told[chat_id]
         for chat_id, (chat, position, estimate) in places.items():
-            if self._told.get(chat_id) == (position, estimate):
+            told = (chat.visitor_id, position, estimate)
+            if self._told.get(chat_id) == told:
                 continue
-            self._told[chat_id] = (position, estimate)
+            self._told[chat_id] = told
             self.hub.publish([f"v:{chat.visitor_id}"], _position_event(chat_id, position, estimate))
 
-    async def position_events(self, visitor_id: int) -> list[dict]:
-        """After ``welcome``: the place of the visitor's waiting chat, if it has one."""
-        if not self.departments.by_id:
-            return []
-        waiting = await self.chats.waiting_chats()
+    def position_events(self, visitor_id: int) -> list[dict]:
+        """After ``welcome``: the place of the visitor's waiting chat, as last told (a chat
+        that entered the queue since is told by the next run, on this stream too)."""
         return [
             _position_event(chat_id, position, estimate)
-            for chat_id, (chat, position, estimate) in self._positions(waiting).items()
-            if chat.visitor_id == visitor_id
+            for chat_id, (visitor, position, estimate) in self._told.items()
+            if visitor == visitor_id
         ]
 
     def _chat_changed(self, chat: Chat) -> None:
@@ -132,12 +131,21 @@ class Routing:
             waits.appendleft(max(0, chat.accepted_at - chat.queued_at))
             del self._told[chat.id]
         if chat.status != WAITING:
-            self.chats.queue_changed()  # a slot may be free now
+            self._slot_may_be_free()
+
+    def _slot_may_be_free(self) -> None:
+        """A chat ended or moved, or an operator came or went: with automatic assignment, a
+        waiting chat may find an operator now."""
+        if self._assigning():
+            self.chats.queue_changed()
+
+    def _assigning(self) -> bool:
+        return any(d.auto_assign for d in self.departments.by_id.values())
 
     # -- assignment ---------------------------------------------------------------------------
 
     async def _assign(self) -> None:
-        if not any(d.auto_assign for d in self.departments.by_id.values()):
+        if not self._assigning():
             return
         for chat in await self.chats.waiting_chats():
             d = self.departments.by_id.get(chat.department_id) if chat.department_id else None

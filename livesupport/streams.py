@@ -130,7 +130,7 @@ class Streams:
             ev["visitor_id"] = party.visitor_id
             ev["online"] = self.presence.any_online()
             ev["departments"] = self.routing.departments.for_visitors()
-            extra = await self.routing.position_events(party.visitor_id)
+            extra = self.routing.position_events(party.visitor_id)
             inv = self.invitations.pending(party.visitor_id)
             if inv is not None:
                 extra.append(self.invitations.invitation_event(inv))
