@@ -8,6 +8,8 @@ import logging
 import os
 from typing import Any
 
+import rcssmin
+import rjsmin
 import tornado.template
 import tornado.web
 
@@ -459,7 +461,41 @@ class CannedReplyHandler(BaseHandler):
 # -- browser files ------------------------------------------------------------------------------
 
 
-class AssetHandler(tornado.web.StaticFileHandler):
+class StaticHandler(tornado.web.StaticFileHandler):
+    """A file from ``assets/``. The widget's scripts and stylesheet go out minified (comments
+    and spaces removed, names kept), so that every page of a customer's site carries less; the
+    sources stay readable and are minified once per change of the file."""
+
+    _minified: dict[str, tuple[float, bytes]] = {}
+    WIDGET = os.path.join(ASSETS_DIR, "widget") + os.sep
+
+    @classmethod
+    def minified(cls, abspath: str) -> bytes | None:
+        """The widget file's served bytes, or None for a file sent as it is."""
+        if not abspath.startswith(cls.WIDGET) or not abspath.endswith((".js", ".css")):
+            return None
+        mtime = os.stat(abspath).st_mtime
+        cached = cls._minified.get(abspath)
+        if cached is None or cached[0] != mtime:
+            with open(abspath, encoding="utf-8") as f:
+                text = f.read()
+            small = rjsmin.jsmin(text) if abspath.endswith(".js") else rcssmin.cssmin(text)
+            cached = cls._minified[abspath] = (mtime, small.encode("utf-8"))
+        return cached[1]
+
+    @classmethod
+    def get_content(cls, abspath: str, start: int | None = None, end: int | None = None) -> Any:
+        small = cls.minified(abspath)
+        if small is None:
+            return super().get_content(abspath, start, end)
+        return small[start:end]
+
+    def get_content_size(self) -> int:
+        small = self.minified(self.absolute_path)
+        return super().get_content_size() if small is None else len(small)
+
+
+class AssetHandler(StaticHandler):
     """Static browser files from ``assets/``; widget files may be loaded by any site."""
 
     def parse_url_path(self, url_path: str) -> str:
@@ -474,7 +510,7 @@ class AssetHandler(tornado.web.StaticFileHandler):
         self.set_header("Cache-Control", "no-cache")
 
 
-class FileHandler(tornado.web.StaticFileHandler):
+class FileHandler(StaticHandler):
     """One fixed file (``/widget.js``, ``/console/``, ``/chat``)."""
 
     def initialize(self, path: str, filename: str) -> None:
