@@ -35,6 +35,7 @@ LAYERS: list[str] = [
     "routing",
     "transfers",
     "direct",
+    "receipts",
     "streams",
     "commands",
     "services",

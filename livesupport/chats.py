@@ -55,35 +55,43 @@ def message_event(who: str, op: dict | None, text: str, client_id: str, t: int) 
 
 
 class Typing:
-    """Typing indicators: ephemeral, throttled to one ``typing: true`` a second per side."""
+    """Typing indicators: ephemeral, throttled to one ``typing: true`` a second per side; with
+    the typing preview, the visitor's text changes go out at most 4 times a second."""
 
-    def __init__(self, hub: Hub, clock: Clock):
+    def __init__(self, hub: Hub, clock: Clock, preview: bool = False):
         self.hub = hub
         self.clock = clock
-        self._sent: dict[tuple[int, str], float] = {}
+        self.preview = preview
+        #: (chat, side) -> (when the last typing: true went out, the text it carried)
+        self._sent: dict[tuple[int, str], tuple[float, str | None]] = {}
 
-    def set(self, chat: Chat, who: str, typing: bool) -> None:
+    def set(self, chat: Chat, who: str, typing: bool, text: str | None = None) -> None:
         key = (chat.id, who)
         mono = self.clock.monotonic()
         last = self._sent.get(key)
+        if not self.preview or who != "visitor":
+            text = None  # never forwarded unless the site chose to
         if typing:
-            if last is not None and mono - last < 1.0:
-                return  # throttled: the receiver still shows the last one
-            self._sent[key] = mono
+            if last is not None:
+                gap = mono - last[0]
+                new_text = text is not None and text != last[1]
+                if gap < (0.25 if new_text else 1.0):
+                    return  # throttled: the receiver still shows the last one
+            self._sent[key] = (mono, text)
         elif self._sent.pop(key, None) is None:
             return  # nothing to clear
-        self._send(chat, who, typing)
+        self._send(chat, who, typing, text)
 
     def stop(self, chat: Chat, who: str) -> None:
         """After a message: the sender no longer types."""
         if self._sent.pop((chat.id, who), None) is not None:
-            self._send(chat, who, False)
+            self._send(chat, who, False, None)
 
     def forget(self, chat_id: int) -> None:
         self._sent.pop((chat_id, "visitor"), None)
         self._sent.pop((chat_id, "operator"), None)
 
-    def _send(self, chat: Chat, who: str, typing: bool) -> None:
+    def _send(self, chat: Chat, who: str, typing: bool, text: str | None) -> None:
         if who == "visitor":
             if not chat.operator_id:
                 return
@@ -97,6 +105,8 @@ class Typing:
             "typing": typing,
             "expires_in": TYPING_EXPIRES,
         }
+        if text is not None and typing:
+            ev["text"] = text
         self.hub.publish([topic], ev)
 
 
@@ -119,7 +129,7 @@ class Chats:
         self.invitations = invitations
         self.site = site
         self.departments = departments
-        self.typing = Typing(hub, clock)
+        self.typing = Typing(hub, clock, config.chat_typing_preview)
         self.rl_messages = RateLimiter("visitor_messages", config.limits_visitor_messages, clock)
         self.rl_chats = RateLimiter("chats_per_ip", config.limits_chats_per_ip, clock)
         #: Waiting chat id -> queued_at (ms), oldest first when sorted.
@@ -373,13 +383,15 @@ class Chats:
         # As the sender sees it: a visitor's message is numbered in the visitor's sequence.
         return {"message": (pairs[0].visitor if party.role == "visitor" else pairs[0])[0]}
 
-    async def set_typing(self, party: Party, chat_id: int, typing: bool) -> dict:
+    async def set_typing(
+        self, party: Party, chat_id: int, typing: bool, text: str | None = None
+    ) -> dict:
         chat = await self.chat_for(party, chat_id)
         if chat.status not in OPEN_STATUSES:
             return {}
         if party.role == "operator" and chat.operator_id != party.operator_id:
             raise not_assigned(chat.id)
-        self.typing.set(chat, party.role, typing)
+        self.typing.set(chat, party.role, typing, text)
         return {}
 
     # -- ending -------------------------------------------------------------------------------

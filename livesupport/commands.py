@@ -15,6 +15,7 @@ from .invitations import Invitations
 from .offline import OfflineMessages
 from .presence import Presence
 from .protocol import COMMANDS, HAND_OVER, ONLINE, ApiError, Party, Validator, request_id_ok
+from .receipts import Receipts
 from .streams import Streams
 from .transfers import Transfers
 
@@ -36,6 +37,7 @@ class Commands:
         streams: Streams,
         transfers: Transfers,
         direct: Direct,
+        receipts: Receipts,
     ):
         self.validate = validate
         self.chats = chats
@@ -49,6 +51,7 @@ class Commands:
                 "start_chat": self._drop_stream(chats.start_chat),
                 "message": self._drop_stream(chats.message),
                 "typing": self._drop_stream(chats.set_typing),
+                "receipt": self._drop_stream(receipts.set),
                 "close": self._drop_stream(chats.close),
                 "accept_invitation": self._drop_stream(chats.accept_invitation),
                 "decline_invitation": self._decline_invitation,
@@ -62,6 +65,7 @@ class Commands:
                 "ping": self._ping,
                 "message": self._drop_stream(chats.message),
                 "typing": self._drop_stream(chats.set_typing),
+                "receipt": self._drop_stream(receipts.set),
                 "close": self._drop_stream(chats.close),
                 "accept": self._drop_stream(chats.accept),
                 "invite": self._invite,

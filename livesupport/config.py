@@ -136,6 +136,30 @@ def parse_public_url(text: str) -> str:
     return text.rstrip("/")
 
 
+#: The file types the server tells apart by their content (``files.py``), for ``[files] types``.
+FILE_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "image/svg+xml",
+    "text/html",
+    "application/zip",
+    "text/plain",
+    "application/octet-stream",
+)
+
+
+def parse_file_types(text: str) -> list[str]:
+    """Types from ``FILE_TYPES``, separated by commas or spaces; empty: any."""
+    types = [t.lower() for t in re.split(r"[\s,]+", text) if t]
+    for t in types:
+        if t not in FILE_TYPES:
+            raise ValueError("types among " + ", ".join(FILE_TYPES))
+    return types
+
+
 def parse_str(text: str) -> str:
     return text.strip()
 
@@ -196,6 +220,11 @@ SETTINGS: list[Setting] = [
     ),
     Setting("chat", "max_chats", "4", parse_positive_int, "Chats routing assigns an operator."),
     Setting("chat", "transfer_timeout", "60s", parse_duration, "Unanswered transfers expire."),
+    Setting("chat", "typing_preview", "no", parse_bool, "Operators see text before it is sent."),
+    Setting("files", "max_size", "10MiB", parse_size, "Largest file a chat's party may attach."),
+    Setting("files", "types", "", parse_file_types, "File types allowed; empty: any."),
+    Setting("files", "link_ttl", "1h", parse_positive_duration, "A file's URL expires."),
+    Setting("files", "stall_timeout", "30s", parse_positive_duration, "A silent upload ends."),
     Setting("operators", "offline_grace", "30s", parse_duration, "Offline after disconnect."),
     Setting("operators", "session_lifetime", "30d", parse_duration, "Console sessions expire."),
     Setting("operators", "login_failures", "10/15m", parse_rate, "Failures per account."),
@@ -265,6 +294,11 @@ class Config:
     chat_escalate_after: float
     chat_max_chats: int
     chat_transfer_timeout: float
+    chat_typing_preview: bool
+    files_max_size: int
+    files_types: list[str]
+    files_link_ttl: float
+    files_stall_timeout: float
     operators_offline_grace: float
     operators_session_lifetime: float
     operators_login_failures: tuple[int, float]

@@ -86,6 +86,7 @@ EVENTS: dict[str, str] = {
     "transfer": "operator",
     "departments": "operator",
     "typing": "both",
+    "receipt": "both",
     "availability": "visitor",
     "operator_status": "visitor",
     "appearance": "visitor",
@@ -232,6 +233,18 @@ def operator_ref(operator_id: int, display_name: str) -> dict:
     return {"id": operator_id, "name": display_name}
 
 
+def receipts_view(stored: str, role: str) -> dict:
+    """A chat's receipt cursors (stored as ``receipts.py`` keeps them) in ``role``'s numbering:
+    ``{"visitor": {"delivered", "read"}, "operator": {"delivered", "read"}}``."""
+    cursors = json.loads(stored) if stored else {}
+    own = 1 if role == "visitor" else 0
+    return {
+        party: {k: v[own] for k, v in (cursors.get(party) or {}).items()}
+        or {"delivered": 0, "read": 0}
+        for party in ("visitor", "operator")
+    }
+
+
 def chat_summary(chat: Any, role: str, operator: Any = None, department: dict | None = None):
     """A chat as a party sees it (``welcome``, ``queue``, acks, lists); operators also see
     the visitor's id, address and browser. ``operator`` is the assigned operator's record,
@@ -252,6 +265,7 @@ def chat_summary(chat: Any, role: str, operator: Any = None, department: dict | 
         "pending_since": chat.pending_since,
         "rating": chat.rating,
         "department": department,
+        "receipts": receipts_view(chat.receipts, role),
     }
     if role == "operator":
         s.update(
@@ -373,6 +387,8 @@ class Validator:
     def kind(self, kind: str, name: str, value: Any) -> Any:
         if kind == "text":
             return _check_string(name, value, self.message_chars, text=True)
+        if kind == "text?":  # what is in the input box, perhaps nothing yet
+            return _check_string(name, value, self.message_chars, text=True, empty=True)
         if kind == "name":
             return _check_string(name, value, self.name_chars)
         if kind == "conditions":
@@ -563,6 +579,7 @@ _CHAT_COMMANDS: dict[str, Schema] = {
     "message": {"chat_id": ("int", True), "text": ("text", True), "client_id": ("client_id", True)},
     "typing": {"chat_id": ("int", True), "typing": ("bool", True)},
     "close": {"chat_id": ("int", True)},
+    "receipt": {"chat_id": ("int", True), "delivered": ("int", False), "read": ("int", False)},
 }
 
 #: The commands each party may send, with their fields (docs/PROTOCOL.md §5).
@@ -580,6 +597,8 @@ COMMANDS: dict[str, dict[str, Schema]] = {
             "department": ("department_ref", False),
         },
         **_CHAT_COMMANDS,
+        # With [chat] typing_preview the visitor's typing carries what is in the input.
+        "typing": {"chat_id": ("int", True), "typing": ("bool", True), "text": ("text?", False)},
         "accept_invitation": {
             "invitation_id": ("token", True),
             "name": ("name", False),
@@ -806,4 +825,11 @@ def console_protocol(config: Config) -> dict:
         # E-mail can be sent: replies to visitors who left, transcripts, inbox replies.
         "mail": config.mail_enabled,
         "alert_repeat": config.chat_alert_repeat,
+        "files": files_limits(config),
+        "typing_preview": config.chat_typing_preview,
     }
+
+
+def files_limits(config: Config) -> dict:
+    """What a client checks before it uploads a file (docs/PROTOCOL.md §7.10)."""
+    return {"max_size": config.files_max_size, "types": list(config.files_types)}

@@ -29,6 +29,7 @@ from .offline import OfflineMessages
 from .outbox import Outbox
 from .presence import Presence
 from .protocol import ApiError, Validator
+from .receipts import Receipts
 from .routing import Routing
 from .site import Site
 from .storage import Storage
@@ -76,6 +77,7 @@ class Services:
         self.followup = FollowUp(ctx, self.chats, self.outbox, self.site)
         self.handover = Handover(ctx, self.chats, self.presence)
         self.direct = Direct(ctx)
+        self.receipts = Receipts(ctx, self.chats)
         self.streams = Streams(
             ctx,
             self.accounts,
@@ -97,6 +99,7 @@ class Services:
             self.streams,
             self.transfers,
             direct=self.direct,
+            receipts=self.receipts,
         )
         self.rl_requests = RateLimiter("requests_per_ip", config.limits_requests_per_ip, clock)
         self.rl_frames = RateLimiter(

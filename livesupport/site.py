@@ -16,6 +16,7 @@ from .protocol import (
     MAX_ALLOWED_ORIGINS,
     ApiError,
     check_appearance,
+    files_limits,
     invalid_field,
     widget_limits,
 )
@@ -75,6 +76,9 @@ class Site:
             # Public anyway (browsers see them refused); the pop-out window checks its opener.
             "origins": self.allowed_origins(),
             "departments": self.departments.for_visitors(),
+            # The widget sends what is typed with ``typing`` only when the site chose to.
+            "typing_preview": self.config.chat_typing_preview,
+            "files": files_limits(self.config),
         }
 
     def settings_view(self) -> dict:

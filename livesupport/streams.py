@@ -130,6 +130,7 @@ class Streams:
             ev["visitor_id"] = party.visitor_id
             ev["online"] = self.presence.any_online()
             ev["departments"] = self.routing.departments.for_visitors()
+            ev["typing_preview"] = self.config.chat_typing_preview
             extra = self.routing.position_events(party.visitor_id)
             inv = self.invitations.pending(party.visitor_id)
             if inv is not None:

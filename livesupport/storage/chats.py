@@ -278,6 +278,35 @@ class ChatStore:
         self._chats[chat_id] = chat
         return chat, pairs
 
+    # -- receipts -----------------------------------------------------------------------------
+
+    async def set_receipts(self, chat: Chat, receipts: str) -> None:
+        """Store the chat's receipt cursors (``receipts.py`` owns their shape)."""
+        await self._storage.run(
+            self._storage.execute, "UPDATE chat SET receipts = ? WHERE id = ?", (receipts, chat.id)
+        )
+        self._changed(chat, {"receipts": receipts})
+
+    async def seq_of_vseq(self, chat_id: int, vseq: int) -> int:
+        """The chat's ``seq`` of the event the visitor numbers ``vseq``."""
+        cur = await self._storage.run(
+            self._storage.execute,
+            "SELECT seq FROM event WHERE chat_id = ? AND vseq = ?",
+            (chat_id, vseq),
+        )
+        row = cur.fetchone()
+        return row[0] if row else 0
+
+    async def vseq_at(self, chat_id: int, seq: int) -> int:
+        """The visitor's number of its last event at or before the chat's ``seq``."""
+        cur = await self._storage.run(
+            self._storage.execute,
+            "SELECT MAX(vseq) FROM event WHERE chat_id = ? AND seq <= ?",
+            (chat_id, seq),
+        )
+        row = cur.fetchone()
+        return row[0] or 0 if row else 0
+
     # -- links that reopen a conversation ----------------------------------------------------
 
     async def create_link(

@@ -95,6 +95,8 @@ class Chat:
     escalated_at: int | None = None
     #: The last seq of the visitor's own sequence (which skips operator-only events).
     last_vseq: int = 0
+    #: Each party's delivered/read cursors as JSON (``receipts.py``); '' while none.
+    receipts: str = ""
 
 
 #: Chat columns in the order of the record's fields (the raw queries select these).

@@ -291,5 +291,19 @@ MIGRATIONS: list[list[str]] = [
             other_id INTEGER NOT NULL REFERENCES operator(id), seq INTEGER NOT NULL,
             PRIMARY KEY (operator_id, other_id))""",
     ],
+    [
+        # Receipts: each party's delivered/read cursors, in both numberings (JSON; '' = none).
+        "ALTER TABLE chat ADD COLUMN receipts TEXT NOT NULL DEFAULT ''",
+        # Files attached to a chat: the row, then the bytes in pieces, written as they arrive
+        # (complete = 0 until the upload ends; a start-up removes any left incomplete).
+        """CREATE TABLE file (
+            id INTEGER PRIMARY KEY, chat_id INTEGER NOT NULL REFERENCES chat(id),
+            name TEXT NOT NULL, type TEXT NOT NULL DEFAULT '', size INTEGER NOT NULL DEFAULT 0,
+            complete INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL)""",
+        "CREATE INDEX file_chat ON file(chat_id)",
+        """CREATE TABLE file_chunk (
+            file_id INTEGER NOT NULL REFERENCES file(id) ON DELETE CASCADE,
+            n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (file_id, n))""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
