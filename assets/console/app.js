@@ -7,7 +7,8 @@
  * by me, changed in place),
  * inboxMail (an inbox message's mail changed in place), visitors (a Map, changed in
  * place), mon (the monitor's sort and filters), detail (the visitor open in the monitor), and per
- * chat ID: log:ID (its events), head:ID (its summary), outbox:ID, typing:ID, seen:ID; per
+ * chat ID: log:ID (its events), head:ID (its summary), outbox:ID, typing:ID, seen:ID,
+ * uploads:ID (my files on their way, files.js); per
  * visitor ID: vrow:ID (the monitor row) and visitor:ID (the detail's visits and chats); direct
  * messages between operators: dms and dm:ID (direct.js). */
 
@@ -15,6 +16,7 @@ import { api, BASE, xsrfHeaders } from "./api.js";
 import { alerts, flashTitle, setBadge, stopTitle } from "./alerts.js";
 import * as direct from "./direct.js";
 import { errorText } from "./errors.js";
+import * as files from "./files.js";
 import { ago, cid, dur } from "./format.js";
 import { setText } from "./dom.js";
 import { alertRepeat } from "./protocol.js";
@@ -94,6 +96,7 @@ export function start(me, session, signedOut) {
   run.timers = [setInterval(tick, 1000), setInterval(loadInbox, 60000)];
   run.wake = () => {
     run.stream.kick();
+    receipts();
     if (!d.hidden) markSeen();
     direct.markShownRead();
     updateTitle();
@@ -165,6 +168,7 @@ export function chat(id) {
 function summarize(c, s) {
   c.summary = Object.assign(c.summary || {}, s);
   store.touch("head:" + c.id);
+  setReceipts(c, s.receipts);
 }
 
 /** Is the chat mine to write in: active with me, or pending with me (kept for my reply)? */
@@ -180,9 +184,12 @@ export const isMine = (s) =>
 export const myOpenChats = () =>
   S.tabs.map((id) => S.chats.get(id)).filter((c) => c && isMine(c.summary));
 
+/** A message or a file: what one party says to the other (unread, alerts). */
+const isSaid = (ev) => ev.type === "message" || ev.type === "file";
+
 export function unread(c) {
   let n = 0;
-  for (const e of c.events) if (e.type === "message" && e.from === "visitor" && e.seq > c.seen) n++;
+  for (const e of c.events) if (isSaid(e) && e.from === "visitor" && e.seq > c.seen) n++;
   return n;
 }
 
@@ -201,6 +208,7 @@ function welcome(ev) {
       openTab(s.id, false);
   }
   for (const id of S.tabs) flush(S.chats.get(id));
+  receipts();
 }
 
 /** What each event that is not about one chat changes. */
@@ -265,12 +273,19 @@ const EVENTS = {
     if (!c) return;
     clearTimeout(c.typingTimer);
     c.typing = !!ev.typing;
+    // The typing preview (§5.7): what the visitor has in the box, not sent yet. A `typing`
+    // without `text` (the text unchanged) keeps the last one.
+    c.typingText = !c.typing ? "" : typeof ev.text === "string" ? ev.text : c.typingText || "";
     if (c.typing)
       c.typingTimer = setTimeout(
-        () => ((c.typing = false), store.touch("typing:" + c.id)),
+        () => ((c.typing = false), (c.typingText = ""), store.touch("typing:" + c.id)),
         (ev.expires_in || 6) * 1000,
       );
     store.touch("typing:" + c.id);
+  },
+  receipt(ev) {
+    const c = S.chats.get(ev.chat_id);
+    if (c) setReceipts(c, { [ev.party]: ev });
   },
   reset: (ev) => reload(ev.chat_id),
   direct: (ev) => (direct.event(ev), updateTitle()),
@@ -311,11 +326,16 @@ function event(ev) {
     loadSummary(c);
   }
   markSeen();
-  if (ev.type === "message" && ev.from === "visitor" && live() && !viewing(c)) {
+  receipts();
+  if (isSaid(ev) && ev.from === "visitor" && live() && !viewing(c)) {
     alerts.beep(true);
     const name = (c.summary && c.summary.name) || "Visitor";
-    alerts.notify(name + " wrote", ev.text.slice(0, 140), "cutelive-msg-" + c.id, () =>
-      show({ kind: "chat", id: c.id }),
+    const said = ev.file ? "\ud83d\udcce " + ev.file.name : ev.text;
+    alerts.notify(
+      name + (ev.file ? " sent a file" : " wrote"),
+      said.slice(0, 140),
+      "cutelive-msg-" + c.id,
+      () => show({ kind: "chat", id: c.id }),
     );
   }
   if (ev.type === "chat_missed") loadInbox();
@@ -371,7 +391,9 @@ function apply(c, ev) {
     clearTimeout(c.typingTimer);
     if (c.typing) store.touch("typing:" + c.id);
     c.typing = false;
+    c.typingText = "";
   }
+  if (ev.type === "file") files.arrived(c, ev);
   const sent = ev.type === "message" || ev.type === "note";
   if (sent && c.outbox.some((m) => m.client_id === ev.client_id)) {
     c.outbox = c.outbox.filter((m) => m.client_id !== ev.client_id);
@@ -443,6 +465,53 @@ function markSeen() {
   }
 }
 
+// -- receipts (docs/PROTOCOL.md §5.7) -------------------------------------------------------------
+
+/** Merge a chat's receipt cursors (a summary's `receipts`, an ack's, a `receipt` event's, in my
+ * numbering): they only move forward. Key rcpt:ID. */
+function setReceipts(c, r) {
+  if (!r) return;
+  c.receipts = c.receipts || {};
+  for (const party in r) {
+    const o = (c.receipts[party] = c.receipts[party] || { delivered: 0, read: 0 });
+    o.delivered = Math.max(o.delivered, r[party].delivered || 0);
+    o.read = Math.max(o.read, r[party].read || 0);
+  }
+  store.touch("rcpt:" + c.id);
+}
+
+/** Tell the visitor how far I have got in each of my chats: what reached this console and,
+ * while the chat is the tab shown in a visible, focused window, what I read. Coalesced: one
+ * receipt per chat per burst of events. */
+function receipts() {
+  if (run && !run.receiptsDue) run.receiptsDue = setTimeout(sendReceipts, 200);
+}
+
+function sendReceipts() {
+  const r = run;
+  if (!r) return;
+  r.receiptsDue = 0;
+  if (!live()) return;
+  for (const id of S.tabs) {
+    const c = S.chats.get(id);
+    const s = c && c.summary;
+    if (!s || !s.operator || s.operator.id !== S.me.id) continue; // (only the chat's operator)
+    let last = 0;
+    for (const e of c.events) if (e.from === "visitor") last = e.seq;
+    const mine = (c.receipts && c.receipts.operator) || {};
+    const cmd = { type: "receipt", chat_id: c.id };
+    if (viewing(c) && d.hasFocus() && last > Math.max(mine.read || 0, c.toldRead || 0))
+      cmd.read = c.toldRead = last;
+    else if (last > Math.max(mine.delivered || 0, c.toldDelivered || 0)) cmd.delivered = last;
+    else continue;
+    c.toldDelivered = last;
+    r.stream.send(cmd).then(
+      (ack) => setReceipts(c, ack.receipts),
+      () => (c.toldRead = c.toldDelivered = 0), // told again after the next welcome
+    );
+  }
+}
+
 /** The badge and the tab title: waiting chats, transfers offered, unread messages. */
 export function updateTitle() {
   const offered = incomingTransfers();
@@ -511,6 +580,7 @@ export function show(view) {
   store.set({ view });
   save();
   markSeen();
+  receipts();
   direct.markShownRead();
   updateTitle();
 }

@@ -43,6 +43,23 @@ const TEXTS = {
   "transfer:not_found": "That transfer was answered or has ended.",
   "transfer:forbidden": "That transfer is not offered to you.",
   transfer_incomplete: "Choose a colleague or a department.",
+  // Files (docs/PROTOCOL.md §7.10): `max` is the limit in words, `kinds` the types allowed.
+  file_too_big: (e) =>
+    "\u201c" + e.name + "\u201d is " + e.size + ": files can be at most " + e.max + ".",
+  file_empty: (e) => "\u201c" + e.name + "\u201d is empty.",
+  "upload:file_too_large": (e) => "Not sent: the file is larger than " + (e.max || "allowed") + ".",
+  "upload:file_type_not_allowed": (e) =>
+    "Not sent: " +
+    (e.kind ? e.kind + " files are" : "this kind of file is") +
+    " not accepted." +
+    (e.kinds ? " Accepted: " + e.kinds + "." : ""),
+  "upload:chat_closed": "Not sent: the chat is closed.",
+  "upload:forbidden": "Not sent: this chat is not yours any more.",
+  "upload:network": "Not sent: the connection failed.",
+  "upload:*": (e) => "Not sent: " + (e.message || e.error),
+  "file:not_found": "This file is no longer available.",
+  attach_note: "Files go to the visitor: switch to Reply to attach one.",
+  attach_not_mine: "You can attach files only to your own open chats.",
   // Why a session ended (the session_ended event's reason).
   "session:disabled": "Your account was disabled.",
   "session:password_changed": "Your password was changed. Please sign in again.",

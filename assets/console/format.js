@@ -93,6 +93,13 @@ export function browserOf(ua) {
   return b + (o ? " on " + o[0] : "");
 }
 
+/** A file's size: "512 B", "1.5 KB", "10 MB" (binary units, as file managers count). */
+export function bytes(n) {
+  let i = 0;
+  for (; n >= 1024 && i < 3; i++) n /= 1024;
+  return (i && n < 10 ? Math.round(n * 10) / 10 : Math.round(n)) + " " + ["B", "KB", "MB", "GB"][i];
+}
+
 /** "1 page", "3 pages". */
 export const plural = (n, one, many) => n + " " + (n === 1 ? one : many);
 

@@ -4,8 +4,8 @@
  *
  * Modules, bottom up: dom (elements, links), format (times, URLs), errors (the one table of
  * error texts), api (HTTP), protocol (the server's limits and defaults), store (state and
- * regions), ui (toasts, fields, dialogs, admin pages), alerts, app (the stream and commands),
- * direct (messages between operators),
+ * regions), ui (toasts, fields, dialogs, admin pages), alerts, files (previews, cards and
+ * uploads), app (the stream and commands), direct (messages between operators),
  * views/* (one per screen), shell (the frame), and this file: boot. */
 
 import { loadSession, onSignedOut } from "./api.js";

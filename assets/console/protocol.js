@@ -23,5 +23,8 @@ export const ruleConditions = () => doc.rule_conditions;
 /** Whether the server sends e-mail ([mail] is configured). */
 export const mailEnabled = () => !!doc.mail;
 
+/** The upload limits (docs/PROTOCOL.md §7.10): {max_size (bytes), types (empty: any)}. */
+export const fileLimits = () => doc.files || {};
+
 /** Seconds between repeated alerts while a chat waits unaccepted. */
 export const alertRepeat = () => doc.alert_repeat || 30;

@@ -53,6 +53,7 @@
     chat: "M21 12a8 8 0 0 1-11.6 7.1L4 20l1.1-4.4A8 8 0 1 1 21 12z",
     mail: "M4 6h16v12H4z|M4 7l8 6 8-6",
     check: "M20 6 9 17l-5-5",
+    clip: "M21.4 11 12.2 20.2a6 6 0 0 1-8.5-8.5l9.2-9.2a4 4 0 0 1 5.7 5.7l-9.2 9.2a2 2 0 0 1-2.8-2.8l8.5-8.5",
   };
   const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
   /** Text with http(s) URLs as links; nothing else is ever interpreted. */
@@ -373,7 +374,37 @@
     { type: "button", class: "cl-send", title: "Send", "aria-label": "Send" },
     icon(I.send),
   );
-  el.compose = h("div", { class: "cl-compose" }, el.inputNote, el.input, el.send);
+  // Files (§7.10): the paperclip opens the file chooser at once (inside the click); files.js
+  // comes only when a file is chosen, pasted or dropped, or a file event is shown.
+  el.file = h("input", {
+    type: "file",
+    class: "cl-hidden",
+    tabindex: -1,
+    onchange: () => {
+      for (const f of el.file.files) attach(f);
+      el.file.value = "";
+    },
+  });
+  el.attach = h(
+    "button",
+    {
+      type: "button",
+      class: "cl-attach",
+      title: "Attach a file",
+      "aria-label": "Attach a file",
+      onclick: () => el.file.click(),
+    },
+    icon(I.clip),
+  );
+  el.compose = h(
+    "div",
+    { class: "cl-compose" },
+    el.inputNote,
+    el.attach,
+    el.file,
+    el.input,
+    el.send,
+  );
   // Pending: the operator went away; the visitor may leave an address for the reply.
   el.away = h("div", { class: "cl-away cl-hidden", role: "status" });
   el.awayEmail = h("input", {
@@ -457,7 +488,7 @@
     if (v === "prechat" || v === "offline") renderForm(v);
     if (v === "thanks") renderThanks();
     renderHead();
-    if (v === "chat") renderChatState();
+    if (v === "chat") renderChatState(), renderReceipt();
   }
 
   function renderHead() {
@@ -807,11 +838,12 @@
                 ? "The conversation was closed after a long wait"
                 : "The chat was closed",
         );
+      case "file":
       case "message": {
         const mine = ev.from === "visitor";
         const same =
           prev &&
-          prev.type === "message" &&
+          (prev.type === "message" || prev.type === "file") &&
           prev.from === ev.from &&
           (mine || (prev.operator && ev.operator && prev.operator.id === ev.operator.id));
         return h(
@@ -821,12 +853,19 @@
             "data-seq": ev.seq,
           },
           !mine && !same ? h("div", { class: "cl-from", text: who }) : null,
-          h("div", { class: "cl-bubble" }, linkify(ev.text)),
+          ev.file ? fileBubble(ev.file) : h("div", { class: "cl-bubble" }, linkify(ev.text)),
           h("div", { class: "cl-time", text: hhmm(ev.ts) }),
         );
       }
     }
     return null;
+  }
+
+  /** A file event's bubble, filled by files.js once it is loaded. */
+  function fileBubble(f) {
+    const box = h("div", { class: "cl-bubble cl-file" });
+    withFiles((F) => F.show(box, f));
+    return box;
   }
 
   const nearBottom = () => el.log.scrollHeight - el.log.scrollTop - el.log.clientHeight < 80;
@@ -842,6 +881,7 @@
       prev = ev;
     }
     renderPending();
+    if (K.files) K.files.shown(cur.id);
     requestAnimationFrame(toBottom);
   }
 
@@ -910,7 +950,7 @@
       } else {
         const seen = S.seenChat === cur.id ? S.seenSeq || 0 : 0;
         for (const e of cur.events)
-          if (e.type === "message" && e.from === "operator" && e.seq > seen) n++;
+          if (/^(message|file)$/.test(e.type) && e.from === "operator" && e.seq > seen) n++;
       }
     }
     if (n > (S.unread || 0)) {
@@ -922,6 +962,57 @@
     S.unread = n;
     K.setUnread(S.open ? 0 : n);
     save();
+    receipts();
+  }
+
+  // -- receipts (§5.7): how far each party has got, in our own numbering ----------------------
+
+  /** Merge cursors (a summary's `receipts`, an ack's, an event's): they only move forward. */
+  function setRc(c, r) {
+    c.rc = c.rc || {};
+    for (const p in r || {}) {
+      const o = (c.rc[p] = c.rc[p] || { delivered: 0, read: 0 });
+      o.delivered = Math.max(o.delivered, r[p].delivered || 0);
+      o.read = Math.max(o.read, r[p].read || 0);
+    }
+  }
+  /** Tell the operator what reached us and, while the chat is on screen in a visible, focused
+   * window, what was read: one receipt per burst of events, per chat. */
+  let rcptT = 0;
+  function receipts() {
+    rcptT = rcptT || setTimeout(sendReceipts, 200);
+  }
+  function sendReceipts() {
+    rcptT = 0;
+    if (conn !== "connected") return;
+    for (const id in chats) {
+      const c = chats[id];
+      const mine = (c.rc && c.rc.visitor) || {};
+      let last = 0;
+      for (const e of c.events) if (e.from === "operator") last = e.seq;
+      const cmd = { type: "receipt", chat_id: c.id };
+      if (c === cur && shown === "chat" && viewing() && d.hasFocus()) {
+        if (last > Math.max(mine.read || 0, c.toldR || 0)) cmd.read = c.toldR = last;
+      }
+      if (!cmd.read && last > Math.max(mine.delivered || 0, c.toldD || 0)) cmd.delivered = last;
+      if (!cmd.read && !cmd.delivered) continue;
+      c.toldD = last;
+      K.stream.send(cmd).then(
+        (a) => setRc(c, a.receipts),
+        () => (c.toldD = c.toldR = 0), // told again after the next welcome
+      );
+    }
+  }
+  /** "Delivered", then "Seen", beside the time of my last message the operator has got. */
+  const rcpt = h("span", { class: "cl-rcpt" });
+  function renderReceipt() {
+    const r = (cur && cur.rc && cur.rc.operator) || {};
+    let m = null;
+    for (const e of cur ? cur.events : []) if (e.from === "visitor" && e.seq <= r.delivered) m = e;
+    const t = m && el.items.querySelector('[data-seq="' + m.seq + '"] .cl-time');
+    if (!t) return rcpt.remove();
+    rcpt.textContent = r.read >= m.seq ? "Seen" : "Delivered";
+    t.append(rcpt);
   }
 
   // -- events from the server --------------------------------------------------------------------
@@ -941,6 +1032,7 @@
     welcomed = true; // (presence.js has taken its availability)
     for (const s of ev.chats || []) {
       const c = getChat(s.id);
+      setRc(c, s.receipts);
       if (!c.events.length)
         Object.assign(c, {
           status: s.status,
@@ -956,6 +1048,7 @@
     else if (S.chat && chats[S.chat] && !cur) setCurrent(chats[S.chat]);
     render();
     flush();
+    receipts();
   }
 
   function onEvent(ev) {
@@ -966,6 +1059,10 @@
       return;
     }
     if (ev.type === "error") return;
+    if (ev.type === "receipt") {
+      setRc(getChat(ev.chat_id), { [ev.party]: ev });
+      return render();
+    }
     if (ev.type === "queue_position") {
       getChat(ev.chat_id).queue = ev; // (ephemeral: no seq, not in the transcript)
       return render();
@@ -982,7 +1079,7 @@
       if (S.dismissed === c.id) S.dismissed = null;
     }
     if (c === cur && shown === "chat") {
-      const stick = nearBottom() || (ev.type === "message" && ev.from === "visitor");
+      const stick = nearBottom() || ev.from === "visitor";
       const n = eventNode(ev, c.events[c.events.length - 2]);
       if (n) el.items.append(n);
       if (ev.type === "message") renderPending();
@@ -998,6 +1095,9 @@
       case "chat_started":
         Object.assign(c, { status: "waiting", name: ev.name, email: ev.email });
         break;
+      case "file":
+        if (K.files) K.files.arrived(ev);
+      // falls through: a file is sent as a message is
       case "message":
         if (ev.from === "operator") showTyping(false);
         if (outbox.some((m) => m.client_id === ev.client_id)) {
@@ -1064,6 +1164,7 @@
               rating: j.chat.rating,
               operatorStatus: j.chat.operator_status,
             });
+            setRc(c, j.chat.receipts);
             for (const ev of j.events) {
               if (ev.seq === (K.stream.cursors[id] || 0) + 1) {
                 K.stream.cursors[id] = ev.seq;
@@ -1228,7 +1329,9 @@
     if (!text || !cur) return;
     el.input.value = "";
     autosize();
-    typingOn = false; // sending a message ends typing (server side too)
+    typingOn = false; // sending a message ends typing (server side too), and its preview
+    typingText = null;
+    clearTimeout(typingT);
     outbox.push({ client_id: cid(), chat_id: cur.id, text });
     saveOutbox();
     renderPending();
@@ -1236,19 +1339,51 @@
     flush();
   }
 
+  // -- files: files.js (K.files), loaded the first time one is attached or shown -------------
+
+  K.ui = { h, icon, el, cid, toBottom: () => toBottom() };
+  const withFiles = (fn) =>
+    K.js("/assets/widget/files.js").then(
+      () => fn(K.files),
+      () => {},
+    );
+  const attach = (f) => cur && isOpen(cur) && withFiles((F) => F.upload(f, cur.id));
+  /** Files pasted into the message box or dropped on the chat are attached. */
+  const dropped = (e, list) => {
+    if (!list || !list.length) return;
+    e.preventDefault(); // (nor is a file dropped on an ended chat opened in the tab)
+    for (const f of list) attach(f);
+  };
+  el.input.addEventListener("paste", (e) => dropped(e, e.clipboardData && e.clipboardData.files));
+  el.chat.addEventListener("dragover", (e) => e.preventDefault());
+  el.chat.addEventListener("drop", (e) => dropped(e, e.dataTransfer && e.dataTransfer.files));
+
   let typingOn = false;
   let typingAt = 0;
+  // The typing preview (§5.7, only where the site turned it on): what is in the box goes with
+  // `typing`, at most every 500 ms while it changes; the last change is always sent.
+  let typingText = null;
+  let typingT = 0;
   function typing() {
+    clearTimeout(typingT);
     const has = el.input.value.trim() !== "";
     const now = Date.now();
     if (!cur || conn !== "connected") return;
-    if (has && (!typingOn || now - typingAt >= 3000)) {
+    const wl = K.welcome || {};
+    const text =
+      ("typing_preview" in wl ? wl.typing_preview : K.config.typing_preview) && el.input.value;
+    const cmd = { type: "typing", chat_id: cur.id, typing: true };
+    if (has && text && text !== typingText && typingOn && now - typingAt < 500) {
+      typingT = setTimeout(typing, typingAt + 500 - now);
+    } else if (has && (!typingOn || now - typingAt >= 3000 || (text && text !== typingText))) {
       typingOn = true;
       typingAt = now;
-      K.stream.send({ type: "typing", chat_id: cur.id, typing: true }).catch(() => {});
+      if (text) cmd.text = typingText = text;
+      K.stream.send(cmd).catch(() => {});
     } else if (!has && typingOn) {
-      typingOn = false;
-      K.stream.send({ type: "typing", chat_id: cur.id, typing: false }).catch(() => {});
+      typingText = null;
+      typingOn = cmd.typing = false;
+      K.stream.send(cmd).catch(() => {});
     }
   }
   function autosize() {
@@ -1327,6 +1462,7 @@
   }
 
   d.addEventListener("visibilitychange", () => !d.hidden && updateUnread());
+  w.addEventListener("focus", updateUnread); // (read receipts wait for a focused window)
 
   // -- pop-out: the token crosses by postMessage, never in the URL ------------------------------
 

@@ -137,9 +137,9 @@
   /** Show or hide the floating button (hidden while the window is open). */
   K.showLauncher = (show) => btn.classList.toggle("cl-hidden", !show || page);
 
-  // Our scripts, each loaded once and run in the order asked for.
+  // Our scripts, each loaded once and run in the order asked for (K.js: also the chat's, later).
   const scripts = {};
-  const js = (name) =>
+  const js = (K.js = (name) =>
     (scripts[name] =
       scripts[name] ||
       new Promise((r, j) => {
@@ -149,7 +149,7 @@
         s.onload = r;
         s.onerror = () => j(delete scripts[name]);
         (d.head || d.documentElement).appendChild(s);
-      }));
+      })));
   /** The stream: presence and invitations. */
   K.realtime = () =>
     Promise.all([js("/assets/widget/stream.js"), js("/assets/widget/presence.js"), K.configP]);

@@ -1,10 +1,12 @@
-/* A chat tab: the header (who, state, Transfer, End chat), the log with its internal notes,
- * what I am sending, the visitor's typing, a transfer I offered, my reply or note box, and the
+/* A chat tab: the header (who, state, Transfer, End chat), the log with its internal notes and
+ * files, what I am sending (messages, uploads), the visitor's typing, a transfer I offered, my reply or note box, and the
  * visitor's details beside it. */
 
 import * as app from "../app.js";
 import { cannedPicker } from "../canned.js";
 import { dots, extLink, h, I, icon, linkify, mailLink, put } from "../dom.js";
+import { errorText } from "../errors.js";
+import { attachButton, drawUploads, dropZone, fileBubble } from "../files.js";
 import { browserOf, dur, hhmm, when } from "../format.js";
 import { invitationText, limit, mailEnabled } from "../protocol.js";
 import { store } from "../store.js";
@@ -19,12 +21,20 @@ export function mount(root, scope, view) {
     head: h("div", { class: "chat-head" }),
     items: h("div", { class: "items" }),
     pending: h("div", { class: "pending" }),
-    typing: h("div", { class: "typing hidden" }, dots({ class: "dots" }), h("span")),
+    uploads: h("div", { class: "uploads" }),
+    typing: h(
+      "div",
+      { class: "typing hidden" },
+      dots({ class: "dots" }),
+      h("span"),
+      // The typing preview (§5.7): what the visitor has typed and not sent (not read aloud).
+      h("span", { class: "typing-preview", "aria-live": "off" }),
+    ),
     transfer: h("div", { class: "transfer-state hidden", "aria-live": "polite" }),
     compose: h("div", { class: "compose-wrap" }),
     side: h("aside", { class: "chat-side" }),
   };
-  e.log = h("div", { class: "log", role: "log" }, e.items, e.pending, e.typing);
+  e.log = h("div", { class: "log", role: "log" }, e.items, e.pending, e.uploads, e.typing);
   for (const k of ["log", "head", "side", "compose", "transfer"])
     e[k].setAttribute("data-region", "chat-" + k);
   put(
@@ -47,13 +57,36 @@ export function mount(root, scope, view) {
   const id = c.id;
   scope.region(["log:" + id], log(c, e, keepingBottom));
   scope.region(["outbox:" + id], () => keepingBottom(() => drawPending(c, e.pending)));
+  scope.region(["uploads:" + id], () => keepingBottom(() => drawUploads(c, e.uploads), true));
+  // Files dropped on the chat, or pasted into it, are attached to my reply (never to a note).
+  dropZone(
+    root.querySelector(".chat-main"),
+    c,
+    () => app.isMine(c.summary) && !c.noteMode,
+    () => errorText(app.isMine(c.summary) ? "attach_note" : "attach_not_mine"),
+  );
   scope.region(["typing:" + id, "head:" + id], () =>
     keepingBottom(() => {
+      const text = (c.typing && c.typingText) || "";
       e.typing.classList.toggle("hidden", !c.typing);
-      e.typing.lastChild.textContent =
-        ((c.summary && c.summary.name) || "The visitor") + " is typing\u2026";
+      e.typing.children[1].textContent =
+        ((c.summary && c.summary.name) || "The visitor") +
+        (text.trim() ? " is typing:" : " is typing\u2026");
+      // (the end of a long text: what is being typed now)
+      e.typing.lastChild.textContent = text.length > 300 ? "\u2026" + text.slice(-300) : text;
     }),
   );
+  // "Delivered", then "Seen", beside the time of my last message the visitor has got (§5.7).
+  const rcpt = h("span", { class: "rcpt" });
+  scope.region(["log:" + id, "rcpt:" + id], () => {
+    const r = (c.receipts && c.receipts.visitor) || {};
+    let m = null;
+    for (const ev of c.events) if (ev.from === "operator" && ev.seq <= r.delivered) m = ev;
+    const time = m && e.items.querySelector('.msg[data-seq="' + m.seq + '"] .msg-time');
+    if (!time) return rcpt.remove();
+    rcpt.textContent = r.read >= m.seq ? "Seen" : "Delivered";
+    time.append(rcpt);
+  });
   scope.region(["head:" + id, "me", "transfers"], () => drawHead(c, e.head));
   scope.region(["head:" + id, "transfers"], () => drawTransferState(c, e.transfer));
   // The visitor's current page comes live from the monitor (only their row redraws it).
@@ -144,7 +177,7 @@ function eventNode(c, ev, prev) {
   const actor = ev.operator && ev.operator.id === S.me.id ? "You" : name;
   if (SYSTEM[ev.type]) return systemLine(SYSTEM[ev.type](ev, actor, name), ev);
   if (ev.type === "note") return noteNode(ev.text, actor, ev.ts, ev.transfer, ev.seq);
-  if (ev.type !== "message") return null;
+  if (ev.type !== "message" && ev.type !== "file") return null;
   const vis = ev.from === "visitor";
   const same = continues(ev, prev);
   return h(
@@ -156,14 +189,21 @@ function eventNode(c, ev, prev) {
           class: "msg-from",
           text: vis ? (c.summary && c.summary.name) || "Visitor" : actor,
         }),
-    h("div", { class: "bubble" }, linkify(ev.text)),
+    ev.file ? fileBubble(ev.file, keepFoot) : h("div", { class: "bubble" }, linkify(ev.text)),
     h("div", { class: "msg-time", text: hhmm(ev.ts) }),
   );
 }
 
+/** An image that loaded made the log taller: if its foot was in sight, it stays in sight. */
+function keepFoot(img) {
+  const log = img.closest(".log");
+  if (log && log.scrollHeight - log.scrollTop - log.clientHeight - img.offsetHeight < 80)
+    log.scrollTop = log.scrollHeight;
+}
+
 /** Does a message continue the one before it (same side, same operator)? It has no name then. */
 function continues(ev, prev) {
-  if (!prev || prev.type !== "message" || prev.from !== ev.from) return false;
+  if (!prev || !/^(message|file)$/.test(prev.type) || prev.from !== ev.from) return false;
   return (
     ev.from === "visitor" || !!(prev.operator && ev.operator && prev.operator.id === ev.operator.id)
   );
@@ -547,6 +587,7 @@ function compose(c, el, sent) {
       { class: "btn primary send", onclick: () => (send(), input.focus()) },
       icon(I.send),
     );
+    if (mine) box.append(...attachButton(c));
     box.append(sendBtn);
     setMode(!!c.noteMode);
     put(el, mine ? (s.status === "pending" ? pendingNote(s) : null) : why, modes, lengthNote, box);
