@@ -92,6 +92,12 @@ function follow(a, id) {
   return a;
 }
 
+/** A long name is cut in its middle: "Invoice for the spr….pdf" still says what it is. */
+function ends(name) {
+  const m = /^(.+?)(\.\w{1,8})?$/.exec(name);
+  return [h("span", { text: m[1] }), h("span", { text: m[2] || "" })];
+}
+
 /** The name and size beside an icon: what a document and an upload both show. */
 const card = (f, ...more) =>
   h(
@@ -101,7 +107,7 @@ const card = (f, ...more) =>
     h(
       "span",
       { class: "file-meta" },
-      h("span", { class: "file-name", text: f.name, title: f.name }),
+      h("span", { class: "file-name", title: f.name }, ...ends(f.name)),
       h("span", { class: "file-size", text: bytes(f.size) }),
     ),
     ...more,
@@ -211,10 +217,11 @@ function mark(u) {
 function refusal(e) {
   const limits = fileLimits();
   const allowed = e.allowed || limits.types || [];
+  const max = e.max_size || limits.max_size;
   return errorText(
     Object.assign({}, e, {
-      max: limits.max_size ? bytes(limits.max_size) : "",
-      kind: e.type ? kind(e.type) : "",
+      max: max ? bytes(max) : "",
+      kind: e.found ? kind(e.found) : "",
       kinds: allowed.map(kind).join(", "),
     }),
     "upload",

@@ -87,6 +87,11 @@
     return a;
   }
 
+  /** A long name is cut in its middle: "Invoice for the spr….pdf" keeps what it is. */
+  const ends = (name) => {
+    const m = /^(.+?)(\.\w{1,8})?$/.exec(name);
+    return [h("span", { text: m[1] }), h("span", { text: m[2] || "" })];
+  };
   /** The file's name and size beside an icon: what both a document and an upload show. */
   const card = (f, ...more) =>
     h(
@@ -96,7 +101,7 @@
       h(
         "span",
         { class: "cl-file-meta" },
-        h("span", { class: "cl-file-name", text: f.name, title: f.name }),
+        h("span", { class: "cl-file-name", title: f.name }, ...ends(f.name)),
         h("span", { class: "cl-file-size", text: size(f.size) }),
       ),
       ...more,
@@ -156,11 +161,9 @@
     const c = conf();
     const e = j.error;
     if (e === "file_too_large")
-      return (
-        "Not sent: the file is larger than " + (c.max_size ? size(c.max_size) : "allowed") + "."
-      );
+      return "Not sent: the file is larger than " + size(j.max_size || c.max_size) + ".";
     if (e === "file_type_not_allowed") {
-      const t = j.type ? kind(j.type) + " files are" : "This kind of file is";
+      const t = j.found ? kind(j.found) + " files are" : "This kind of file is";
       const ok = j.allowed || c.types || [];
       return (
         "Not sent: " +
