@@ -8,7 +8,6 @@
   const K = window.CuteLive && window.CuteLive._k;
   if (!K || K.files || !K.ui) return;
   const { h, icon, el } = K.ui;
-  const w = window;
   const server = K.server;
   const auth = () => ({ Authorization: "Bearer " + K.token() });
   const conf = () => K.config.files || {};
@@ -72,7 +71,7 @@
     a.addEventListener("click", (e) => {
       if (fresh(id)) return;
       e.preventDefault();
-      const tab = w.open("", "_blank");
+      const tab = window.open("", "_blank");
       link(id).then(
         (u) => {
           a.href = u;
@@ -139,7 +138,7 @@
       load();
     } else {
       a.className = "cl-file-doc";
-      a.append(card(f, h("span", { class: "cl-file-down", title: "Download" }, icon(DOWN))));
+      a.append(card(f, h("span", { class: "cl-file-down" }, icon(DOWN))));
       link(f.id).then((u) => (a.href = u), gone);
     }
     box.append(a);
@@ -173,7 +172,6 @@
       );
     }
     if (e === "chat_closed") return "Not sent: the chat has ended.";
-    if (e === "rate_limited") return "Not sent: too many at once. Please wait a moment.";
     if (!status) return "Not sent: the connection failed.";
     return "Not sent" + (j.message ? ": " + j.message : " (error " + status + ")");
   }
@@ -190,7 +188,6 @@
           size(max) +
           ".",
       );
-    if (!file.size) return say("\u201c" + file.name + "\u201d is empty.");
     say("");
     const u = { cid: K.ui.cid(), chat, file };
     u.bar = h("i");
@@ -234,8 +231,7 @@
   function send(u) {
     u.final = false;
     const x = (u.xhr = new XMLHttpRequest());
-    const q =
-      "?name=" + encodeURIComponent(u.file.name) + "&client_id=" + encodeURIComponent(u.cid);
+    const q = "?name=" + encodeURIComponent(u.file.name) + "&client_id=" + u.cid;
     x.open("POST", server + "/api/visitor/chats/" + u.chat + "/files" + q);
     x.setRequestHeader("Authorization", auth().Authorization);
     x.upload.onprogress = (e) => e.lengthComputable && mark(u, Math.min(0.99, e.loaded / e.total));
