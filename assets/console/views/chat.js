@@ -26,7 +26,7 @@ export function mount(root, scope, view) {
       "div",
       { class: "typing hidden" },
       dots({ class: "dots" }),
-      h("span"),
+      h("span", { class: "typing-who" }),
       // The typing preview (§5.7): what the visitor has typed and not sent (not read aloud).
       h("span", { class: "typing-preview", "aria-live": "off" }),
     ),
