@@ -279,3 +279,81 @@ def test_a_hostile_file_name_is_shown_as_text(server, host, browser, dialogs):
     for p in (op, page):
         assert p.js_errors == [], p.js_errors
     assert dialogs == []
+
+
+def test_an_upload_broken_by_a_restart_is_retried_with_the_same_client_id(
+    server, host, browser, dialogs
+):
+    op, page = start(browser, server, host, dialogs, "Rita")
+    posts = []
+    page.on(
+        "request",
+        lambda r: r.method == "POST" and "/files?" in r.url and posts.append(r.url),
+    )
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    slow = {"offline": False, "latency": 20, "downloadThroughput": -1}
+    cdp.send("Network.emulateNetworkConditions", {**slow, "uploadThroughput": 64 * 1024})
+    photo = png(200, 120) + os.urandom(400_000)  # (a PNG with trailing bytes still shows)
+
+    # The server goes away while the photo is on its way: the upload says so, in words.
+    attach(page, ".cl-attach", payload("shelf.png", photo, "image/png"))
+    upload = page.locator(".cl-upload")
+    expect(upload.locator(".cl-time")).to_contain_text(re.compile(r"Sending… [1-9]"), timeout=T)
+    server.stop()
+    expect(upload.locator(".cl-time")).to_contain_text("the connection failed", timeout=T)
+    screenshot(page, "files-widget-upload-broken")
+    server.start(server.port)
+    expect(op.locator(".conn.connected")).to_be_visible(timeout=40_000)
+
+    # Retry sends it again under the same client id; it arrives once, whole.
+    cdp.send("Network.emulateNetworkConditions", {**slow, "uploadThroughput": -1})
+    upload.get_by_role("button", name="Retry").click()
+    assert loaded_width(op.locator(".msg.them .file-img img")) == 200
+    expect(upload).to_have_count(0, timeout=T)
+    expect(op.locator(".bubble.file")).to_have_count(1)
+    assert len(posts) == 2
+    ids = [re.search(r"client_id=([^&]+)", url).group(1) for url in posts]
+    assert ids[0] == ids[1], ids
+    cdp.detach()
+    for p in (op, page):
+        assert p.js_errors == [], p.js_errors
+    assert dialogs == []
+
+
+def test_an_expired_file_link_is_asked_for_again(
+    make_server, seeded_database, host_for, browser, dialogs
+):
+    server = make_server(config={"files": {"link_ttl": "2s"}}, database=seeded_database)
+    op, page = start(browser, server, host_for(server), dialogs, "Ivy")
+    attach(page, ".cl-attach", payload("crack.png", png(160, 90), "image/png"))
+    preview = op.locator(".msg.them .file-img")
+    assert loaded_width(preview.locator("img")) == 160
+    old = preview.get_attribute("href")
+    wait_for(
+        lambda: (
+            requests.get(server.url + old[len(server.url) :], timeout=TIMEOUT).status_code == 404
+        ),
+        what="the link to expire",
+    )
+
+    # Opening the expired preview full size asks for a new link first; the new tab shows it.
+    with op.context.expect_page() as tab:
+        preview.click()
+    tab.value.wait_for_url(re.compile(r"/api/files/"), timeout=T)
+    assert tab.value.url != old
+    assert (
+        wait_for(
+            lambda: tab.value.evaluate("document.images[0] && document.images[0].naturalWidth"),
+            what="the full-size image",
+        )
+        == 160
+    )
+    tab.value.close()
+
+    # The widget, reloaded after the links expired, shows the picture again.
+    page.reload()
+    assert loaded_width(page.locator(".cl-me .cl-file-img img")) == 160
+    for p in (op, page):
+        assert p.js_errors == [], p.js_errors
+    assert dialogs == []
