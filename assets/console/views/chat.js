@@ -72,8 +72,10 @@ export function mount(root, scope, view) {
       e.typing.children[1].textContent =
         ((c.summary && c.summary.name) || "The visitor") +
         (text.trim() ? " is typing:" : " is typing\u2026");
-      // (the end of a long text: what is being typed now)
-      e.typing.lastChild.textContent = text.length > 300 ? "\u2026" + text.slice(-300) : text;
+      // A long text shows its end, where the visitor is typing now.
+      const preview = e.typing.lastChild;
+      preview.textContent = text.length > 300 ? "\u2026" + text.slice(-300) : text;
+      preview.scrollTop = preview.scrollHeight;
     }),
   );
   // "Delivered", then "Seen", beside the time of my last message the visitor has got (§5.7).
