@@ -36,6 +36,7 @@ LAYERS: list[str] = [
     "transfers",
     "direct",
     "receipts",
+    "files",
     "streams",
     "commands",
     "services",

@@ -1,4 +1,5 @@
-"""The command line: ``serve`` (the default), ``backup``, ``create-operator``, ``passwd``."""
+"""The command line: ``serve`` (the default), ``backup``, ``restore``, ``create-operator``,
+``passwd``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import socket
 import sqlite3
 import ssl
 import sys
+import time
 
 import peewee
 import tornado.netutil
@@ -87,6 +89,7 @@ async def serve(config: Config) -> int:
         # is read up to this, so that the handler's JSON 413 reaches the client. What arrives
         # slower than body_timeout is cut off.
         body_limit=config.limits_max_body,
+        file_limit=config.files_max_size,
         ssl_options=ssl_ctx,
         max_body_size=max(config.limits_max_body * 4, 1024 * 1024),
         body_timeout=config.limits_body_timeout,
@@ -161,6 +164,35 @@ def backup_cmd(config: Config, args) -> int:
     return 0
 
 
+def restore_cmd(config: Config, args) -> int:
+    """Bring a backup back as the data directory's database (the server must be stopped).
+    A database already there is refused, or with ``--force`` kept aside, never deleted."""
+    data_dir = config.server_data_dir
+    dest = os.path.join(data_dir, "cutelive.db")
+    if not os.path.isfile(args.file):
+        raise ConfigError(f"no backup at {args.file}")
+    os.makedirs(data_dir, exist_ok=True)
+    tmp = dest + ".restoring"
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    counts = Storage.restore(args.file, tmp)
+    if os.path.exists(dest):
+        if not args.force:
+            os.unlink(tmp)
+            raise ConfigError(
+                f"{dest} exists; stop the server and use --force to put it aside and restore"
+            )
+        aside = f"{dest}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(dest + suffix):
+                os.replace(dest + suffix, aside + suffix)
+        print(f"the database that was there is kept as {aside}")
+    os.replace(tmp, dest)
+    held = ", ".join(f"{n} {table}s" for table, n in counts.items())
+    print(f"restored {args.file} to {dest} (integrity ok; {held})")
+    return 0
+
+
 def _read_password(args) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -226,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     bp = sub.add_parser("backup", parents=[common], help="copy the database, also while running")
     bp.add_argument("file", help="where to write the copy")
     bp.add_argument("--force", action="store_true", help="overwrite an existing file")
+    rp = sub.add_parser("restore", parents=[common], help="put a backup back (server stopped)")
+    rp.add_argument("file", help="the backup to restore")
+    rp.add_argument(
+        "--force", action="store_true", help="keep the database that is there aside, then restore"
+    )
     for name, helptext in (
         ("create-operator", "add an operator"),
         ("passwd", "set an operator's password"),
@@ -268,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(serve(config))
         if command == "backup":
             return backup_cmd(config, args)
+        if command == "restore":
+            return restore_cmd(config, args)
         if command == "create-operator":
             return asyncio.run(create_operator_cmd(config, args))
         return asyncio.run(passwd_cmd(config, args))

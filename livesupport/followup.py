@@ -18,7 +18,7 @@ from .chats import Chats
 from .context import Context
 from .guards import RateLimiter
 from .outbox import Outbox
-from .protocol import ApiError, Party
+from .protocol import ApiError, Party, file_line
 from .site import Site
 from .storage.records import Chat
 
@@ -96,7 +96,7 @@ class FollowUp:
             [
                 f"{who} replied to your chat:",
                 "",
-                *[f"> {line}" for line in event["text"].split("\n")],
+                *[f"> {line}" for line in _event_text(event).split("\n")],
                 "",
                 f"Continue the conversation here: {link}",
                 f"(This link is yours alone; it works until {_hhmm(self._expiry(now))}.)",
@@ -137,9 +137,14 @@ class FollowUp:
         lines = []
         for raw in await self.store.visitor_events_after(chat.id, 0):  # never a note
             ev = json.loads(raw)
-            if ev["type"] != "message":
+            if ev["type"] not in ("message", "file"):
                 continue
             who = "You" if ev["from"] == "visitor" else (ev.get("operator") or {}).get("name", "")
             lines.append(f"[{_hhmm(ev['ts'])}] {who}:")
-            lines.extend(f"  {line}" for line in ev["text"].split("\n"))
+            lines.extend(f"  {line}" for line in _event_text(ev).split("\n"))
         return "\n".join(lines) or "(no messages)"
+
+
+def _event_text(event: dict) -> str:
+    """A message's text, or a file's line."""
+    return file_line(event["file"]) if event["type"] == "file" else event["text"]

@@ -87,6 +87,7 @@ EVENTS: dict[str, str] = {
     "departments": "operator",
     "typing": "both",
     "receipt": "both",
+    "file": "both",
     "availability": "visitor",
     "operator_status": "visitor",
     "appearance": "visitor",
@@ -136,6 +137,8 @@ ERRORS: dict[str, int] = {
     "mail_not_configured": 409,
     "already_replied": 409,
     "duplicate": 409,
+    "file_too_large": 413,
+    "file_type_not_allowed": 415,
     "unknown_department": 404,
     "department_offline": 409,
     "unknown_operator": 404,
@@ -828,6 +831,20 @@ def console_protocol(config: Config) -> dict:
         "files": files_limits(config),
         "typing_preview": config.chat_typing_preview,
     }
+
+
+def human_size(n: int) -> str:
+    """``532 bytes``, ``14 KB``, ``2.5 MB`` (in units of 1,024, as file managers count)."""
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n / 1024 / 1024:.1f} MB".replace(".0 MB", " MB")
+
+
+def file_line(file: dict) -> str:
+    """A file event's line in a text transcript."""
+    return f"[file: {file['name']}, {human_size(file['size'])}]"
 
 
 def files_limits(config: Config) -> dict:

@@ -18,6 +18,7 @@ from .config import Config
 from .context import Context
 from .departments import Departments
 from .direct import Direct
+from .files import Files
 from .followup import FollowUp
 from .guards import FdGuard, LagMonitor, RateLimiter
 from .handover import Handover
@@ -78,6 +79,7 @@ class Services:
         self.handover = Handover(ctx, self.chats, self.presence)
         self.direct = Direct(ctx)
         self.receipts = Receipts(ctx, self.chats)
+        self.files = Files(ctx, self.chats)
         self.streams = Streams(
             ctx,
             self.accounts,
@@ -123,6 +125,7 @@ class Services:
     async def start(self) -> None:
         """Load what lives in memory from the database after a (re)start."""
         await self.accounts.start()
+        self.files.start_up()
         await self.site.start()
         operators = await self.chats.start()
         # Their operators will reconnect after the restart; if not, the grace requeues.

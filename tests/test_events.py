@@ -63,6 +63,9 @@ def test_every_event_of_a_typical_day_is_a_declared_protocol_event(make_app_in_p
     send(bob, {"type": "typing", "chat_id": chat_id, "typing": True})
     send(bob, {"type": "message", "chat_id": chat_id, "text": "Hello Ann", "client_id": "b1"})
     send(ann, {"type": "receipt", "chat_id": chat_id, "read": 4})
+    up = app.run(app.services.files.start(ann.party, chat_id, "a.txt", "f1", None))
+    app.run(up.write(b"my order number"))
+    replies.append(dict(app.run(up.finish()), type="ack"))  # answered over HTTP, not a stream
     send(ann, {"type": "ping"})
     send(ann, {"type": "sync", "cursors": {str(chat_id): 1, "999": 1}})
     send(ann, {"type": "message", "chat_id": 999, "text": "x", "client_id": "a2"})  # an error

@@ -4,7 +4,8 @@
 (operators, sessions, visitors), ``chats`` (chats, events, offline messages), ``traffic``
 (visits, page views, invitation rules), ``site`` (secrets and console-edited settings) and
 ``outbox`` (outgoing e-mail until the SMTP server accepts it); also ``departments`` and
-``canned`` (canned replies), and ``direct`` (messages between operators).
+``canned`` (canned replies), ``direct`` (messages between operators) and ``files`` (files
+attached to chats, with their bytes).
 Every method the domain calls while serving is awaitable, so a networked database can run its
 queries off the event loop (``Storage.run``) without the callers' signatures changing; the
 bodies are plain peewee code. (Start-up and tools use a few synchronous ones: ``open``,
@@ -31,6 +32,7 @@ from .canned import CannedStore
 from .chats import ChatStore
 from .departments import DepartmentStore
 from .direct import DirectStore
+from .files import FileStore
 from .outbox import OutboxStore
 from .schema import DIALECT, MIGRATIONS, MODELS, SCHEMA_VERSION, MetaRow
 from .site import SiteStore
@@ -74,6 +76,7 @@ class Storage:
         self.departments = DepartmentStore(self)
         self.direct = DirectStore(self)
         self.canned = CannedStore(self)
+        self.files = FileStore(self)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run synchronous database code. SQLite runs it at once on the loop's thread; a
@@ -122,6 +125,47 @@ class Storage:
             log.info("database created at schema version %d", SCHEMA_VERSION)
         elif version < SCHEMA_VERSION:
             log.info("database migrated from schema version %d to %d", version, SCHEMA_VERSION)
+
+    @staticmethod
+    def restore(src: str, dest: str) -> dict[str, int]:
+        """Copy the backup ``src`` into a new database file ``dest`` (which must not exist),
+        after checking that it is one of ours and whole; returns what it holds (chats,
+        events, files). Newer schemas are refused; older ones migrate at the next start."""
+        import sqlite3
+
+        try:
+            con = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+        except sqlite3.Error as e:
+            raise ConfigError(f"cannot open {src}: {e}") from None
+        try:
+            try:
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+                names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+                verdict = con.execute("PRAGMA integrity_check").fetchone()[0]
+            except sqlite3.DatabaseError as e:
+                raise ConfigError(f"{src} is not a Cute Live Support backup: {e}") from None
+            if not version or "chat" not in names:
+                raise ConfigError(f"{src} is not a Cute Live Support backup")
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{src} has schema version {version}, newer than this program's "
+                    f"{SCHEMA_VERSION}; use a newer cutelive"
+                )
+            if verdict != "ok":
+                raise ConfigError(f"{src} failed its integrity check: {verdict}")
+            counts = {
+                table: con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("chat", "event", "file")
+                if table in names
+            }
+            out = sqlite3.connect(dest)
+            try:
+                con.backup(out)
+            finally:
+                out.close()
+            return counts
+        finally:
+            con.close()
 
     def backup(self, dest: str) -> str:
         """Copy the database into ``dest`` in one read transaction; returns the copy's

@@ -210,9 +210,14 @@ class ChatStore:
                 setattr(obj, k, v)
 
     async def append_events(
-        self, chat: Chat, events: list[dict], chat_changes: dict | None = None
+        self,
+        chat: Chat,
+        events: list[dict],
+        chat_changes: dict | None = None,
+        also: tuple[str, tuple] | None = None,
     ) -> list[StoredEvent]:
-        """Store events (and optional chat column changes) in one transaction.
+        """Store events (and optional chat column changes) in one transaction, with ``also``:
+        one more statement of another store that must commit with them (a file made complete).
 
         Each event gets the chat's next ``seq``; returns ``StoredEvent`` pairs in order. The
         caller publishes them only after this returns, i.e. after the commit.
@@ -221,6 +226,8 @@ class ChatStore:
 
         def append() -> list[StoredEvent]:
             with self._storage.atomic():
+                if also is not None:
+                    self._storage.execute(*also)
                 return self._append(chat, events, changes)
 
         out = await self._storage.run(append)
@@ -277,6 +284,27 @@ class ChatStore:
         chat.last_vseq += sum(1 for p in pairs if p.visitor is not None)
         self._chats[chat_id] = chat
         return chat, pairs
+
+    async def delete_chat(self, chat_id: int) -> None:
+        """A chat and everything of it: its events, files, links; mail and offline messages
+        that named it keep their text but no longer point at it."""
+
+        def delete() -> None:
+            execute = self._storage.execute
+            with self._storage.atomic():
+                execute(
+                    "DELETE FROM file_chunk WHERE file_id IN "
+                    "(SELECT id FROM file WHERE chat_id = ?)",
+                    (chat_id,),
+                )
+                for table in ("file", "event", "chat_link"):
+                    execute(f"DELETE FROM {table} WHERE chat_id = ?", (chat_id,))
+                for table in ("outbox", "offline_message"):
+                    execute(f"UPDATE {table} SET chat_id = NULL WHERE chat_id = ?", (chat_id,))
+                execute("DELETE FROM chat WHERE id = ?", (chat_id,))
+
+        await self._storage.run(delete)
+        self._chats.pop(chat_id, None)
 
     # -- receipts -----------------------------------------------------------------------------
 

@@ -244,3 +244,15 @@ class DirectMessage:
     text: str
     client_id: str
     ts: int
+
+
+@dataclass(eq=False)
+class StoredFile:
+    """A file attached to a chat (its bytes stay in storage until fetched)."""
+
+    id: int
+    chat_id: int
+    name: str
+    type: str
+    size: int
+    created_at: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +15,14 @@ import tornado.web
 
 from ..clock import Clock
 from ..config import ASSETS_DIR, Config
+from ..files import file_too_large
 from ..guards import FdGuard, LagMonitor
 from ..protocol import encode
 from ..services import Services
 from ..storage import Storage
 from . import handlers as h
 from .base import body_too_large
+from .files import DownloadHandler, FileLinkHandler, UploadHandler
 from .sockets import ConsoleSocket, VisitorSocket
 
 
@@ -80,6 +83,11 @@ ROUTES: list[Route] = [
     Route(r"/api/console/direct/([^/]+)", h.DirectHandler, "operator"),
     Route(r"/api/console/canned", h.CannedRepliesHandler, "operator"),
     Route(r"/api/console/canned/([^/]+)", h.CannedReplyHandler, "operator"),
+    Route(r"/api/visitor/chats/([^/]+)/files", UploadHandler, "visitor"),
+    Route(r"/api/console/chats/([^/]+)/files", UploadHandler, "operator"),
+    Route(r"/api/visitor/files/([^/]+)", FileLinkHandler, "visitor"),
+    Route(r"/api/console/files/([^/]+)", FileLinkHandler, "operator"),
+    Route(r"/api/files/([^/]+)", DownloadHandler, "signed"),
     Route(r"/api/.*", h.NotFoundHandler, "none"),
     Route(r"/widget\.js", h.FileHandler, "static", _file("widget/widget.js")),
     Route(
@@ -95,6 +103,10 @@ ROUTES: list[Route] = [
     ),
     Route(r"/()", tornado.web.RedirectHandler, "static", dict(url="/console/")),
 ]
+
+
+#: The upload routes: their bodies are limited by ``[files] max_size``, not ``max_body``.
+UPLOAD_PATH = re.compile(r"/api/(visitor|console)/chats/[^/]+/files")
 
 
 def tornado_routes(services: Services) -> list:
@@ -115,27 +127,32 @@ class _RefuseLargeBodies(tornado.httputil.HTTPMessageDelegate):
     dropped (never kept) until it ends or ``[limits] body_timeout`` passes, so that the answer
     is not lost to a connection reset. Any other request goes to the application."""
 
-    def __init__(self, inner: Any, conn: Any, limit: int):
-        self.inner, self.conn, self.limit = inner, conn, limit
+    def __init__(self, inner: Any, conn: Any, limit: int, file_limit: int):
+        self.inner, self.conn, self.limit, self.file_limit = inner, conn, limit, file_limit
         self.refused = False
 
     def headers_received(self, start_line: Any, headers: Any) -> Any:
         length = headers.get("Content-Length", "")
-        if not (length.isascii() and length.isdigit() and int(length) > self.limit):
+        upload = UPLOAD_PATH.fullmatch(getattr(start_line, "path", "").split("?", 1)[0])
+        limit = self.file_limit if upload else self.limit
+        if not (length.isascii() and length.isdigit() and int(length) > limit):
             return self.inner.headers_received(start_line, headers)
         self.refused = True
         self.conn.set_max_body_size(int(length))  # read it to the end, dropping it
-        body = encode(body_too_large(length, self.limit).event()).encode("utf-8")
+        err = file_too_large(int(length), limit) if upload else body_too_large(length, limit)
+        body = encode(err.event()).encode("utf-8")
+        fields = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Content-Length": str(len(body)),
+            "X-Content-Type-Options": "nosniff",
+            "Connection": "close",
+        }
+        origin = headers.get("Origin")
+        if upload and origin and upload.group(1) == "visitor":
+            fields["Access-Control-Allow-Origin"] = origin  # so the widget can read why
         self.conn.write_headers(
             tornado.httputil.ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"),
-            tornado.httputil.HTTPHeaders(
-                {
-                    "Content-Type": "application/json; charset=utf-8",
-                    "Content-Length": str(len(body)),
-                    "X-Content-Type-Options": "nosniff",
-                    "Connection": "close",
-                }
-            ),
+            tornado.httputil.HTTPHeaders(fields),
             body,
         )
         return None
@@ -161,17 +178,23 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
     a body over ``body_limit`` bytes from its ``Content-Length`` (``_RefuseLargeBodies``)."""
 
     def initialize(
-        self, *args: Any, fd_guard: FdGuard, body_limit: int | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        fd_guard: FdGuard,
+        body_limit: int | None = None,
+        file_limit: int = 0,
+        **kwargs: Any,
     ) -> None:
         super().initialize(*args, **kwargs)
         self.fd_guard = fd_guard
         self.body_limit = body_limit
+        self.file_limit = file_limit
 
     def start_request(self, server_conn: object, request_conn: Any) -> Any:
         delegate = super().start_request(server_conn, request_conn)
         if self.body_limit is None:
             return delegate
-        return _RefuseLargeBodies(delegate, request_conn, self.body_limit)
+        return _RefuseLargeBodies(delegate, request_conn, self.body_limit, self.file_limit)
 
     def handle_stream(self, stream, address) -> None:
         self.fd_guard.accepted()

@@ -26,6 +26,7 @@ AUTH_LEVELS = {
     "console": "the console's own pages: a session cookie if there is one, CSRF on changes",
     "operator": "a logged-in operator (session cookie, CSRF token on changes)",
     "admin": "a logged-in administrator",
+    "signed": "a URL the server signed (a file's expiring link); no other authentication",
     "static": "browser files",
     "page": "our HTML pages (console, chat window), with their Content-Security-Policy",
     "none": "no such route: a JSON 404",
@@ -206,7 +207,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def check_xsrf_cookie(self) -> None:
         # Only the console uses cookies; its routes check the token, the others need none.
-        if self._auth in ("public", "local", "visitor", "visitor_origin", "none"):
+        if self._auth in ("public", "local", "visitor", "visitor_origin", "signed", "none"):
             return
         try:
             super().check_xsrf_cookie()
