@@ -357,3 +357,65 @@ def test_an_expired_file_link_is_asked_for_again(
     for p in (op, page):
         assert p.js_errors == [], p.js_errors
     assert dialogs == []
+
+
+#: Put a PNG (its bytes) on the real clipboard, as a screenshot tool does.
+COPY_PNG = """async (bytes) => {
+  const blob = new Blob([new Uint8Array(bytes)], { type: "image/png" });
+  await navigator.clipboard.write([new ClipboardItem({ "image/png": blob })]);
+}"""
+
+
+def test_pasted_and_dropped_images_are_sent_but_not_into_a_note(server, host, browser, dialogs):
+    op, page = start(browser, server, host, dialogs, "Lou")
+    op.context.grant_permissions(["clipboard-read", "clipboard-write"])
+
+    # A screenshot pasted from the clipboard (Ctrl+V in the reply box) is sent as a file.
+    op.evaluate(COPY_PNG, list(png(180, 100)))
+    op.locator(".compose-input").focus()
+    op.keyboard.press("Control+V")
+    assert loaded_width(page.locator(".cl-them .cl-file-img img")) == 180
+    expect(op.locator(".compose-input")).to_have_value("")
+
+    # A file dragged from the desktop onto the chat is sent too.
+    def drop(name: str, data: bytes, mime: str) -> None:
+        files = op.evaluate_handle(
+            """([name, bytes, mime]) => {
+              const t = new DataTransfer();
+              t.items.add(new File([new Uint8Array(bytes)], name, { type: mime }));
+              return t;
+            }""",
+            [name, list(data), mime],
+        )
+        op.dispatch_event(".chat-main .log", "dragover", {"dataTransfer": files})
+        expect(op.locator(".chat-main.dropping")).to_have_count(1)
+        op.dispatch_event(".chat-main .log", "drop", {"dataTransfer": files})
+        expect(op.locator(".chat-main.dropping")).to_have_count(0)
+
+    drop("floor-plan.png", png(120, 120), "image/png")
+    assert loaded_width(page.locator(".cl-them .cl-file-img img").last) == 120
+
+    # Writing a note, a dropped file is refused: the visitor would see it, the note would not.
+    op.locator(".mode-note").click()
+    expect(op.locator(".compose .attach")).to_be_hidden()
+    files = op.evaluate_handle(
+        """() => {
+          const t = new DataTransfer();
+          t.items.add(new File(["secret"], "internal.txt", { type: "text/plain" }));
+          return t;
+        }"""
+    )
+    op.dispatch_event(".chat-main .log", "drop", {"dataTransfer": files})
+    expect(op.locator(".toast.error")).to_contain_text("switch to Reply", timeout=T)
+    expect(op.locator(".upload")).to_have_count(0)
+    expect(op.locator(".msg.me .bubble.file")).to_have_count(2)
+
+    # The widget takes a pasted image as well.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.evaluate(COPY_PNG, list(png(90, 60)))
+    page.locator(".cl-compose-input").focus()
+    page.keyboard.press("Control+V")
+    assert loaded_width(op.locator(".msg.them .file-img img")) == 90
+    for p in (op, page):
+        assert p.js_errors == [], p.js_errors
+    assert dialogs == []
