@@ -1060,7 +1060,7 @@
     }
     if (ev.type === "error") return;
     if (ev.type === "receipt") {
-      setRc(getChat(ev.chat_id), { [ev.party]: ev });
+      if (chats[ev.chat_id]) setRc(chats[ev.chat_id], { [ev.party]: ev });
       return render();
     }
     if (ev.type === "queue_position") {
