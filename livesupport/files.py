@@ -21,9 +21,9 @@ from .context import Context
 from .protocol import OPEN_STATUSES, ApiError, Party, chat_closed, human_size, invalid_field
 from .storage.records import Chat, StoredFile
 
-#: Bytes per stored piece: enough to keep the statements few, small enough that a piece never
-#: holds the loop (one short insert) and an upload never sits whole in memory.
-PIECE = 256 * 1024
+#: Bytes per stored piece (what a connection delivers at a time): small enough that storing one
+#: is a short insert on the loop, and an upload never sits whole in memory.
+PIECE = 64 * 1024
 #: The four raster types a browser shows with ``<img>``; everything else is downloaded.
 RASTER = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: Longest display name kept.

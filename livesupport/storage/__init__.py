@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,6 +42,38 @@ from .traffic import TrafficStore
 log = logging.getLogger("cutelive")
 
 T = TypeVar("T")
+
+
+class Checkpointer:
+    """Keeps SQLite's write-ahead log short from a thread of its own: every second, a passive
+    checkpoint (it never blocks the writer and waits for no reader). The commit on the event
+    loop then only appends to the log; the copy into the database file and its fsync, which
+    can take a large fraction of a second on a busy disk, happen here."""
+
+    INTERVAL = 1.0
+
+    def __init__(self, path: str, busy_timeout: float):
+        self.path, self.busy_timeout = path, busy_timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import sqlite3
+
+        con = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.INTERVAL):
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as e:  # busy or gone: the next round tries again
+                    log.debug("checkpoint skipped: %s", e)
+        finally:
+            con.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class Storage:
@@ -66,8 +99,12 @@ class Storage:
                 "foreign_keys": 1,
                 "busy_timeout": int(busy_timeout * 1000),
                 "synchronous": synchronous.upper(),
+                # Checkpoints (copying the log into the database file, with an fsync) run in
+                # a thread of their own (``Checkpointer``), never inside a commit on the loop.
+                "wal_autocheckpoint": 0,
             },
         )
+        self._checkpointer: Checkpointer | None = None
         self.accounts = AccountStore(self)
         self.chats = ChatStore(self)
         self.traffic = TrafficStore(self)
@@ -104,8 +141,13 @@ class Storage:
         self.db.bind(MODELS)
         self.db.connect(reuse_if_open=True)
         self.migrate()
+        if self._checkpointer is None:
+            self._checkpointer = Checkpointer(self.path, self.busy_timeout)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if not self.db.is_closed():
             self.db.close()
 
