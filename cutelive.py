@@ -18,8 +18,8 @@ every import):
                 commands with their schemas, appearance defaults and limits, close codes
 4. ``storage/`` the only gateway to the database: schema and migrations (with the one SQL
                 dialect section), plain records, and a store per subject (accounts, chats,
-                traffic, site, departments, canned, direct); every method
-                awaitable
+                traffic, site, departments, canned, direct, files with their bytes);
+                every method awaitable
 5. ``hub``      publish/subscribe to the open streams; ``Signal`` for domain announcements
 6. ``guards``   rate limits, the open-file guard, event-loop lag
 7. ``context``  what every domain object is built with: config, storage, hub, clock
@@ -42,6 +42,8 @@ every import):
    ``routing``     each operator's queue, automatic assignment, escalation, queue position
    ``transfers``   transfers between operators and departments, internal notes
    ``direct``      direct messages between operators: a sequence per pair, read cursors
+   ``receipts``    delivered and read cursors of a chat's two parties
+   ``files``       uploads in pieces, the type from the content, signed expiring links
    ``streams``     attach, welcome, replay by cursors, long-poll connections
    ``commands``    the table of commands each party may send, dispatch
    ``services``    the composition root: builds and wires the above, the tick
