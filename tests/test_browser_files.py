@@ -22,6 +22,7 @@ from browser_helpers import (
     screenshot,
     sign_in,
     visitor_start_chat,
+    watch,
     watched_page,
 )
 from conftest import PASSWORD, TIMEOUT, wait_for
@@ -152,6 +153,7 @@ def test_files_travel_both_ways_and_images_preview_on_both_sides(
     assert loaded_width(op.locator(".msg.me .file-img img")) == 240
     expect(op.locator(".file-doc .file-name", has_text=invoice)).to_be_visible()
     expect(op.locator(".compose .attach")).to_have_count(0)  # an ended chat takes no files
+    screenshot(op, "files-console-transcript")
     for p in (op, page):
         assert p.js_errors == [], p.js_errors
     assert dialogs == []
@@ -355,6 +357,31 @@ def test_an_expired_file_link_is_asked_for_again(
     page.reload()
     assert loaded_width(page.locator(".cl-me .cl-file-img img")) == 160
     for p in (op, page):
+        assert p.js_errors == [], p.js_errors
+    assert dialogs == []
+
+
+def test_the_pop_out_window_shows_and_sends_files_under_its_own_policy(
+    server, host, browser, dialogs
+):
+    """The pop-out /chat page is the server's own, with a strict Content-Security-Policy:
+    files.js, the links and the previews all work under it."""
+    op, page = start(browser, server, host, dialogs, "Pete")
+    attach(op, ".compose .attach", payload("map.png", png(150, 100), "image/png"))
+    assert loaded_width(page.locator(".cl-them .cl-file-img img")) == 150
+    with page.expect_popup() as info:
+        page.click(".cl-popout")
+    popup = watch(info.value, dialogs)
+    assert loaded_width(popup.locator(".cl-them .cl-file-img img")) == 150
+    attach(popup, ".cl-attach", payload("receipt.pdf", PDF, "application/pdf"))
+    expect(op.locator(".msg.them .file-doc .file-name")).to_have_text("receipt.pdf", timeout=T)
+    doc = popup.locator(".cl-me .cl-file-doc")
+    expect(doc).to_have_attribute("href", re.compile(r"/api/files/"), timeout=T)
+    with popup.expect_download() as download:  # same origin: the download attribute holds
+        doc.click()
+    assert download.value.suggested_filename == "receipt.pdf"
+    screenshot(popup, "files-pop-out")
+    for p in (op, page, popup):
         assert p.js_errors == [], p.js_errors
     assert dialogs == []
 
