@@ -149,11 +149,14 @@ class Chats:
     async def start(self) -> set[int]:
         """Load the queue after a (re)start; returns the operators who have open chats."""
         operators = set()
+        # Times stamped before the system clock was set back count from now, not from the
+        # future (their timeouts would wait for the clock to catch up).
+        now = self.clock.now_ms()
         for chat in await self.store.open_chats():
             if chat.status == WAITING:
-                self.waiting[chat.id] = chat.queued_at
+                self.waiting[chat.id] = min(chat.queued_at, now)
             elif chat.status == PENDING:
-                self.pending[chat.id] = chat.pending_since or chat.created_at
+                self.pending[chat.id] = min(chat.pending_since or chat.created_at, now)
             elif chat.operator_id:
                 operators.add(chat.operator_id)
         return operators

@@ -21,15 +21,28 @@ class TimerHandle(Protocol):
 log = logging.getLogger("cutelive")
 
 
+#: A clock that counts while the machine sleeps too, where there is one (Linux).
+_STEADY = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
 class Clock:
-    """Wall time in milliseconds, monotonic seconds, and timers on the running event loop."""
+    """Wall time in milliseconds, monotonic seconds, and timers on the running event loop.
+
+    The wall time is read from the system once, at start; after that it advances with a
+    clock that never steps. So an NTP correction (or an administrator's ``date -s``) moves
+    neither the order of anything nor a timeout, an expiry or a session's end: durations and
+    timers run on elapsed time, and the timestamps follow the corrected clock from the next
+    start.
+    """
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task] = set()
+        self._wall0 = time.time()
+        self._steady0 = time.clock_gettime(_STEADY)
 
     def now_ms(self) -> int:
         """Milliseconds since the epoch: every timestamp in the protocol and the database."""
-        return int(time.time() * 1000)
+        return int((self._wall0 + time.clock_gettime(_STEADY) - self._steady0) * 1000)
 
     def monotonic(self) -> float:
         """Seconds that only move forward: for rate limits, throttles and deadlines."""

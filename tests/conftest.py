@@ -80,8 +80,15 @@ def wait_for(predicate, timeout=TIMEOUT, interval=0.02, what="condition"):
 class Server:
     """One server process with its own data directory and ini file."""
 
-    def __init__(self, tmp: Path, config: dict[str, dict[str, str]] | None = None):
+    def __init__(
+        self,
+        tmp: Path,
+        config: dict[str, dict[str, str]] | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.tmp = Path(tmp)
+        #: Extra environment variables for the server process.
+        self.env = env
         self.data_dir = self.tmp / "data"
         self.ini = self.tmp / "test.ini"
         base = with_generous_limits(config)
@@ -113,7 +120,12 @@ class Server:
             str(port if port is not None else 0),
         ]
         self.proc = subprocess.Popen(
-            cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=self.tmp
+            cmd,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            cwd=self.tmp,
+            env={**os.environ, **self.env} if self.env else None,
         )
         lines: queue.Queue = queue.Queue()
 
@@ -514,10 +526,10 @@ def make_server(tmp_path):
     that database); all are stopped at teardown."""
     servers: list[Server] = []
 
-    def make(config=None, subdir=None, database: Path | None = None) -> Server:
+    def make(config=None, subdir=None, database: Path | None = None, env=None) -> Server:
         d = tmp_path / (subdir or f"s{len(servers)}")
         d.mkdir(exist_ok=True)
-        s = Server(d, config)
+        s = Server(d, config, env)
         if database is not None:  # start on a copy of this database file
             s.data_dir.mkdir()
             shutil.copyfile(database, s.data_dir / "cutelive.db")
