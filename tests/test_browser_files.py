@@ -386,10 +386,12 @@ def test_the_pop_out_window_shows_and_sends_files_under_its_own_policy(
     assert dialogs == []
 
 
-#: Put a PNG (its bytes) on the real clipboard, as a screenshot tool does.
-COPY_PNG = """async (bytes) => {
-  const blob = new Blob([new Uint8Array(bytes)], { type: "image/png" });
-  await navigator.clipboard.write([new ClipboardItem({ "image/png": blob })]);
+#: Put a PNG (its bytes) on the real clipboard, as a screenshot tool does, and text with it
+#: when given, as an office program does.
+COPY_PNG = """async ([bytes, text]) => {
+  const item = { "image/png": new Blob([new Uint8Array(bytes)], { type: "image/png" }) };
+  if (text) item["text/plain"] = new Blob([text], { type: "text/plain" });
+  await navigator.clipboard.write([new ClipboardItem(item)]);
 }"""
 
 
@@ -398,11 +400,18 @@ def test_pasted_and_dropped_images_are_sent_but_not_into_a_note(server, host, br
     op.context.grant_permissions(["clipboard-read", "clipboard-write"])
 
     # A screenshot pasted from the clipboard (Ctrl+V in the reply box) is sent as a file.
-    op.evaluate(COPY_PNG, list(png(180, 100)))
+    op.evaluate(COPY_PNG, [list(png(180, 100)), ""])
     op.locator(".compose-input").focus()
     op.keyboard.press("Control+V")
     assert loaded_width(page.locator(".cl-them .cl-file-img img")) == 180
     expect(op.locator(".compose-input")).to_have_value("")
+    # Text copied from an office program carries a picture of itself too: the text is pasted.
+    op.evaluate(COPY_PNG, [list(png(40, 20)), "Your order ships on Monday."])
+    op.keyboard.press("Control+V")
+    expect(op.locator(".compose-input")).to_have_value("Your order ships on Monday.")
+    expect(op.locator(".upload")).to_have_count(0)
+    expect(op.locator(".msg.me .bubble.file")).to_have_count(1)
+    op.locator(".compose-input").fill("")
 
     # A file dragged from the desktop onto the chat is sent too.
     def drop(name: str, data: bytes, mime: str) -> None:
@@ -439,7 +448,7 @@ def test_pasted_and_dropped_images_are_sent_but_not_into_a_note(server, host, br
 
     # The widget takes a pasted image as well.
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
-    page.evaluate(COPY_PNG, list(png(90, 60)))
+    page.evaluate(COPY_PNG, [list(png(90, 60)), ""])
     page.locator(".cl-compose-input").focus()
     page.keyboard.press("Control+V")
     assert loaded_width(op.locator(".msg.them .file-img img")) == 90

@@ -303,7 +303,11 @@ export function dropZone(el, c, can, why) {
     el.classList.remove("dropping");
     take(e, e.dataTransfer && e.dataTransfer.files);
   });
-  el.addEventListener("paste", (e) => take(e, e.clipboardData && e.clipboardData.files));
+  // Text copied from an office program brings a picture of itself too: the text wins.
+  el.addEventListener("paste", (e) => {
+    const c = e.clipboardData;
+    if (c && !c.getData("text/plain")) take(e, c.files);
+  });
 }
 
 /** The paperclip: a button and the hidden file chooser it opens. */

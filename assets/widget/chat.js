@@ -1354,7 +1354,11 @@
     e.preventDefault(); // (nor is a file dropped on an ended chat opened in the tab)
     for (const f of list) attach(f);
   };
-  el.input.addEventListener("paste", (e) => dropped(e, e.clipboardData && e.clipboardData.files));
+  // (Text copied from an office program brings a picture of itself too: the text wins.)
+  el.input.addEventListener("paste", (e) => {
+    const c = e.clipboardData;
+    if (c && !c.getData("text/plain")) dropped(e, c.files);
+  });
   el.chat.addEventListener("dragover", (e) => e.preventDefault());
   el.chat.addEventListener("drop", (e) => dropped(e, e.dataTransfer && e.dataTransfer.files));
 
