@@ -131,8 +131,11 @@ class Storage:
             self.db.cursor().executemany(sql, rows)
 
     def atomic(self):
-        """A transaction (nested ones become savepoints)."""
-        return self.db.atomic()
+        """A transaction (nested ones become savepoints). It takes the write lock when it
+        begins (``BEGIN IMMEDIATE``): a transaction that read first and then wanted to write
+        would get "database is locked" at once, without the busy wait, when another program
+        held the database."""
+        return self.db.atomic(lock_type="IMMEDIATE")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
