@@ -429,6 +429,7 @@ def test_pasted_and_dropped_images_are_sent_but_not_into_a_note(server, host, br
         expect(op.locator(".chat-main.dropping")).to_have_count(0)
 
     drop("floor-plan.png", png(120, 120), "image/png")
+    expect(page.locator(".cl-them .cl-file-img img")).to_have_count(2, timeout=T)
     assert loaded_width(page.locator(".cl-them .cl-file-img img").last) == 120
 
     # Writing a note, a dropped file is refused: the visitor would see it, the note would not.

@@ -205,6 +205,8 @@ function mark(u) {
   if (!u.node) return;
   const pct = u.pct || 0;
   u.node.classList.toggle("failed", !!u.error);
+  // (the log reads out what changes: a refusal, not every percent)
+  u.state.setAttribute("aria-live", u.error ? "assertive" : "off");
   u.bar.style.width = (pct * 100).toFixed(1) + "%";
   u.state.textContent =
     u.error || (pct < 1 ? "Sending\u2026 " + Math.floor(pct * 100) + "%" : "Sent");

@@ -220,6 +220,8 @@
    * arrives and takes its place; refused, the reason and what can be done. */
   function mark(u, pct, err) {
     u.node.classList.toggle("cl-failed", !!err);
+    // (the log reads out what changes: a refusal, not every percent)
+    u.state.setAttribute("aria-live", err ? "assertive" : "off");
     u.bar.style.width = (pct * 100).toFixed(1) + "%";
     u.state.textContent =
       err || (pct < 1 ? "Sending\u2026 " + Math.floor(pct * 100) + "%" : "Sent");
