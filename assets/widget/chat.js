@@ -378,6 +378,7 @@
   // comes only when a file is chosen, pasted or dropped, or a file event is shown.
   el.file = h("input", {
     type: "file",
+    multiple: true,
     class: "cl-hidden",
     tabindex: -1,
     onchange: () => {
@@ -1206,8 +1207,9 @@
           m.acked = true;
         } catch (e) {
           if (e.error === "disconnected" || e.error === "timeout") break;
-          if (e.error === "rate_limited") {
-            setTimeout(flush, (e.retry_after || 5) * 1000);
+          if (e.retry_after) {
+            // rate_limited, storage_full: the same message goes again (same client_id) then
+            setTimeout(flush, e.retry_after * 1000);
             break;
           }
           m.failed =
