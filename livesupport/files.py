@@ -19,6 +19,7 @@ from typing import Any
 from .chats import Chats
 from .context import Context
 from .protocol import OPEN_STATUSES, ApiError, Party, chat_closed, human_size, invalid_field
+from .storage import StorageFull
 from .storage.records import Chat, StoredFile
 
 #: Bytes per stored piece (what a connection delivers at a time): small enough that storing one
@@ -143,7 +144,7 @@ class Upload:
         self._buffer.clear()
         if self.file_id is not None:
             file_id, self.file_id = self.file_id, None
-            await self.files.store.discard(file_id)
+            await self.files.discard(file_id)
 
 
 def file_too_large(size: int | None, limit: int) -> ApiError:
@@ -170,6 +171,15 @@ class Files:
     def start_up(self) -> None:
         """Uploads a stopped process left unfinished are removed."""
         self.store.purge_incomplete()
+
+    async def discard(self, file_id: int) -> None:
+        """The pieces of an upload that failed. On a full disk even their deletion may not fit:
+        they stay, seen by nobody (the file is incomplete), and it is tried again every second
+        until it does (or at the next start)."""
+        try:
+            await self.store.discard(file_id)
+        except StorageFull:
+            self.clock.call_later(1.0, lambda: self.clock.spawn(self.discard(file_id)))
 
     async def start(
         self, party: Party, chat_id: int, name: Any, client_id: Any, length: int | None

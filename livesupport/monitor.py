@@ -29,6 +29,7 @@ from .protocol import (
     not_found,
     operator_ref,
 )
+from .storage import StorageFull
 from .storage.records import Chat, Visit
 
 log = logging.getLogger("cutelive")
@@ -114,6 +115,9 @@ class Monitor:
     """
 
     COALESCE = 0.15
+    #: Page views held in memory while the disk is full (some tens of MB); past it the oldest
+    #: are dropped, with a warning.
+    HELD_VIEWS_MAX = 100_000
 
     def __init__(self, ctx: Context):
         config = self.config = ctx.config
@@ -126,6 +130,7 @@ class Monitor:
         self._dirty: set[int] = set()
         self._gone: set[int] = set()
         self._flush_scheduled = False
+        self._dropping_views = False
         self._last_purge = 0.0
         self.ua = UserAgents()
         self.geo = GeoIP(config.monitor_geoip_db)
@@ -365,7 +370,25 @@ class Monitor:
         views, self._views = self._views, []
         ended, self._ended = self._ended, []
         landing, self._landing = self._landing, []
-        await self.storage.traffic.write_views(views, landing, ended)
+        try:
+            await self.storage.traffic.write_views(views, landing, ended)
+        except StorageFull:
+            # Nothing was written: all of it waits for the next tick, ahead of what arrives.
+            self._views[:0] = views
+            self._ended[:0] = ended
+            self._landing[:0] = landing
+            over = len(self._views) - self.HELD_VIEWS_MAX
+            if over > 0:
+                del self._views[:over]
+                if not self._dropping_views:
+                    self._dropping_views = True
+                    log.warning(
+                        "the disk is full and %d page views wait in memory: older ones are "
+                        "dropped until they can be written",
+                        self.HELD_VIEWS_MAX,
+                    )
+            raise
+        self._dropping_views = False
 
     async def shutdown(self) -> None:
         """Before a stop: write what is pending, and when each visitor on the site was seen."""

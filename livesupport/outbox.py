@@ -21,6 +21,7 @@ import logging
 from .accounts import RunBlocking
 from .context import Context
 from .mail import Mailer, failure_text, message_bytes, refused_for_good
+from .storage import StorageFull
 from .storage.records import OutboxMail
 
 log = logging.getLogger("cutelive")
@@ -133,6 +134,7 @@ class Outbox:
         self._pass = self.clock.spawn(self._send_due())
 
     async def _send_due(self) -> None:
+        full = False
         try:
             while self._running:
                 self._again = False
@@ -143,19 +145,23 @@ class Outbox:
                     await self._try(mail)
                 if len(batch) < self.BATCH and not self._again:
                     break
+        except StorageFull:
+            # The storage has logged it. The mail stays queued as the table says (a try the
+            # SMTP server took but that could not be recorded goes out again: at least once).
+            full = True
         finally:
             self._sending = False
             if self._running:
-                await self._schedule()
+                await self._schedule(StorageFull.RETRY_AFTER if full else None)
 
-    async def _schedule(self) -> None:
-        """A timer for the next mail due."""
+    async def _schedule(self, at_least: float | None = None) -> None:
+        """A timer for the next mail due (not sooner than ``at_least`` seconds)."""
         due = await self.store.next_due()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if due is not None and self._running:
-            delay = max(0.0, (due - self.clock.now_ms()) / 1000)
+            delay = max(at_least or 0.0, (due - self.clock.now_ms()) / 1000)
             self._timer = self.clock.call_later(delay, self.wake)
 
     def backoff_ms(self, failures: int) -> int:

@@ -151,6 +151,7 @@ ERRORS: dict[str, int] = {
     "login_throttled": 429,
     "rate_limited": 429,
     "server_full": 503,
+    "storage_full": 503,
     "server_error": 500,
 }
 

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import resource
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .accounts import Accounts, RunBlocking
@@ -33,7 +34,7 @@ from .protocol import ApiError, Validator
 from .receipts import Receipts
 from .routing import Routing
 from .site import Site
-from .storage import Storage
+from .storage import Storage, StorageFull
 from .streams import Streams
 from .transcripts import Transcripts
 from .transfers import Transfers
@@ -158,14 +159,14 @@ class Services:
 
     async def tick(self) -> None:
         """Once a second: timeouts, expiries, page views to disk, idle bookkeeping."""
-        await self.chats.tick()
-        await self.routing.tick()
+        await _step(self.chats.tick)
+        await _step(self.routing.tick)
         self.streams.drop_forgotten_polls()
-        await self.monitor.tick()
-        await self.invitations.tick()
+        await _step(self.monitor.tick)
+        await _step(self.invitations.tick)
         self._ticks += 1
         if self._ticks % 5 == 0:
-            await self.streams.end_vanished_sessions()
+            await _step(self.streams.end_vanished_sessions)
         if self._ticks % 60 == 0:
             for limiter in (
                 self.chats.rl_messages,
@@ -212,3 +213,12 @@ class Services:
             "gc_counts": gc.get_count(),
             "loop_lag": self.lag.snapshot(reset) if self.lag else None,
         }
+
+
+async def _step(step: Callable[[], Awaitable[None]]) -> None:
+    """One step of the tick. On a full disk (the storage has logged it) the step tries again
+    at the next tick, and the steps after it still run: invitations expire, limits forget."""
+    try:
+        await step()
+    except StorageFull:
+        pass

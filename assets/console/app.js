@@ -640,8 +640,9 @@ async function flush(c) {
       );
       if (!e) m.acked = true;
       else if (e.error === "disconnected" || e.error === "timeout") break;
-      else if (e.error === "rate_limited") {
-        setTimeout(() => flush(c), (e.retry_after || 3) * 1000);
+      else if (e.retry_after) {
+        // rate_limited, storage_full: the same message goes again (same client_id) then
+        setTimeout(() => flush(c), e.retry_after * 1000);
         break;
       } else m.failed = errorText(e, "deliver");
     }

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ import peewee
 
 from ..clock import Clock
 from ..config import ConfigError
+from ..protocol import ApiError
 from .accounts import AccountStore
 from .canned import CannedStore
 from .chats import ChatStore
@@ -42,6 +44,39 @@ from .traffic import TrafficStore
 log = logging.getLogger("cutelive")
 
 T = TypeVar("T")
+
+
+class StorageFull(ApiError):
+    """A write found the disk full. Nothing of it was stored (its transaction rolled back),
+    and the same write succeeds once there is space again: a client retries it."""
+
+    #: Seconds a client is told to wait before trying again.
+    RETRY_AFTER = 10
+    #: The warning in the log comes at most once in this many seconds, not once a request.
+    LOG_EVERY = 60
+
+    def __init__(self) -> None:
+        super().__init__(
+            "storage_full",
+            "the server's disk is full; nothing was stored, try again shortly",
+            503,
+            retry_after=self.RETRY_AFTER,
+        )
+
+
+def _disk_full(e: BaseException | None) -> BaseException | None:
+    """SQLite's "database or disk is full" (SQLITE_FULL) if ``e`` comes from it, else None.
+
+    peewee wraps the driver's error and keeps it as its first argument (``executemany``
+    reaches the driver unwrapped). SQLite rolls the whole transaction back itself on this
+    error, so peewee's own ROLLBACK then fails ("no transaction is active"): the cause is
+    found in the chain of contexts."""
+    while e is not None:
+        for err in (e, *e.args[:1]):
+            if getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                return err
+        e = e.__context__
+    return None
 
 
 class Checkpointer:
@@ -105,6 +140,7 @@ class Storage:
             },
         )
         self._checkpointer: Checkpointer | None = None
+        self._full_logged_at: float | None = None
         self.accounts = AccountStore(self)
         self.chats = ChatStore(self)
         self.traffic = TrafficStore(self)
@@ -120,7 +156,29 @@ class Storage:
         networked database runs it where waiting on the network does not block the loop."""
         if MetaRow._meta.database is not self.db:
             self.db.bind(MODELS)  # another Storage in this process used the models last
-        return fn(*args)
+        try:
+            return fn(*args)
+        except (peewee.OperationalError, sqlite3.OperationalError) as e:
+            # Here, the one door every query goes through, after the transaction has rolled
+            # back: a full disk becomes a retryable error for the client instead of a bug.
+            full = _disk_full(e)
+            if full is None:
+                raise
+            self._warn_full(full)
+            raise StorageFull() from None
+
+    def _warn_full(self, e: BaseException) -> None:
+        now = self.clock.monotonic()
+        if self._full_logged_at is not None and now - self._full_logged_at < StorageFull.LOG_EVERY:
+            return
+        self._full_logged_at = now
+        log.warning(
+            "the disk of the data directory %s is full (%s): nothing new can be stored, and "
+            "clients get storage_full until there is space. Free space on that disk (or move "
+            "the data directory to a larger one); the server resumes by itself, no restart needed",
+            os.path.dirname(os.path.abspath(self.path)),
+            e,
+        )
 
     def execute(self, sql: str, params: tuple | list = ()):
         """One statement with ``?`` placeholders; returns the cursor."""

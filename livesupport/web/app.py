@@ -204,6 +204,16 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         super().handle_stream(stream, address)
 
 
+class _Application(tornado.web.Application):
+    """Tornado's, with one change to the access log: answers the server logs in its own way
+    are left out (a full disk is logged by the storage once a minute, not once a request)."""
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        if getattr(handler, "error", None) == "storage_full":
+            return
+        super().log_request(handler)
+
+
 async def make_app(
     config: Config,
     *,
@@ -231,7 +241,7 @@ async def make_app(
     # Load the user-agent rules in the background so the first visitor does not wait for them.
     loop.run_in_executor(None, services.monitor.ua.parse, "Mozilla/5.0 (X11; Linux x86_64)")
     secure = config.base_url().startswith("https://")
-    app = tornado.web.Application(
+    app = _Application(
         tornado_routes(services),
         default_handler_class=h.NotFoundHandler,
         default_handler_args=dict(services=services, auth="none"),

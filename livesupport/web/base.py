@@ -139,6 +139,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     services: Services
     party: Party | None = None
+    #: The error code the request was answered with, if any (for the access log).
+    error: str | None = None
 
     def initialize(self, services: Services, auth: str | dict[str, str] = "public") -> None:
         self.services = services
@@ -251,10 +253,15 @@ class BaseHandler(tornado.web.RequestHandler):
             )
         else:
             err = ApiError("server_error", "internal error; it has been logged", 500)
+        self.answer_error(err)
+
+    def answer_error(self, err: ApiError) -> None:
+        """Finish with ``err``: its status and JSON, and ``Retry-After`` when it says when."""
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        if err.status == 429 and "retry_after" in err.extra:
+        if "retry_after" in err.extra:  # 429 rate_limited, 503 storage_full
             self.set_header("Retry-After", str(int(err.extra["retry_after"]) + 1))
         self.set_status(err.status)
+        self.error = err.code
         self.finish(encode(err.event()))
 
     def set_session_cookie(self, token: str) -> None:

@@ -10,7 +10,7 @@ import tornado.ioloop
 import tornado.web
 
 from ..files import PIECE, RASTER, Upload
-from ..protocol import ApiError, encode
+from ..protocol import ApiError
 from .base import BaseHandler, path_id
 
 
@@ -116,9 +116,8 @@ class UploadHandler(BaseHandler):
 
     def _refuse(self, err: ApiError) -> None:
         self._disarm()
-        self.set_status(err.status)
         self.set_header("Connection", "close")
-        self.finish(encode(err.event()))
+        self.answer_error(err)
 
     async def _drop(self) -> None:
         upload, self.upload = self.upload, None
