@@ -39,6 +39,7 @@ from .protocol import (
     operator_ref,
 )
 from .site import Site
+from .storage import StorageFull
 from .storage.chats import StoredEvent
 from .storage.records import Chat, Department
 
@@ -218,10 +219,12 @@ class Chats:
         for chat_id, since in list(self.pending.items()):
             if now - since >= limit:
                 chat = await self.store.chat(chat_id)
-                self.pending.pop(chat_id, None)
-                if chat is not None and chat.status == PENDING:
-                    event = {"type": "chat_closed", "by": "system", "reason": "pending_timeout"}
-                    await self._end(chat, CLOSED, event)
+                if chat is None or chat.status != PENDING:
+                    self.pending.pop(chat_id, None)
+                    continue
+                # Forgotten once it is closed: on a full disk the next tick tries again.
+                event = {"type": "chat_closed", "by": "system", "reason": "pending_timeout"}
+                await self._end(chat, CLOSED, event)
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -427,15 +430,23 @@ class Chats:
         """Nobody took it in time. Never answered: the chat ends as missed and the visitor is
         offered the offline form. Answered before (handed over): it stays with the operator who
         handed it over, as pending."""
-        self.waiting.pop(chat_id, None)
+        queued_at = self.waiting.pop(chat_id, None)
         chat = await self.store.chat(chat_id)
         if chat is None or chat.status != WAITING:
             return
-        if chat.answered_at is None:
-            await self._end(chat, MISSED, {"type": "chat_missed", "reason": "queue_timeout"})
-            return
-        self.queue_changed()
-        await self.pend(chat, chat.handed_over_by, "queue_timeout")
+        try:
+            if chat.answered_at is None:
+                await self._end(chat, MISSED, {"type": "chat_missed", "reason": "queue_timeout"})
+                return
+            self.queue_changed()
+            await self.pend(chat, chat.handed_over_by, "queue_timeout")
+        except StorageFull:
+            # Nothing was stored, so it still waits: back in the queue, and the next tick
+            # tries again.
+            if queued_at is not None:
+                self.waiting[chat_id] = queued_at
+                self.queue_changed()
+            raise
 
     # -- operators ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ passes ``PRAGMA integrity_check``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -20,7 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, TIMEOUT, Server, track, wait_for
+from conftest import PASSWORD, TIMEOUT, InProcessApp, Server, track, wait_for
 
 #: One 64 KiB piece of a chunked upload body.
 PIECE = b"10000\r\n" + b"\x03" * 65536 + b"\r\n"
@@ -28,26 +29,34 @@ PIECE = b"10000\r\n" + b"\x03" * 65536 + b"\r\n"
 WARNING = "is full"
 
 
-@pytest.fixture
-def full_disk_server(tmp_path, seeded_database):
-    """A server whose data directory is a 4 MiB tmpfs (unmounted at teardown, always)."""
-    (tmp_path / "s").mkdir()
-    server = Server(tmp_path / "s")
-    server.data_dir.mkdir()
+@contextlib.contextmanager
+def tmpfs(directory: Path):
+    """A 4 MiB tmpfs mounted at ``directory`` (made if need be), unmounted afterwards, always."""
+    directory.mkdir(parents=True, exist_ok=True)
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(server.data_dir)],
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(directory)],
         capture_output=True,
         text=True,
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
-        shutil.copyfile(seeded_database, server.data_dir / "cutelive.db")
-        server.admin = ("admin", PASSWORD)
-        yield server.start()
+        yield directory
     finally:
-        server.stop()
-        subprocess.run(["umount", str(server.data_dir)], check=True)
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+@pytest.fixture
+def full_disk_server(tmp_path, seeded_database):
+    """A server whose data directory is a 4 MiB tmpfs."""
+    server = Server(tmp_path)
+    with tmpfs(server.data_dir):
+        try:
+            shutil.copyfile(seeded_database, server.data_dir / "cutelive.db")
+            server.admin = ("admin", PASSWORD)
+            yield server.start()
+        finally:
+            server.stop()
 
 
 def fill(directory: Path) -> Path:
@@ -194,3 +203,42 @@ def test_a_full_disk_gives_a_retryable_error_keeps_nothing_partial_and_recovers_
     assert db(server, "SELECT COUNT(*) FROM file_chunk") == [(1,)]
     stored_seqs = [s for (s,) in db(server, f"SELECT seq FROM event WHERE chat_id = {chat_id}")]
     assert sorted(stored_seqs) == list(range(1, len(stored_seqs) + 1))
+
+
+def test_a_queue_timeout_due_while_the_disk_is_full_comes_at_the_first_tick_with_room(tmp_path):
+    """In process, on the fake clock: the chat stays in the queue while its timeout cannot be
+    stored (the tick tries again each second, and the rest of the tick still runs)."""
+    with tmpfs(tmp_path / "data"):
+        app = InProcessApp(tmp_path, {"chat": {"queue_timeout": "60s"}})
+        try:
+            bob = app.operator("bob")
+            bob.connect()
+            bob.ok({"type": "status", "status": "away"})
+            ann = app.visitor()
+            ann.connect()
+            chat_id = ann.start_chat()["chat"]["id"]
+            eve = app.visitor()
+            eve.connect()
+            eve_chat = eve.start_chat()["chat"]["id"]
+            # Without checkpoints the write-ahead log is never reset for reuse, so once its
+            # space is taken every write needs more: full for all writes, not just most.
+            app.storage._checkpointer.stop()
+            filler = fill(tmp_path / "data")
+            for n in range(200):
+                if eve.say(eve_chat, f"{n}")["type"] == "error":
+                    break
+            assert eve.say(eve_chat, "full?")["error"] == "storage_full"
+
+            app.advance(61)  # the timeouts are due, and ticked a few times
+            assert not ann.stream.of_type("chat_missed")
+            assert chat_id in [c["id"] for c in bob.stream.last("queue")["chats"]]
+            assert chat_id in app.services.chats.waiting
+
+            filler.unlink()
+            app.advance(1)
+            missed = ann.stream.last("chat_missed")
+            assert missed["chat_id"] == chat_id and missed["reason"] == "queue_timeout"
+            assert chat_id not in [c["id"] for c in bob.stream.last("queue")["chats"]]
+            assert ann.transcript(chat_id)["chat"]["status"] == "missed"
+        finally:
+            app.close()
