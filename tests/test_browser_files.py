@@ -246,6 +246,14 @@ def test_a_file_over_the_limit_or_of_a_refused_type_is_refused_in_words(
     screenshot(page, "files-widget-type-refused")
     failed.get_by_role("button", name="Remove").click()
     expect(failed).to_have_count(0)
+    attach(op, ".compose .attach", payload("price-list.png", b"Green tea: 4.50\n"))
+    refused = op.locator(".upload.failed .msg-time")
+    expect(refused).to_contain_text(
+        "Not sent: text files are not accepted. Accepted: PNG, JPEG, PDF.", timeout=T
+    )
+    screenshot(op, "files-console-type-refused")
+    op.locator(".upload.failed").get_by_role("button", name="Remove").click()
+    expect(op.locator(".upload")).to_have_count(0)
 
     # Nothing reached either side; the chat goes on.
     page.locator(".cl-compose-input").fill("I will send a smaller one")
