@@ -244,6 +244,7 @@ SETTINGS: list[Setting] = [
     Setting("limits", "max_body", "64KiB", parse_size, "Largest HTTP request body."),
     Setting("limits", "body_timeout", "20s", parse_duration, "Time to send a request body."),
     Setting("limits", "max_frame", "64KiB", parse_size, "Largest WebSocket frame."),
+    Setting("limits", "max_outbound", "1MiB", parse_size, "Unsent data for one WebSocket."),
     Setting("limits", "visitor_messages", "20/10s", parse_rate, "Messages per visitor."),
     Setting("limits", "chats_per_ip", "10/1m", parse_rate, "New chats per IP address."),
     Setting("limits", "offline_messages", "100/1h", parse_rate, "Offline messages, whole site."),
@@ -318,6 +319,7 @@ class Config:
     limits_max_body: int
     limits_body_timeout: float
     limits_max_frame: int
+    limits_max_outbound: int
     limits_visitor_messages: tuple[int, float]
     limits_chats_per_ip: tuple[int, float]
     limits_offline_messages: tuple[int, float]

@@ -58,6 +58,9 @@ POLL_BUFFER_MAX = 500
 CLOSE_SESSION_ENDED = 4001
 CLOSE_NO_HELLO = 4002
 CLOSE_BAD_TOKEN = 4003
+#: The client took too little of what was sent (``[limits] max_outbound``): reconnect and
+#: resume by cursors.
+CLOSE_TOO_SLOW = 4008
 
 #: The invitation text a visitor sees when the operator wrote none.
 INVITATION_TEXT = "Hi! Can we help you with anything?"

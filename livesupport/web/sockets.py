@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
@@ -14,6 +15,7 @@ import tornado.websocket
 from ..protocol import (
     CLOSE_BAD_TOKEN,
     CLOSE_NO_HELLO,
+    CLOSE_TOO_SLOW,
     COMMANDS,
     HELLO_TIMEOUT,
     ApiError,
@@ -33,6 +35,8 @@ from .base import (
     parse_json,
     visitor_origin_allowed,
 )
+
+log = logging.getLogger("cutelive")
 
 
 class Utf8CheckingProtocol(tornado.websocket.WebSocketProtocol13):
@@ -112,6 +116,10 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         #: Events held back while the hello is answered (what attaching publishes comes after
         #: the welcome); None when delivering directly.
         self._held: list | None = None
+        #: Where the welcome, its replay and what came meanwhile end in the bytes written to the
+        #: connection: what counts against ``[limits] max_outbound`` comes after (a reconnect's
+        #: replay may be larger than the cap, and must not close the connection again and again).
+        self._welcome_end = 0
 
     ip = property(handler_ip)
     user_agent = property(handler_user_agent)
@@ -220,15 +228,45 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         self.deliver(encode(event), event)
 
     def deliver(self, text: str, event: dict | None) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            return
         if self._held is not None:
             self._held.append((text, event))
-            return
+        elif self._write(text) and self._unsent() > self.services.config.limits_max_outbound:
+            self._close_too_slow()
+
+    def _write(self, text: str) -> bool:
+        """Queue one frame; False when the connection is closing."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return False
         try:
             self.write_message(text).add_done_callback(self._written)
         except tornado.websocket.WebSocketClosedError:
-            pass
+            return False
+        return True
+
+    def _unsent(self) -> int:
+        """Bytes queued after the welcome that the peer has not taken yet.
+
+        Tornado's IOStream counts the bytes it was given and the bytes the kernel accepted, with
+        no public name for either (``_total_write_index``, ``_total_write_done_index`` in 6.x).
+        """
+        stream = self.ws_connection.stream
+        taken = max(stream._total_write_done_index, self._welcome_end)
+        return stream._total_write_index - taken
+
+    def _close_too_slow(self) -> None:
+        """Close a peer that stopped reading, at the cap rather than at the heartbeat.
+
+        A laptop asleep on a stalled network would otherwise make the server hold everything
+        its chats say until the heartbeat drops it, 50 s later. The client reconnects and
+        resumes by its cursors (PROTOCOL §8, §9).
+        """
+        log.info(
+            "closing a WebSocket (%s, %s): %d bytes unsent, over max_outbound",
+            self.role,
+            self.ip,
+            self._unsent(),
+        )
+        self.close(CLOSE_TOO_SLOW, "too slow: reconnect and resume by cursor")
 
     @staticmethod
     def _written(fut: asyncio.Future) -> None:
@@ -297,8 +335,10 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
             held, self._held = self._held, None
             if self._closed_during_hello:
                 s.streams.detach(self, self.party)
-        for text, ev in welcome + held:
-            self.deliver(text, ev)
+        for text, _ev in welcome + held:
+            self._write(text)
+        if self.ws_connection is not None:
+            self._welcome_end = self.ws_connection.stream._total_write_index
 
     _closed_during_hello = False
 
