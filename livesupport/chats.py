@@ -39,7 +39,7 @@ from .protocol import (
     operator_ref,
 )
 from .site import Site
-from .storage import StorageFull
+from .storage import StorageUnavailable
 from .storage.chats import StoredEvent
 from .storage.records import Chat, Department
 
@@ -148,11 +148,9 @@ class Chats:
         self.replied = Signal("replied")
 
     async def start(self) -> set[int]:
-        """Load the queue after a (re)start; returns the operators who have open chats."""
-        operators = set()
-        # Times stamped before the system clock was set back count from now, not from the
-        # future (their timeouts would wait for the clock to catch up).
-        now = self.clock.now_ms()
+        """Load the queue after a (re)start; returns the operators who have open chats. Times
+        stamped before the system clock was set back count from now, not from the future."""
+        operators, now = set(), self.clock.now_ms()
         for chat in await self.store.open_chats():
             if chat.status == WAITING:
                 self.waiting[chat.id] = min(chat.queued_at, now)
@@ -209,22 +207,19 @@ class Chats:
 
     async def tick(self) -> None:
         """Queue timeouts (a chat nobody ever answered is missed; an answered one waits on as
-        pending), and pending timeouts."""
+        pending), and pending timeouts (forgotten once closed: on a full disk, next tick)."""
         now = self.clock.now_ms()
-        limit = int(self.config.chat_queue_timeout * 1000)
         for chat_id, queued_at in list(self.waiting.items()):
-            if now - queued_at >= limit:
+            if now - queued_at >= self.config.chat_queue_timeout * 1000:
                 await self.miss(chat_id)
-        limit = int(self.config.chat_pending_timeout * 1000)
         for chat_id, since in list(self.pending.items()):
-            if now - since >= limit:
+            if now - since >= self.config.chat_pending_timeout * 1000:
                 chat = await self.store.chat(chat_id)
                 if chat is None or chat.status != PENDING:
                     self.pending.pop(chat_id, None)
-                    continue
-                # Forgotten once it is closed: on a full disk the next tick tries again.
-                event = {"type": "chat_closed", "by": "system", "reason": "pending_timeout"}
-                await self._end(chat, CLOSED, event)
+                else:
+                    event = {"type": "chat_closed", "by": "system", "reason": "pending_timeout"}
+                    await self._end(chat, CLOSED, event)
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -440,7 +435,7 @@ class Chats:
                 return
             self.queue_changed()
             await self.pend(chat, chat.handed_over_by, "queue_timeout")
-        except StorageFull:
+        except StorageUnavailable:
             # Nothing was stored, so it still waits: back in the queue, and the next tick
             # tries again.
             if queued_at is not None:

@@ -19,7 +19,7 @@ from typing import Any
 from .chats import Chats
 from .context import Context
 from .protocol import OPEN_STATUSES, ApiError, Party, chat_closed, human_size, invalid_field
-from .storage import StorageFull
+from .storage import StorageUnavailable
 from .storage.records import Chat, StoredFile
 
 #: Bytes per stored piece (what a connection delivers at a time): small enough that storing one
@@ -178,7 +178,7 @@ class Files:
         until it does (or at the next start)."""
         try:
             await self.store.discard(file_id)
-        except StorageFull:
+        except StorageUnavailable:
             self.clock.call_later(1.0, lambda: self.clock.spawn(self.discard(file_id)))
 
     async def start(
@@ -204,7 +204,13 @@ class Files:
         return Upload(self, party, chat, clean_name(name), client_id)
 
     async def commit(self, upload: Upload, type_: str) -> dict:
-        chat, party = upload.chat, upload.party
+        party = upload.party
+        # The chat may have ended (or changed hands) while the body arrived.
+        chat = await self.chats.chat_for(party, upload.chat.id)
+        if chat.status not in OPEN_STATUSES:
+            raise chat_closed(chat.id, chat.status)
+        if party.role == "operator":
+            self.chats.own_active(party, chat)
         op = await self.chats.who(party.operator_id) if party.role == "operator" else None
         stored = StoredFile(upload.file_id, chat.id, upload.name, type_, upload.size, 0)
         event = {

@@ -29,7 +29,7 @@ from .protocol import (
     not_found,
     operator_ref,
 )
-from .storage import StorageFull
+from .storage import StorageUnavailable
 from .storage.records import Chat, Visit
 
 log = logging.getLogger("cutelive")
@@ -372,7 +372,7 @@ class Monitor:
         landing, self._landing = self._landing, []
         try:
             await self.storage.traffic.write_views(views, landing, ended)
-        except StorageFull:
+        except StorageUnavailable:
             # Nothing was written: all of it waits for the next tick, ahead of what arrives.
             self._views[:0] = views
             self._ended[:0] = ended

@@ -21,7 +21,7 @@ import logging
 from .accounts import RunBlocking
 from .context import Context
 from .mail import Mailer, failure_text, message_bytes, refused_for_good
-from .storage import StorageFull
+from .storage import StorageUnavailable
 from .storage.records import OutboxMail
 
 log = logging.getLogger("cutelive")
@@ -145,14 +145,14 @@ class Outbox:
                     await self._try(mail)
                 if len(batch) < self.BATCH and not self._again:
                     break
-        except StorageFull:
+        except StorageUnavailable:
             # The storage has logged it. The mail stays queued as the table says (a try the
             # SMTP server took but that could not be recorded goes out again: at least once).
             full = True
         finally:
             self._sending = False
             if self._running:
-                await self._schedule(StorageFull.RETRY_AFTER if full else None)
+                await self._schedule(StorageUnavailable.RETRY_AFTER if full else None)
 
     async def _schedule(self, at_least: float | None = None) -> None:
         """A timer for the next mail due (not sooner than ``at_least`` seconds)."""

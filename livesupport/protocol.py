@@ -155,6 +155,7 @@ ERRORS: dict[str, int] = {
     "rate_limited": 429,
     "server_full": 503,
     "storage_full": 503,
+    "storage_busy": 503,
     "server_error": 500,
 }
 

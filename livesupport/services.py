@@ -34,7 +34,7 @@ from .protocol import ApiError, Validator
 from .receipts import Receipts
 from .routing import Routing
 from .site import Site
-from .storage import Storage, StorageFull
+from .storage import Storage, StorageUnavailable
 from .streams import Streams
 from .transcripts import Transcripts
 from .transfers import Transfers
@@ -216,9 +216,10 @@ class Services:
 
 
 async def _step(step: Callable[[], Awaitable[None]]) -> None:
-    """One step of the tick. On a full disk (the storage has logged it) the step tries again
-    at the next tick, and the steps after it still run: invitations expire, limits forget."""
+    """One step of the tick. On a full disk or a database locked by another program (the
+    storage has logged it) the step tries again at the next tick, and the steps after it still
+    run: invitations expire, limits forget."""
     try:
         await step()
-    except StorageFull:
+    except StorageUnavailable:
         pass

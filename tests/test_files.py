@@ -15,6 +15,7 @@ import requests
 from conftest import TIMEOUT, wait_for
 
 from livesupport.files import PIECE
+from livesupport.protocol import ApiError
 
 
 def png(width: int = 3, height: int = 2) -> bytes:
@@ -381,3 +382,22 @@ def test_an_upload_in_pieces_is_whole_and_counts_as_a_reply(app):
     while (p := app.run(files.piece(ev["file"]["id"], len(pieces)))) is not None:
         pieces.append(p)
     assert b"".join(pieces) == data and len(pieces) == -(-len(data) // PIECE)  # never whole
+
+
+def test_an_upload_that_ends_after_its_chat_ended_keeps_nothing(app):
+    bob = app.operator("bob", display_name="Bob")
+    bob.connect()
+    ann = app.visitor()
+    ann.connect()
+    chat_id = ann.start_chat()["chat"]["id"]
+    bob.ok({"type": "accept", "chat_id": chat_id})
+    up = app.run(app.services.files.start(ann.party, chat_id, "late.png", "late", None))
+    app.run(up.write(png() + bytes(200_000)))
+    bob.ok({"type": "close", "chat_id": chat_id})
+    with pytest.raises(ApiError) as refused:
+        app.run(up.finish())
+    assert refused.value.code == "chat_closed"
+    app.run(up.abort())
+    assert up.file_id is None
+    events = ann.transcript(chat_id)["events"]
+    assert events[-1]["type"] == "chat_closed" and not [e for e in events if e["type"] == "file"]

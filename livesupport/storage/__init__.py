@@ -18,6 +18,7 @@ A networked database that really suspends needs them serialised per visitor and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -46,7 +47,16 @@ log = logging.getLogger("cutelive")
 T = TypeVar("T")
 
 
-class StorageFull(ApiError):
+class StorageUnavailable(ApiError):
+    """The database cannot take a write just now (``StorageFull``, ``StorageBusy``): nothing
+    of it was stored and the same write succeeds later. Timers keep what they hold for their
+    next round; clients are told to retry."""
+
+    #: Seconds a client (or a timer) waits before trying again.
+    RETRY_AFTER = 10
+
+
+class StorageFull(StorageUnavailable):
     """A write found the disk full. Nothing of it was stored (its transaction rolled back),
     and the same write succeeds once there is space again: a client retries it."""
 
@@ -64,19 +74,42 @@ class StorageFull(ApiError):
         )
 
 
-def _disk_full(e: BaseException | None) -> BaseException | None:
-    """SQLite's "database or disk is full" (SQLITE_FULL) if ``e`` comes from it, else None.
+class StorageBusy(StorageUnavailable):
+    """Another program (a backup tool, an administrator's ``sqlite3`` shell) has held the
+    database's write lock for longer than ``[database] busy_timeout``. Nothing was stored; the
+    same write succeeds once the lock is released: a client retries it."""
+
+    RETRY_AFTER = 2
+    LOG_EVERY = 60
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(
+            "storage_busy",
+            f"the database is locked by another program (waited {waited:.1f} s, [database] "
+            "busy_timeout); nothing was stored, try again shortly",
+            503,
+            retry_after=self.RETRY_AFTER,
+        )
+
+
+def _sqlite_error(e: BaseException | None, *codes: int) -> BaseException | None:
+    """SQLite's error with one of ``codes`` if ``e`` comes from it, else None.
 
     peewee wraps the driver's error and keeps it as its first argument (``executemany``
-    reaches the driver unwrapped). SQLite rolls the whole transaction back itself on this
-    error, so peewee's own ROLLBACK then fails ("no transaction is active"): the cause is
+    reaches the driver unwrapped). SQLite rolls the whole transaction back itself on a full
+    disk, so peewee's own ROLLBACK then fails ("no transaction is active"): the cause is
     found in the chain of contexts."""
     while e is not None:
         for err in (e, *e.args[:1]):
-            if getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            if getattr(err, "sqlite_errorcode", None) in codes:
                 return err
         e = e.__context__
     return None
+
+
+def _disk_full(e: BaseException | None) -> BaseException | None:
+    """SQLite's "database or disk is full" (SQLITE_FULL) if ``e`` comes from it, else None."""
+    return _sqlite_error(e, sqlite3.SQLITE_FULL)
 
 
 class Checkpointer:
@@ -141,6 +174,8 @@ class Storage:
         )
         self._checkpointer: Checkpointer | None = None
         self._full_logged_at: float | None = None
+        self._busy_logged_at: float | None = None
+        self._serving = False
         self.accounts = AccountStore(self)
         self.chats = ChatStore(self)
         self.traffic = TrafficStore(self)
@@ -153,19 +188,58 @@ class Storage:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run synchronous database code. SQLite runs it at once on the loop's thread; a
-        networked database runs it where waiting on the network does not block the loop."""
+        networked database runs it where waiting on the network does not block the loop.
+
+        While serving (``serve``), a write that finds the database locked by another program
+        does not wait on the loop's thread: it gives the loop back and tries again, with
+        growing pauses, for up to ``[database] busy_timeout``, then answers ``storage_busy``.
+        Only code that has changed nothing yet is tried again."""
         if MetaRow._meta.database is not self.db:
             self.db.bind(MODELS)  # another Storage in this process used the models last
-        try:
-            return fn(*args)
-        except (peewee.OperationalError, sqlite3.OperationalError) as e:
-            # Here, the one door every query goes through, after the transaction has rolled
-            # back: a full disk becomes a retryable error for the client instead of a bug.
-            full = _disk_full(e)
-            if full is None:
-                raise
-            self._warn_full(full)
-            raise StorageFull() from None
+        waited, pause = 0.0, 0.005
+        while True:
+            before = self._changes()
+            try:
+                return fn(*args)
+            except (peewee.OperationalError, sqlite3.OperationalError) as e:
+                # Here, the one door every query goes through, after the transaction has
+                # rolled back: a full disk or a lock held by another program becomes a
+                # retryable error for the client instead of a bug.
+                full = _disk_full(e)
+                if full is not None:
+                    self._warn_full(full)
+                    raise StorageFull() from None
+                busy = _sqlite_error(e, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if busy is None or not self._serving or self._changes() != before:
+                    raise
+                if waited >= self.busy_timeout:
+                    self._warn_busy(waited)
+                    raise StorageBusy(waited) from None
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.1)
+
+    def _changes(self) -> int:
+        """Rows this connection has changed since it opened (a failed try changed none)."""
+        return self.db.connection().total_changes
+
+    def serve(self) -> None:
+        """From now on the loop must not wait for a lock: SQLite answers "busy" at once and
+        ``run`` waits without blocking (start-up and the command-line tools wait in SQLite)."""
+        self.execute("PRAGMA busy_timeout = 0")
+        self._serving = True
+
+    def _warn_busy(self, waited: float) -> None:
+        now = self.clock.monotonic()
+        if self._busy_logged_at is not None and now - self._busy_logged_at < StorageBusy.LOG_EVERY:
+            return
+        self._busy_logged_at = now
+        log.warning(
+            "the database %s stayed locked by another program for %.1f s ([database] "
+            "busy_timeout): writes get storage_busy until it lets go",
+            os.path.abspath(self.path),
+            waited,
+        )
 
     def _warn_full(self, e: BaseException) -> None:
         now = self.clock.monotonic()

@@ -235,6 +235,7 @@ async def make_app(
     loop = asyncio.get_running_loop()
     services = Services(config, storage, clock=clock, hasher=hasher)
     await services.start()
+    storage.serve()
     services.start_ticking()
     services.lag = LagMonitor(loop.call_later)
     services.lag.start()
