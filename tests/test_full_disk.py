@@ -21,10 +21,22 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, TIMEOUT, InProcessApp, Server, track, wait_for
+from conftest import (
+    PASSWORD,
+    TIMEOUT,
+    InProcessApp,
+    Server,
+    mail_config,
+    track,
+    wait_for,
+)
+
+from livesupport.storage import StorageFull
 
 #: One 64 KiB piece of a chunked upload body.
 PIECE = b"10000\r\n" + b"\x03" * 65536 + b"\r\n"
+#: An offline message, whose notification goes through the outbox.
+LEAVE = {"type": "leave_message", "name": "Ann", "email": "ann@example.org", "text": "Hello?"}
 #: The line the server logs (at most once a minute) when a write finds the disk full.
 WARNING = "is full"
 
@@ -43,7 +55,9 @@ def tmpfs(directory: Path):
     try:
         yield directory
     finally:
-        subprocess.run(["umount", str(directory)], check=True)
+        if subprocess.run(["umount", str(directory)]).returncode != 0:
+            # A file in it is still open (a failed test's): detached now, freed when closed.
+            subprocess.run(["umount", "--lazy", str(directory)], check=True)
 
 
 @pytest.fixture
@@ -205,6 +219,19 @@ def test_a_full_disk_gives_a_retryable_error_keeps_nothing_partial_and_recovers_
     assert sorted(stored_seqs) == list(range(1, len(stored_seqs) + 1))
 
 
+def fill_for_every_write(app: InProcessApp, visitor, chat_id: int) -> Path:
+    """Fill the in-process app's tmpfs so that every write fails, not just most: without
+    checkpoints the write-ahead log is never reset for reuse, so once the space it has is
+    taken (by the visitor's messages) every write needs more. Returns the filler."""
+    app.storage._checkpointer.stop()
+    filler = fill(app.tmp / "data")
+    for n in range(200):
+        if visitor.say(chat_id, f"{n}")["type"] == "error":
+            break
+    assert visitor.say(chat_id, "full?")["error"] == "storage_full"
+    return filler
+
+
 def test_a_queue_timeout_due_while_the_disk_is_full_comes_at_the_first_tick_with_room(tmp_path):
     """In process, on the fake clock: the chat stays in the queue while its timeout cannot be
     stored (the tick tries again each second, and the rest of the tick still runs)."""
@@ -220,14 +247,7 @@ def test_a_queue_timeout_due_while_the_disk_is_full_comes_at_the_first_tick_with
             eve = app.visitor()
             eve.connect()
             eve_chat = eve.start_chat()["chat"]["id"]
-            # Without checkpoints the write-ahead log is never reset for reuse, so once its
-            # space is taken every write needs more: full for all writes, not just most.
-            app.storage._checkpointer.stop()
-            filler = fill(tmp_path / "data")
-            for n in range(200):
-                if eve.say(eve_chat, f"{n}")["type"] == "error":
-                    break
-            assert eve.say(eve_chat, "full?")["error"] == "storage_full"
+            filler = fill_for_every_write(app, eve, eve_chat)
 
             app.advance(61)  # the timeouts are due, and ticked a few times
             assert not ann.stream.of_type("chat_missed")
@@ -240,5 +260,38 @@ def test_a_queue_timeout_due_while_the_disk_is_full_comes_at_the_first_tick_with
             assert missed["chat_id"] == chat_id and missed["reason"] == "queue_timeout"
             assert chat_id not in [c["id"] for c in bob.stream.last("queue")["chats"]]
             assert ann.transcript(chat_id)["chat"]["status"] == "missed"
+        finally:
+            app.close()
+
+
+def test_the_outbox_keeps_its_mail_while_the_disk_is_full_and_sends_it_once_after(
+    tmp_path, smtp, caplog
+):
+    """A try that cannot even be recorded (the claim before it goes out) leaves the mail
+    queued; the sender looks again after ``retry_after`` rather than at once, again and again."""
+    smtp.stop()
+    with tmpfs(tmp_path / "data"):
+        app = InProcessApp(tmp_path, mail_config(smtp, retry_first="30s"))
+        try:
+            ann = app.visitor()
+            ann.connect()
+            ann.ok(LEAVE)  # its notification is queued; the first try fails (SMTP is down)
+            eve = app.visitor()
+            eve.connect()
+            eve_chat = eve.start_chat()["chat"]["id"]
+            filler = fill_for_every_write(app, eve, eve_chat)
+            smtp.start()
+
+            app.advance(120)  # the next try is due, and a few after it
+            (mail,) = [m.public() for m in app.run(app.services.outbox.recent())]
+            assert (mail["state"], mail["attempts"]) == ("queued", 1)
+            assert smtp.messages == []
+
+            filler.unlink()
+            app.advance(StorageFull.RETRY_AFTER)
+            (mail,) = [m.public() for m in app.run(app.services.outbox.recent())]
+            assert (mail["state"], mail["attempts"]) == ("sent", 2)
+            assert len(smtp.messages) == 1
+            assert [r for r in caplog.records if r.levelname == "ERROR"] == []
         finally:
             app.close()
