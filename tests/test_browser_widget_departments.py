@@ -108,6 +108,10 @@ def test_the_visitor_picks_a_department_and_only_its_operators_get_the_chat(
     assert chat["department"]["key"] == "sales"
     # Carol (Support) and the administrator (Billing) are not offered it.
     assert never_offered(carol_ws, chat["id"]) and never_offered(admin_ws, chat["id"])
+    # Bob answers: the header names him and the department the chat is with.
+    assert bob_ws.request({"type": "accept", "chat_id": chat["id"]})["type"] == "ack"
+    expect(page.locator(".cl-title")).to_have_text("Bob", timeout=T)
+    expect(page.locator(".cl-sub")).to_have_text("Sales \u00b7 online")
     screenshot(page, "widget-department-chat")
 
 

@@ -102,3 +102,4 @@ def test_a_lock_held_past_busy_timeout_gets_storage_busy_and_nothing_is_lost(mak
     ]
     warnings = [line for line in server.log_lines if "stayed locked by another program" in line]
     assert len(warnings) == 1, warnings  # once, not once a request
+    assert not [line for line in server.log_lines if "ERROR" in line or "Traceback" in line]

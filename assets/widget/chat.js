@@ -500,9 +500,10 @@
       cur.operator;
     el.title.textContent = op ? op.name : txt("title");
     let sub;
+    const team = (cur && cur.dept && cur.dept.name) || "Support"; // the chat's department
     if (op && (cur.status === "pending" || /^(away|offline)$/.test(cur.operatorStatus || "")))
-      sub = "Support \u00b7 away";
-    else if (op) sub = "Support \u00b7 online";
+      sub = team + " \u00b7 away";
+    else if (op) sub = team + " \u00b7 online";
     else if (shown === "chat" && cur.status === "waiting") sub = txt("waiting");
     else if (shown === "chat") sub = "Chat ended";
     else sub = K.online && !offDept ? "We\u2019re online" : "Leave us a message";
@@ -1033,6 +1034,7 @@
     welcomed = true; // (presence.js has taken its availability)
     for (const s of ev.chats || []) {
       const c = getChat(s.id);
+      c.dept = s.department;
       setRc(c, s.receipts);
       if (!c.events.length)
         Object.assign(c, {
@@ -1118,6 +1120,7 @@
         break;
       case "chat_transferred":
         Object.assign(c, { operator: ev.operator, operatorStatus: null });
+        if (ev.department) c.dept = ev.department;
         break;
       case "chat_pending":
         Object.assign(c, { status: "pending", operator: ev.operator || c.operator });
@@ -1243,7 +1246,7 @@
       K.jset("starting", null);
       el.text.value = "";
       S.draft = null;
-      if (ack.chat) setCurrent(getChat(ack.chat.id));
+      if (ack.chat) setCurrent(Object.assign(getChat(ack.chat.id), { dept: ack.chat.department }));
     } catch (e) {
       if (e.error === "disconnected" || e.error === "timeout") throw e;
       starting = null;

@@ -206,10 +206,11 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
 
 class _Application(tornado.web.Application):
     """Tornado's, with one change to the access log: answers the server logs in its own way
-    are left out (a full disk is logged by the storage once a minute, not once a request)."""
+    are left out (a full disk or a database locked by another program is logged by the
+    storage once a minute, not once a request)."""
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
-        if getattr(handler, "error", None) == "storage_full":
+        if getattr(handler, "error", None) in ("storage_full", "storage_busy"):
             return
         super().log_request(handler)
 
