@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import struct
-import zlib
 
 import requests
 from browser_helpers import (
@@ -25,35 +23,11 @@ from browser_helpers import (
     watch,
     watched_page,
 )
-from conftest import PASSWORD, TIMEOUT, wait_for
+from conftest import PASSWORD, TIMEOUT, png, wait_for
 from playwright.sync_api import expect
 
 T = 10_000  # ms
 XSS = "<img src=x onerror=alert(1)>"
-
-
-def png(width: int, height: int) -> bytes:
-    """A real PNG: a diagonal gradient, so a preview is visibly a picture."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(
-        b"\x00"
-        + b"".join(
-            bytes((40 + 180 * x // width, 90 + 120 * y // height, 200 - 100 * x // width))
-            for x in range(width)
-        )
-        for y in range(height)
-    )
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
 
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"

@@ -7,32 +7,18 @@ from __future__ import annotations
 import shutil
 import socket
 import sqlite3
-import struct
-import zlib
 
 import pytest
 import requests
 from conftest import TIMEOUT, wait_for
+from conftest import png as png_image
 
 from livesupport.files import PIECE
 from livesupport.protocol import ApiError
 
 
 def png(width: int = 3, height: int = 2) -> bytes:
-    """A real PNG image (red pixels)."""
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
+    return png_image(width, height)
 
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -366,13 +352,19 @@ def test_deleting_a_chat_through_storage_deletes_its_files(app):
     assert b"".join([app.run(storage.files.chunk(kept, 0))]) == png()
 
 
-def test_an_upload_in_pieces_is_whole_and_counts_as_a_reply(app):
+def bob_answers_ann(app):
+    """In-process: Ann's chat, accepted by Bob; (bob, ann, chat id)."""
     bob = app.operator("bob", display_name="Bob")
     bob.connect()
     ann = app.visitor()
     ann.connect()
     chat_id = ann.start_chat()["chat"]["id"]
     bob.ok({"type": "accept", "chat_id": chat_id})
+    return bob, ann, chat_id
+
+
+def test_an_upload_in_pieces_is_whole_and_counts_as_a_reply(app):
+    bob, ann, chat_id = bob_answers_ann(app)
     data = bytes(range(256)) * 2000
     ev = upload_in_process(app, bob, chat_id, data, name="Price list.pdf", client_id="b")
     assert ev["from"] == "operator" and ev["operator"]["name"] == "Bob"
@@ -385,12 +377,7 @@ def test_an_upload_in_pieces_is_whole_and_counts_as_a_reply(app):
 
 
 def test_an_upload_that_ends_after_its_chat_ended_keeps_nothing(app):
-    bob = app.operator("bob", display_name="Bob")
-    bob.connect()
-    ann = app.visitor()
-    ann.connect()
-    chat_id = ann.start_chat()["chat"]["id"]
-    bob.ok({"type": "accept", "chat_id": chat_id})
+    bob, ann, chat_id = bob_answers_ann(app)
     up = app.run(app.services.files.start(ann.party, chat_id, "late.png", "late", None))
     app.run(up.write(png() + bytes(200_000)))
     bob.ok({"type": "close", "chat_id": chat_id})
@@ -401,3 +388,15 @@ def test_an_upload_that_ends_after_its_chat_ended_keeps_nothing(app):
     assert up.file_id is None
     events = ann.transcript(chat_id)["events"]
     assert events[-1]["type"] == "chat_closed" and not [e for e in events if e["type"] == "file"]
+
+
+def test_refusals_with_a_body_leave_the_connection_usable(server):
+    """Every answer of the upload route waits for the request's body, so one connection can
+    carry refusal after refusal (closing on unread data would reset the next request)."""
+    http = requests.Session()
+    url = server.url + "/api/console/chats/1/files"
+    for method in ("GET", "POST", "PATCH", "GET", "DELETE", "POST"):
+        r = http.request(method, url, json={}, timeout=TIMEOUT)
+        code = "method_not_allowed" if method == "GET" else "csrf_failed"
+        assert r.json()["error"] == code, (method, r.text)
+    assert len(http.adapters["http://"].poolmanager.pools) == 1

@@ -36,9 +36,11 @@ class UploadHandler(BaseHandler):
 
     async def prepare(self) -> None:
         method = self.request.method
-        if method in ("GET", "HEAD", "OPTIONS"):  # no body: answered as anywhere else
+        if method == "OPTIONS":  # a CORS preflight, answered as anywhere else
             await super().prepare()
             return
+        # Any other request may carry a body (even a GET): every answer waits until it has
+        # arrived, so that closing the connection on unread data cannot turn it into a reset.
         config = self.services.config
         conn = self.request.connection
         # The count below answers a body over the limit with our 413; the stall timer, not a
