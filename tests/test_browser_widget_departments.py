@@ -341,3 +341,29 @@ def test_a_transfer_names_the_new_operator(server, host, browser, dialogs):
     )
     expect(page.locator(".cl-msg.cl-them .cl-from", has_text="Carol")).to_be_visible(timeout=T)
     screenshot(page, "widget-transfer")
+
+
+def test_the_pop_out_window_keeps_the_snippets_department(server, host, browser, dialogs):
+    server.create_operator("carol", display_name="Carol")
+    bob, bob_ws = server.online("bob")
+    carol, carol_ws = server.online("carol")
+    add_departments(
+        server,
+        {"key": "sales", "name": "Sales", "members": [bob.operator["id"]]},
+        {"key": "support", "name": "Support", "members": [carol.operator["id"]]},
+    )
+    page = watched_page(browser, dialogs)
+    page.goto(snippet_page(host, "sales-pop", "sales"))
+    page.click(".cl-launcher")
+    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    with page.expect_popup() as info:
+        page.click(".cl-popout")
+    popup = info.value
+    # The window is the page's: no department to choose, and the chat goes to Sales.
+    expect(popup.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    expect(popup.locator(".cl-in-dept")).to_be_hidden()
+    fill_form(popup, "Ann", "Asked from the pop-out")
+    popup.click(".cl-submit")
+    chat = bob_ws.wait(lambda e: e["type"] == "queue" and e["chats"], what="Sales' queue")
+    assert chat["chats"][0]["department"]["key"] == "sales"
+    assert never_offered(carol_ws, chat["chats"][0]["id"])

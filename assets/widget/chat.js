@@ -1484,7 +1484,7 @@
   w.addEventListener("message", (e) => {
     if (!popup || e.source !== popup || e.origin !== serverOrigin) return;
     if (e.data && e.data.cutelive === "ready" && K.token()) {
-      popup.postMessage({ cutelive: "token", token: K.token() }, serverOrigin);
+      popup.postMessage({ cutelive: "token", token: K.token(), dept: K.dept }, serverOrigin);
     }
   });
 
@@ -1530,6 +1530,8 @@
         const m = e.data;
         if (e.source !== op || !m || m.cutelive !== "token" || typeof m.token !== "string") return;
         if (!/^[A-Za-z0-9_-]{16,128}$/.test(m.token) || !openerAllowed(e.origin)) return;
+        // The opener's snippet department (data-department) goes on in this window.
+        if (typeof m.dept === "string" && /^[a-z0-9-]{1,32}$/.test(m.dept)) K.dept = m.dept;
         if (m.token !== K.token()) {
           K.lsSet("token", m.token);
           S.chat = null;
