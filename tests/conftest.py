@@ -761,6 +761,22 @@ def dialogs():
     return []
 
 
+@pytest.fixture
+def contexts(browser):
+    """``contexts()``: a new browser context (a person's own window); all closed at teardown."""
+    from browser_helpers import new_context
+
+    made = []
+
+    def new():
+        made.append(new_context(browser))
+        return made[-1]
+
+    yield new
+    for ctx in made:
+        ctx.close()
+
+
 # -- in-process: the domain with a fake clock and a cheap hasher ---------------------------------
 #
 # The server's own objects, built by make_app in this process, driven by a clock the test

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
 from browser_helpers import (
     accept_in_console,
@@ -34,20 +33,6 @@ from conftest import TIMEOUT
 from playwright.sync_api import expect
 
 T = 10_000  # ms
-
-
-@pytest.fixture
-def contexts(browser):
-    """``new()`` a browser context (a person's window); each is closed at teardown."""
-    made = []
-
-    def new():
-        made.append(browser.new_context(viewport={"width": 1280, "height": 800}))
-        return made[-1]
-
-    yield new
-    for ctx in made:
-        ctx.close()
 
 
 def person(contexts, dialogs):

@@ -10,25 +10,10 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 from browser_helpers import accept_in_console, screenshot, sign_in, visitor_start_chat, watch
 from playwright.sync_api import expect
 
 T = 10_000  # ms
-
-
-@pytest.fixture
-def contexts(browser):
-    """``new()`` a browser context (a person's window); each is closed at teardown."""
-    made = []
-
-    def new():
-        made.append(browser.new_context(viewport={"width": 1280, "height": 800}))
-        return made[-1]
-
-    yield new
-    for ctx in made:
-        ctx.close()
 
 
 def framed(page, direction: str) -> list[tuple[float, dict]]:

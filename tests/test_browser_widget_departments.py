@@ -38,6 +38,19 @@ def add_departments(server, *specs: dict) -> dict[str, dict]:
     return made
 
 
+def sales_and_support_online(server):
+    """Bob (Sales) and Carol (Support) online, each in one department: their WebSockets."""
+    server.create_operator("carol", display_name="Carol")
+    bob, bob_ws = server.online("bob")
+    carol, carol_ws = server.online("carol")
+    add_departments(
+        server,
+        {"key": "sales", "name": "Sales", "members": [bob.operator["id"]]},
+        {"key": "support", "name": "Support", "members": [carol.operator["id"]]},
+    )
+    return bob_ws, carol_ws
+
+
 def never_offered(ws, chat_id: int) -> bool:
     """No ``queue`` this operator got so far lists the chat (after a round trip, so that what
     was published with the others' queues has arrived)."""
@@ -147,14 +160,7 @@ def test_a_department_going_offline_is_taken_off_the_list_on_a_phone(
 
 
 def test_a_department_that_went_offline_meanwhile_gets_a_message(server, host, browser, dialogs):
-    server.create_operator("carol", display_name="Carol")
-    bob, _bob_ws = server.online("bob")
-    carol, _carol_ws = server.online("carol")
-    add_departments(
-        server,
-        {"key": "sales", "name": "Sales", "members": [bob.operator["id"]]},
-        {"key": "support", "name": "Support", "members": [carol.operator["id"]]},
-    )
+    sales_and_support_online(server)
     page = watched_page(browser, dialogs)
     page.goto(host.page("race", "Race"))
     page.click(".cl-launcher")
@@ -344,14 +350,7 @@ def test_a_transfer_names_the_new_operator(server, host, browser, dialogs):
 
 
 def test_the_pop_out_window_keeps_the_snippets_department(server, host, browser, dialogs):
-    server.create_operator("carol", display_name="Carol")
-    bob, bob_ws = server.online("bob")
-    carol, carol_ws = server.online("carol")
-    add_departments(
-        server,
-        {"key": "sales", "name": "Sales", "members": [bob.operator["id"]]},
-        {"key": "support", "name": "Support", "members": [carol.operator["id"]]},
-    )
+    bob_ws, carol_ws = sales_and_support_online(server)
     page = watched_page(browser, dialogs)
     page.goto(snippet_page(host, "sales-pop", "sales"))
     page.click(".cl-launcher")

@@ -127,8 +127,6 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        import sqlite3
-
         con = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
         try:
             while not self._stop.wait(self.INTERVAL):
@@ -308,8 +306,6 @@ class Storage:
         """Copy the backup ``src`` into a new database file ``dest`` (which must not exist),
         after checking that it is one of ours and whole; returns what it holds (chats,
         events, files). Newer schemas are refused; older ones migrate at the next start."""
-        import sqlite3
-
         try:
             con = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
         except sqlite3.Error as e:
@@ -347,8 +343,6 @@ class Storage:
     def backup(self, dest: str) -> str:
         """Copy the database into ``dest`` in one read transaction; returns the copy's
         integrity-check verdict (``"ok"``). In WAL mode it does not block the server's writers."""
-        import sqlite3
-
         src = sqlite3.connect(self.path, timeout=self.busy_timeout)
         try:
             dst = sqlite3.connect(dest)

@@ -105,8 +105,15 @@ ROUTES: list[Route] = [
 ]
 
 
-#: The upload routes: their bodies are limited by ``[files] max_size``, not ``max_body``.
-UPLOAD_PATH = re.compile(r"/api/(visitor|console)/chats/[^/]+/files")
+#: The upload routes, as (path pattern, authentication): their bodies are limited by
+#: ``[files] max_size``, not ``max_body``.
+UPLOADS = [(re.compile(r.pattern), r.auth) for r in ROUTES if r.handler is UploadHandler]
+
+
+def upload_auth(path: str) -> str | None:
+    """The authentication of the upload route ``path`` is, or None for any other path."""
+    path = path.split("?", 1)[0]
+    return next((auth for pattern, auth in UPLOADS if pattern.fullmatch(path)), None)
 
 
 def tornado_routes(services: Services) -> list:
@@ -133,7 +140,7 @@ class _RefuseLargeBodies(tornado.httputil.HTTPMessageDelegate):
 
     def headers_received(self, start_line: Any, headers: Any) -> Any:
         length = headers.get("Content-Length", "")
-        upload = UPLOAD_PATH.fullmatch(getattr(start_line, "path", "").split("?", 1)[0])
+        upload = upload_auth(getattr(start_line, "path", ""))
         limit = self.file_limit if upload else self.limit
         if not (length.isascii() and length.isdigit() and int(length) > limit):
             return self.inner.headers_received(start_line, headers)
@@ -148,7 +155,7 @@ class _RefuseLargeBodies(tornado.httputil.HTTPMessageDelegate):
             "Connection": "close",
         }
         origin = headers.get("Origin")
-        if upload and origin and upload.group(1) == "visitor":
+        if origin and upload == "visitor":
             fields["Access-Control-Allow-Origin"] = origin  # so the widget can read why
         self.conn.write_headers(
             tornado.httputil.ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"),
