@@ -5,7 +5,8 @@ One process, the same SQLite pragmas as cutelive (WAL, synchronous=NORMAL, forei
 busy_timeout). Routes: ``/ws`` idle WebSocket and relay (hello, ping, message: insert, commit,
 fan-out to the room, ack), ``/track`` HTTP POST (page views, group commit once a second),
 ``/poll`` held GET (long-poll, woken by a relayed message), ``/broadcast`` one event to every
-socket, ``/status``. SIGTERM closes sockets with 1001 and exits 0, as cutelive does.
+socket, ``/status``. A beacon is also sent at once, uncoalesced, to the sockets in room -1 (the
+monitor fan-out). SIGTERM closes sockets with 1001 and exits 0, as cutelive does.
 """
 
 import argparse
@@ -70,6 +71,11 @@ class Track(tornado.web.RequestHandler):
     def post(self):
         b = json.loads(self.request.body)
         views.append((b["token"], b["url"], b["title"], b.get("referrer", ""), time.time()))
+        if watchers := rooms.get(-1):  # consoles watching the visitors: this row, to each
+            row = {"id": b["token"], "url": b["url"], "title": b["title"], "ts": time.time()}
+            text = json.dumps({"type": "visitors_changed", "visitors": [row], "gone": []})
+            for s in watchers:
+                s.write_message(text)
         self.set_status(204)
 
 

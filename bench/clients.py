@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import json
 import random
+import re
 import socket
 import struct
 import time
@@ -381,3 +382,179 @@ async def baseline_poll(session, base: str, room: int, on_event, stop: list) -> 
             continue
         for ev in j["events"]:
             on_event(None, ev)
+
+
+# -- the monitor fan-out: beacons of many visitors, consoles watching -------------------------
+
+#: A fan-out beacon's URL names the visitor and its round: ``.../v00012/p3/...``.
+FANOUT_URL = re.compile(r"/v(\d+)/p(\d+)/")
+
+
+def fanout_beacon(token: str, vi: int, rnd: int) -> bytes:
+    """Visitor ``vi``'s ``rnd``-th page view (a 100-character URL that names both)."""
+    url = f"https://www.example-shop.com/catalogue/v{vi:05d}/p{rnd}/garden-spade?utm_source=news"
+    url += "&ref=" + "x" * max(0, 100 - len(url) - 5)
+    title = f"Stainless steel garden spade - visitor {vi:05d}, page {rnd} | Shop"
+    body = {"token": token, "url": url[:100], "title": title[:60]}
+    return json.dumps(dict(body, referrer="https://www.google.com/")).encode()
+
+
+class BeaconPool:
+    """Page-view beacons (§7.4) over ``n`` keep-alive HTTP/1.1 connections, spread over the
+    source addresses: raw asyncio streams, much lighter per request than aiohttp, so that
+    hundreds of beacons a second leave the generator's core to the consoles it also runs.
+    ``send`` never waits: a beacon waits in the queue for the next free connection, and
+    ``done(status)`` is called with its HTTP status (None: the connection failed)."""
+
+    def __init__(self, host: str, port: int, path: str, n: int = 32):
+        self.host, self.port, self.path, self.n = host, port, path, n
+        self.head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {UA}\r\n"
+            "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: "
+        ).encode()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.workers: list[asyncio.Task] = []
+        self.writers: list = []
+        self.answered = 0
+        self.statuses: dict = {}
+
+    def start(self) -> BeaconPool:
+        self.workers = [asyncio.ensure_future(self._worker(i)) for i in range(self.n)]
+        return self
+
+    def send(self, body: bytes, done=None) -> None:
+        self.queue.put_nowait((body, done))
+
+    async def _connect(self, i: int):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((IPS[i % len(IPS)], 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        self.writers.append(writer)
+        return reader, writer
+
+    async def _answer(self, reader) -> tuple[int, bool]:
+        hdr = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        status = int(hdr[9:12])
+        m = re.search(r"\r\ncontent-length:\s*(\d+)", hdr)
+        if m:
+            await reader.readexactly(int(m.group(1)))
+        elif "transfer-encoding: chunked" in hdr:
+            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                await reader.readexactly(size + 2)
+            await reader.readuntil(b"\r\n")
+        return status, "\r\nconnection: close" in hdr
+
+    async def _worker(self, i: int) -> None:
+        reader = writer = None
+        while True:
+            body, done = await self.queue.get()
+            status = None
+            try:
+                if writer is None:
+                    reader, writer = await self._connect(i)
+                writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
+                status, close = await self._answer(reader)
+            except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                close = True
+            if close and writer is not None:
+                writer.transport.abort()
+                reader = writer = None
+            self.answered += 1
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if done is not None:
+                done(status)
+
+    async def close(self) -> None:
+        """Stop, closing every connection abortively (RST: no TIME_WAIT left behind)."""
+        for t in self.workers:
+            t.cancel()
+        await asyncio.gather(*self.workers, return_exceptions=True)
+        for w in self.writers:
+            w.transport.abort()
+
+
+class MonitorWatch:
+    """What each console watching the monitor has seen of the fan-out beacons.
+
+    ``sent(vi, rnd, due, recorded)`` registers visitor ``vi``'s ``rnd``-th beacon (rounds of
+    a visitor are seconds apart, so its rows arrive in order). ``on_event`` is every console's
+    event handler: each ``visitors`` / ``visitors_changed`` row names its visitor and round by
+    its URL; the first row of round ``r`` on a console completes every round up to ``r`` there
+    (a later page also shows the earlier change), with the latency from each one's due time.
+    ``gone`` ids leave the console's list. ``converged`` is true once every console lists every
+    visitor at the last round the server accepted (``final``)."""
+
+    def __init__(self, visitors: int):
+        self.nv = visitors
+        self.due: list[list[float]] = [[] for _ in range(visitors)]
+        self.rec: list[list[bool]] = [[] for _ in range(visitors)]
+        self.final = [-1] * visitors  # the last round answered 204 (or 200)
+        self.consoles: dict[int, dict] = {}
+        self.lat: list[float] = []
+        self.window = (float("inf"), float("inf"))
+
+    def sent(self, vi: int, rnd: int, due: float, recorded: bool) -> None:
+        self.due[vi].append(due)
+        self.rec[vi].append(recorded)
+
+    def answered(self, vi: int, rnd: int, status: int | None) -> None:
+        if status in (200, 204) and rnd > self.final[vi]:
+            self.final[vi] = rnd
+
+    def console(self, c) -> dict:
+        st = self.consoles.get(id(c))
+        if st is None:
+            st = self.consoles[id(c)] = dict(
+                seen=[-1] * self.nv, listed=set(), ids={}, events=0, rows=0, times=[]
+            )
+        return st
+
+    def on_event(self, c, ev: dict) -> None:
+        t = ev.get("type")
+        if t not in ("visitors", "visitors_changed"):
+            return
+        tnow = now()
+        st = self.console(c)
+        rows = ev.get("visitors") or ()
+        if t == "visitors_changed" and self.window[0] <= tnow <= self.window[1]:
+            st["events"] += 1
+            st["rows"] += len(rows)
+            st["times"].append(tnow)
+        seen, listed, ids, lat = st["seen"], st["listed"], st["ids"], self.lat
+        for row in rows:
+            m = FANOUT_URL.search(row.get("url") or "")
+            if m is None:
+                continue
+            vi, rnd = int(m.group(1)), int(m.group(2))
+            if vi >= self.nv:
+                continue
+            ids[row.get("id")] = vi
+            listed.add(vi)
+            due, rec = self.due[vi], self.rec[vi]
+            for r in range(seen[vi] + 1, min(rnd, len(due) - 1) + 1):
+                if rec[r]:
+                    lat.append((tnow - due[r]) * 1000)
+            if rnd > seen[vi]:
+                seen[vi] = rnd
+        for gid in ev.get("gone") or ():
+            vi = ids.get(gid)
+            if vi is not None:
+                listed.discard(vi)
+
+    def missing(self, consoles: int) -> int:
+        """(console, visitor) pairs where the console does not list the visitor's last page."""
+        want = [(vi, f) for vi, f in enumerate(self.final) if f >= 0]
+        miss = consoles * len(want) - sum(
+            1
+            for st in self.consoles.values()
+            for vi, f in want
+            if vi in st["listed"] and st["seen"][vi] >= f
+        )
+        return miss
+
+    def converged(self, consoles: int) -> bool:
+        return len(self.consoles) >= consoles and self.missing(consoles) == 0

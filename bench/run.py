@@ -41,9 +41,12 @@ import aiohttp  # noqa: E402
 from clients import (  # noqa: E402
     IPS,
     UA,
+    BeaconPool,
+    MonitorWatch,
     Net,
     StreamClient,
     baseline_poll,
+    fanout_beacon,
     gather_limited,
     new_token,
     now,
@@ -80,6 +83,10 @@ _SIZE_TABLE = [
     ("pv_tokens", 2_000, 1_000, 50),
     ("pv_secs", 20, 8, 2),
     ("wrk_conns", 32, 32, 4),
+    ("fan_consoles", 20, 20, 3),
+    ("fan_rate", 500, 500, 50),
+    ("fan_visitors", 5_000, 2_000, 50),
+    ("fan_secs", 20, 8, 2),
     ("cold_runs", 3, 2, 1),
 ]
 SIZES = {
@@ -424,7 +431,9 @@ class Bench:
                 return await self.login(i - 1, f"op{i}")
 
             self.op_sessions = [admin] + await gather_limited(z["ops"] - 1, create, 8)
-            need = max(z["idle"], z["chats"] + z["polls"], z["storm"], z["pv_tokens"])
+            need = max(
+                z["idle"], z["chats"] + z["polls"], z["storm"], z["pv_tokens"], z["fan_visitors"]
+            )
             net = Net(self.base)
             t0 = now()
             self.tokens = await gather_limited(need, lambda i: new_token(net.pick(i), self.base))
@@ -1466,6 +1475,243 @@ class Bench:
             "output": out,
         }
 
+    # -- scenario: monitor fan-out ------------------------------------------------------------
+
+    #: PROTOCOL §6: ``visitors_changed`` is "coalesced, at most one per 150 ms" (the server's
+    #: monitor flushes the rows that changed 150 ms after the first change of a window).
+    COALESCE_MS = 150
+
+    async def beacon_load(self, srv: Proc, path: str, watch: MonitorWatch, consoles: int) -> dict:
+        """Open loop: beacon k (visitor k mod V, its round k div V) is due at t0 + k/rate,
+        whatever happened to the ones before. Then waits for every answer and until every
+        console lists every visitor at its last accepted page (at most 10 s)."""
+        z = self.z
+        rate, secs, nv = z["fan_rate"], z["fan_secs"], watch.nv
+        toks = self.tokens[:nv]
+        pool = BeaconPool("127.0.0.1", self.port, path, z["wrk_conns"]).start()
+        # As in message_load: no garbage collection in this process during the load, and its
+        # own loop lag is watched (it would count as the server's latency).
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        gen_lag: list[float] = []
+
+        async def ticker():
+            while True:
+                due_t = now() + 0.005
+                await asyncio.sleep(0.005)
+                gen_lag.append(max(0.0, now() - due_t) * 1000)
+
+        tick = asyncio.ensure_future(ticker())
+        t0 = now() + 0.1
+        t_rec = t0 + z["warmup"]
+        t_end = t_rec + secs
+        watch.window = (t_rec, t_end)
+        w = self.Window(srv)
+        k = 0
+        while True:
+            d_k = t0 + k / rate
+            if d_k >= t_end:
+                break
+            wait = d_k - now()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            t = now()
+            while True:
+                d_k = t0 + k / rate
+                if d_k > t or d_k >= t_end:
+                    break
+                vi, rnd = k % nv, k // nv
+                watch.sent(vi, rnd, d_k, d_k >= t_rec)
+                pool.send(
+                    fanout_beacon(toks[vi], vi, rnd),
+                    lambda st, vi=vi, rnd=rnd: watch.answered(vi, rnd, st),
+                )
+                k += 1
+        win = w.close()
+        tick.cancel()
+        t_last = now()
+        await self.wait_until(lambda: pool.answered >= k, 30, 0.05)
+        answered_s = now() - t_last
+        await self.wait_until(lambda: watch.converged(consoles), 10, 0.2)
+        converged_s = now() - t_last
+        gc.enable()
+        gc.unfreeze()
+        await pool.close()
+        recorded = sum(sum(r) for r in watch.rec)
+        return dict(
+            sent=k,
+            recorded=recorded,
+            arrivals=min(k, nv),
+            answered=pool.answered,
+            statuses={str(s): v for s, v in pool.statuses.items()},
+            errors=sum(v for s, v in pool.statuses.items() if s not in (200, 204)),
+            lost=watch.missing(consoles),
+            lat=watch.lat,
+            window=win,
+            answered_s=round(answered_s, 2),
+            converged_s=round(converged_s, 2),
+            gen_lag={"p99_ms": pct(gen_lag, 0.99), "max_ms": max(gen_lag, default=None)},
+        )
+
+    @staticmethod
+    def per_console(watch: MonitorWatch, consoles: int, secs: float) -> dict:
+        """visitors_changed received per console per second, rows per event, gaps between."""
+        sts = list(watch.consoles.values())
+        rates = [st["events"] / secs for st in sts] + [0.0] * (consoles - len(sts))
+        events = sum(st["events"] for st in sts)
+        gaps = [
+            (b - a) * 1000 for st in sts for a, b in zip(st["times"], st["times"][1:], strict=False)
+        ]
+        return dict(
+            mean=sum(rates) / max(1, len(rates)),
+            min=min(rates, default=0.0),
+            max=max(rates, default=0.0),
+            rows_per_event=sum(st["rows"] for st in sts) / max(1, events),
+            gap_p50_ms=pct(gaps, 0.5),
+            gap_min_ms=min(gaps, default=None),
+        )
+
+    async def s_fanout(self) -> None:
+        z = self.z
+        nc, rate, nv, secs = z["fan_consoles"], z["fan_rate"], z["fan_visitors"], z["fan_secs"]
+        sc = f"monitor fan-out ({nc} consoles; {rate} visitor events/s)"
+        srv = await self.server().start()
+        self.track_built = await self.probe_track()
+        if not self.track_built:
+            await srv.stop()
+            self.row(sc, "change on every console p99, ms", "not built yet", "≤ 250", None)
+            return
+        watch = MonitorWatch(nv)
+        ops = await self.operators(watch.on_event, n=nc)
+        await self.pause(1)
+        await self.metrics(reset=True)
+        r = await self.beacon_load(srv, "/api/visitor/track", watch, nc)
+        m = await self.metrics()
+        async with self.op_sessions[0].get(self.base + "/api/console/visitors") as resp:
+            listed = len((await resp.json(content_type=None))["visitors"])
+        drops = sum(len(c.close_codes) for c in ops)
+        for c in ops:
+            c.abort()
+        await srv.stop()
+        await drain_time_wait(self.log)
+        # baseline: each beacon fanned out at once to every socket in the monitor room (-1)
+        bl = await self.baseline().start()
+        bnet = Net(self.base)
+        bwatch = MonitorWatch(nv)
+        bops = [
+            StreamClient(
+                bnet.pick(j), self.base, baseline=True, rooms=[-1], on_event=bwatch.on_event
+            ).start()
+            for j in range(nc)
+        ]
+        await asyncio.gather(*(asyncio.wait_for(o.ready, 30) for o in bops))
+        await self.pause(1)
+        br = await self.beacon_load(bl, "/track", bwatch, nc)
+        for c in bops:
+            c.abort()
+        await bnet.close()
+        await bl.stop()
+        await drain_time_wait(self.log)
+        lat = {k: pct(r["lat"], p) for k, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
+        blat = {k: pct(br["lat"], p) for k, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
+        ev, bev = self.per_console(watch, nc, secs), self.per_console(bwatch, nc, secs)
+        win, bwin = r.pop("window"), br.pop("window")
+        r.pop("lat"), br.pop("lat")
+        self.details["fanout"] = dict(
+            ours=dict(r, latency_ms=lat, per_console=ev, window=win, metrics=m, listed=listed),
+            baseline=dict(br, latency_ms=blat, per_console=bev, window=bwin),
+            console_disconnects=drops,
+        )
+        g, note = self.gen_note(win, r)
+        _, bnote = self.gen_note(bwin, br)
+        if bnote:
+            note += ("; " if note else "") + f"baseline run: {bnote}"
+        lag = self.lag(m)
+        measured = f"{r['recorded']:,} beacons measured × {nc} consoles"
+        mix = (
+            f"{r['sent']:,} beacons of {nv:,} visitors: {r['arrivals']:,} arrivals (a first "
+            f"beacon starts a visit), {r['sent'] - r['arrivals']:,} page changes"
+        )
+        coalesce = (
+            f"the server coalesces visitors_changed over {self.COALESCE_MS} ms (PROTOCOL §6), "
+            f"so up to ~{self.COALESCE_MS} ms is expected; the baseline sends each beacon at "
+            "once (no ratio)"
+        )
+        self.row(
+            sc,
+            "change on every console p50, ms",
+            lat["p50"] and round(lat["p50"], 1),
+            None,
+            None,
+            blat["p50"] and round(blat["p50"], 1),
+            None,
+            g,
+            lag,
+            f"{measured}; {mix}" + (f"; {note}" if note else ""),
+        )
+        p99 = lat["p99"]
+        self.row(
+            sc,
+            "change on every console p99, ms",
+            p99 and round(p99, 1),
+            "≤ 250",
+            p99 is not None and p99 <= 250,
+            blat["p99"] and round(blat["p99"], 1),
+            None,
+            g,
+            lag,
+            f"from the beacon's due time until the console has the row; {coalesce}; "
+            f"max {fmt(lat['max'], 0)} ms (baseline {fmt(blat['max'], 0)} ms)"
+            + (f"; {note}" if note else ""),
+        )
+        self.row(
+            sc,
+            "visitors_changed per console per s",
+            round(ev["mean"], 1),
+            None,
+            None,
+            round(bev["mean"], 1),
+            None,
+            g,
+            lag,
+            f"at most {1000 / self.COALESCE_MS:.1f}/s when coalesced; consoles "
+            f"{ev['min']:.1f}-{ev['max']:.1f}/s, {ev['rows_per_event']:.1f} rows per event, "
+            f"gap p50 {fmt(ev['gap_p50_ms'], 0)} ms, min {fmt(ev['gap_min_ms'], 0)} ms; "
+            f"baseline one event per beacon",
+        )
+        bad = r["lost"] + r["errors"] + drops
+        self.row(
+            sc,
+            "lost / beacon errors / console drops",
+            f"{r['lost']} / {r['errors']} / {drops}",
+            "0 / 0 / 0",
+            bad == 0,
+            f"{br['lost']} / {br['errors']} / 0",
+            None,
+            g,
+            lag,
+            f"lost = (console, visitor) pairs where the console does not list the visitor at "
+            f"its last page {r['converged_s']:.1f} s after the last beacon was due (every "
+            f"beacon answered {r['answered_s']:.1f} s after); GET /api/console/visitors lists "
+            f"{listed:,} of {nv:,}; statuses "
+            + ", ".join(f"{s} {v:,}" for s, v in sorted(r["statuses"].items())),
+        )
+        cpu, bcpu = win["server_cpu_pct"], bwin["server_cpu_pct"]
+        self.row(
+            sc,
+            "server CPU, % of a core",
+            cpu,
+            None,
+            None,
+            bcpu,
+            round(cpu / max(bcpu, 0.1), 2),
+            g,
+            lag,
+            f"over the {z['warmup'] + secs:g} s of beacons; generator "
+            f"{win['gen_cpu_pct']:.0f}% here, {bwin['gen_cpu_pct']:.0f}% for the baseline",
+        )
+
     # -- scenario: cold start and widget weight -----------------------------------------------
 
     async def s_coldstart(self) -> None:
@@ -1636,6 +1882,7 @@ class Bench:
         "longpoll",
         "filelimit",
         "pageviews",
+        "fanout",
         "storm",
         "coldstart",
         "widget",
