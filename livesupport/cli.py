@@ -22,10 +22,11 @@ import tornado.netutil
 
 from . import __version__
 from .clock import Clock
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, parse_database_url
 from .protocol import ApiError, invalid_field, not_found
 from .services import Services
-from .storage import Storage
+from .storage import DatabaseUnusable, Storage, pgtools, safe_url
+from .storage.copy import copy_sqlite_to_postgresql
 from .web.app import GuardedHTTPServer, make_app
 
 log = logging.getLogger("cutelive")
@@ -104,7 +105,7 @@ async def serve(config: Config) -> int:
     log.info("operator console: %s/console/", base)
     log.info('widget snippet:   <script async src="%s/widget.js"></script>', base)
     log.info("demo web site:    %s/demo/", base)
-    log.info("database: %s", os.path.abspath(services.storage.path))
+    log.info("database: %s", services.storage.where())
     if services.accounts.setup_token:
         log.warning(
             "no operators yet: open %s/console/ and create the first administrator with "
@@ -129,7 +130,7 @@ async def serve(config: Config) -> int:
         await asyncio.wait_for(server.close_all_connections(), 2)
     except TimeoutError:
         pass
-    services.storage.close()
+    await services.storage.close()
     log.info("stopped")
     # Everything is written and closed. Tearing down the interpreter (collecting every
     # connection's objects) would hold the port for another second at 10,000 visitors, while
@@ -141,24 +142,24 @@ async def serve(config: Config) -> int:
 
 
 async def _cli_services(config: Config) -> Services:
-    storage = Storage(
-        os.path.join(config.server_data_dir, "cutelive.db"),
-        Clock(),
-        synchronous=config.database_synchronous,
-        busy_timeout=config.database_busy_timeout,
-    )
-    storage.open()
+    storage = Storage.for_config(config, Clock())
+    await storage.open()
     return Services(config, storage, clock=storage.clock)
 
 
 def backup_cmd(config: Config, args) -> int:
-    """Write a consistent copy of the database, also while the server runs (SQLite backup API)."""
-    src_path = os.path.join(config.server_data_dir, "cutelive.db")
-    if not os.path.exists(src_path):
-        raise ConfigError(f"no database at {src_path}")
+    """Write a consistent copy of the database, also while the server runs: SQLite's backup
+    API, or ``pg_dump`` for PostgreSQL."""
     dest = args.file
     if os.path.exists(dest) and not args.force:
         raise ConfigError(f"{dest} exists; use --force to overwrite it")
+    if config.database_url:
+        pgtools.dump(config.database_url, dest)
+        print(f"backed up {safe_url(config.database_url)} to {dest} (pg_dump, custom format)")
+        return 0
+    src_path = os.path.join(config.server_data_dir, "cutelive.db")
+    if not os.path.exists(src_path):
+        raise ConfigError(f"no database at {src_path}")
     tmp = dest + ".partial"
     # One step: a single read transaction, a consistent snapshot (the storage layer's backup).
     ok = Storage(src_path, Clock(), busy_timeout=config.database_busy_timeout).backup(tmp)
@@ -170,9 +171,44 @@ def backup_cmd(config: Config, args) -> int:
     return 0
 
 
+def _held(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {table}s" for table, n in counts.items())
+
+
+async def _postgresql_restore(config: Config, args) -> int:
+    """A ``backup`` of a PostgreSQL installation back into the configured database (every
+    server using it stopped). A database with operators or chats is replaced only with
+    ``--force``."""
+    if not os.path.isfile(args.file):
+        raise ConfigError(f"no backup at {args.file}")
+    storage = Storage.for_config(config, Clock())
+    await storage.open()
+    try:
+        held = await storage.holdings()
+    finally:
+        await storage.close()
+    if (held["operator"] or held["chat"]) and not args.force:
+        raise ConfigError(
+            f"the database {storage.where()} holds {_held(held)}; stop every server using it "
+            "and use --force to replace them with the backup"
+        )
+    pgtools.restore(args.file, config.database_url)
+    storage = Storage.for_config(config, Clock())
+    await storage.open()  # a backup of an older version is migrated now
+    try:
+        held = await storage.holdings()
+    finally:
+        await storage.close()
+    del held["operator"]
+    print(f"restored {args.file} to {storage.where()} ({_held(held)})")
+    return 0
+
+
 def restore_cmd(config: Config, args) -> int:
     """Bring a backup back as the data directory's database (the server must be stopped).
     A database already there is refused, or with ``--force`` kept aside, never deleted."""
+    if config.database_url:
+        return asyncio.run(_postgresql_restore(config, args))
     data_dir = config.server_data_dir
     dest = os.path.join(data_dir, "cutelive.db")
     if not os.path.isfile(args.file):
@@ -194,8 +230,44 @@ def restore_cmd(config: Config, args) -> int:
                 os.replace(dest + suffix, aside + suffix)
         print(f"the database that was there is kept as {aside}")
     os.replace(tmp, dest)
-    held = ", ".join(f"{n} {table}s" for table, n in counts.items())
-    print(f"restored {args.file} to {dest} (integrity ok; {held})")
+    print(f"restored {args.file} to {dest} (integrity ok; {_held(counts)})")
+    return 0
+
+
+async def migrate_db_cmd(config: Config, args) -> int:
+    """Copy the SQLite installation of the data directory into an empty PostgreSQL database,
+    and check that both hold the same rows."""
+    src_path = os.path.join(config.server_data_dir, "cutelive.db")
+    if not os.path.exists(src_path):
+        raise ConfigError(f"no database at {src_path}")
+    try:
+        url = parse_database_url(args.to)
+    except ValueError:
+        url = ""
+    if not url:
+        raise ConfigError(
+            "--to: expected the URL of an empty PostgreSQL database, such as "
+            "postgresql://user:password@localhost:5432/cutelive"
+        )
+    source = Storage(src_path, Clock(), busy_timeout=config.database_busy_timeout)
+    dest = Storage(src_path, Clock(), url=url)
+    await source.open()
+    try:
+        await dest.open(key="--to")
+        try:
+            counts = await copy_sqlite_to_postgresql(source, dest)
+        except RuntimeError as e:
+            raise ConfigError(f"nothing was copied: {e}") from None
+        finally:
+            await dest.close()
+    finally:
+        await source.close()
+    rows = sum(counts.values())
+    print(f"copied {src_path} to {dest.where()}: {rows} rows in {len(counts)} tables, the same")
+    print("counts on both sides:")
+    for table, n in counts.items():
+        print(f"  {table:20} {n}")
+    print(f"now set [database] url = {dest.where()} (with its password) and start cutelive")
     return 0
 
 
@@ -215,7 +287,7 @@ async def create_operator_cmd(config: Config, args) -> int:
             args.username, args.display_name or args.username, _read_password(args), args.admin
         )
     finally:
-        services.storage.close()
+        await services.storage.close()
     kind = "administrator" if op.is_admin else "operator"
     print(f"created {kind} {op.username!r} (id {op.id})")
     return 0
@@ -228,7 +300,7 @@ async def passwd_cmd(config: Config, args) -> int:
             raise not_found(f"no operator {args.username!r}")
         op = await services.accounts.set_password(args.username, _read_password(args))
     finally:
-        services.storage.close()
+        await services.storage.close()
     print(f"password changed for {op.username!r}; its sessions are ended")
     return 0
 
@@ -268,6 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("file", help="the backup to restore")
     rp.add_argument(
         "--force", action="store_true", help="keep the database that is there aside, then restore"
+    )
+    mp = sub.add_parser(
+        "migrate-db",
+        parents=[common],
+        help="copy the SQLite database to an empty PostgreSQL one (server stopped)",
+    )
+    mp.add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://user:password@host:5432/db"
     )
     for name, helptext in (
         ("create-operator", "add an operator"),
@@ -313,12 +393,17 @@ def main(argv: list[str] | None = None) -> int:
             return backup_cmd(config, args)
         if command == "restore":
             return restore_cmd(config, args)
+        if command == "migrate-db":
+            return asyncio.run(migrate_db_cmd(config, args))
         if command == "create-operator":
             return asyncio.run(create_operator_cmd(config, args))
         return asyncio.run(passwd_cmd(config, args))
     except ApiError as e:
         print(f"cutelive: {e.message}", file=sys.stderr)
         return 1
+    except DatabaseUnusable as e:
+        print(f"cutelive: {e}", file=sys.stderr)
+        return 2
     except (ConfigError, OSError, sqlite3.Error, peewee.DatabaseError) as e:
         print(f"cutelive: {e}", file=sys.stderr)
         return 1

@@ -113,6 +113,30 @@ def parse_synchronous(text: str) -> str:
     return low
 
 
+def parse_database_url(text: str) -> str:
+    """Empty (SQLite in the data directory) or ``postgresql://user:password@host:port/db``."""
+    text = text.strip()
+    if not text:
+        return ""
+    u = split_url(text)
+    try:
+        port = u.port if u is not None else None  # a port that is not a number raises
+    except ValueError:
+        u = None
+    if (
+        u is None
+        or u.scheme not in ("postgresql", "postgres")
+        or not (u.hostname or "host=" in u.query)
+        or not u.path.strip("/")
+        or (port is not None and not 0 < port < 65536)
+    ):
+        raise ValueError(
+            "empty (SQLite in the data directory) or a PostgreSQL URL such as "
+            "postgresql://user:password@localhost:5432/cutelive"
+        )
+    return text
+
+
 def parse_origins(text: str) -> list[str]:
     origins = parse_list(text)
     for o in origins:
@@ -198,6 +222,13 @@ SETTINGS: list[Setting] = [
     ),
     Setting("server", "certfile", "", parse_str, "TLS certificate chain (PEM); empty: no TLS."),
     Setting("server", "keyfile", "", parse_str, "TLS private key (PEM)."),
+    Setting(
+        "database",
+        "url",
+        "",
+        parse_database_url,
+        "Empty: SQLite in the data directory. postgresql://user:password@host:5432/db: PostgreSQL.",
+    ),
     Setting("database", "synchronous", "normal", parse_synchronous, "normal or full."),
     Setting("database", "busy_timeout", "5s", parse_duration, "How long to wait for a lock."),
     Setting("realtime", "heartbeat", "25s", parse_duration, "Ping interval for streams."),
@@ -285,6 +316,7 @@ class Config:
     server_trusted_proxies: list[str]
     server_certfile: str
     server_keyfile: str
+    database_url: str
     database_synchronous: str
     database_busy_timeout: float
     realtime_heartbeat: float
@@ -392,7 +424,8 @@ def load_config(
         try:
             values[(section, key)] = setting.parse(text)
         except ValueError as e:
-            raise ConfigError(f"[{section}] {key} = {text!r}: expected {e}") from None
+            shown = re.sub(r"(//[^/:@]*):[^@/]*@", r"\1:***@", text)  # no password in logs
+            raise ConfigError(f"[{section}] {key} = {shown!r}: expected {e}") from None
     if values[("mail", "smtp_security")] not in ("none", "starttls", "tls"):
         raise ConfigError("[mail] smtp_security: expected none, starttls or tls")
     if values[("log", "level")] not in ("debug", "info", "warning", "error"):

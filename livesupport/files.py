@@ -166,11 +166,19 @@ class Files:
         self.store = ctx.storage.files
         self.chats = chats
         self.validate = ctx.validate
-        self._key = ctx.storage.site.secret("file_links").encode()
+        self._key = b""
+        self._secrets = ctx.storage.site
+        #: Whether other processes may be receiving uploads into the same database.
+        self._shared = ctx.storage.networked
 
-    def start_up(self) -> None:
-        """Uploads a stopped process left unfinished are removed."""
-        self.store.purge_incomplete()
+    async def start_up(self) -> None:
+        """The links' signing key; uploads a stopped process left unfinished are removed (on
+        a shared database, those older than the longest an upload can stall)."""
+        self._key = (await self._secrets.secret("file_links")).encode()
+        before = self.clock.now_ms() + 1
+        if self._shared:
+            before -= int(self.config.files_stall_timeout * 1000) + 1000
+        await self.store.purge_incomplete(before=before)
 
     async def discard(self, file_id: int) -> None:
         """The pieces of an upload that failed. On a full disk even their deletion may not fit:

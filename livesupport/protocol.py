@@ -156,6 +156,7 @@ ERRORS: dict[str, int] = {
     "server_full": 503,
     "storage_full": 503,
     "storage_busy": 503,
+    "storage_unavailable": 503,
     "server_error": 500,
 }
 

@@ -126,7 +126,7 @@ class Services:
     async def start(self) -> None:
         """Load what lives in memory from the database after a (re)start."""
         await self.accounts.start()
-        self.files.start_up()
+        await self.files.start_up()
         await self.site.start()
         operators = await self.chats.start()
         # Their operators will reconnect after the restart; if not, the grace requeues.

@@ -34,9 +34,11 @@ import uuid
 import zlib
 from pathlib import Path
 
+import backends
 import pytest
 import requests
 import websocket
+from backends import BOTH_BACKENDS, Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Set CUTELIVE_BIN to run the same tests against a built executable.
@@ -87,8 +89,14 @@ class Server:
         tmp: Path,
         config: dict[str, dict[str, str]] | None = None,
         env: dict[str, str] | None = None,
+        database_url: str = "",
     ):
         self.tmp = Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        #: The PostgreSQL database's URL; empty: SQLite in the data directory.
+        self.database_url = database_url
+        if database_url:
+            config = {**(config or {}), "database": {"url": database_url}}
         #: Extra environment variables for the server process.
         self.env = env
         self.data_dir = self.tmp / "data"
@@ -157,6 +165,19 @@ class Server:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    def rows(self, sql: str, *params) -> list[tuple]:
+        """The rows of one query on the server's database (SQLite or PostgreSQL), read
+        directly as an administrator would."""
+        if self.database_url:
+            return backends.fetch(self.database_url, sql, *params)
+        import sqlite3
+
+        con = sqlite3.connect(self.data_dir / "cutelive.db")
+        try:
+            return [tuple(r) for r in con.execute(sql, params).fetchall()]
+        finally:
+            con.close()
 
     def metrics(self) -> dict:
         """The server's load figures (GET /api/metrics, loopback only)."""
@@ -522,17 +543,50 @@ class Poller:
             self.poll()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for this session (started on first use, stopped at the end)."""
+    pg = Postgres()
+    yield pg
+    pg.stop()
+
+
+def pytest_generate_tests(metafunc):
+    """Tests of the files named in ``backends.BOTH_BACKENDS`` run on SQLite and again on
+    PostgreSQL; every other test on SQLite."""
+    if "backend" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rpartition(".")[2]
+        if module in BOTH_BACKENDS:
+            metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def make_server(tmp_path):
+def backend(request) -> str:
+    """The database of this test's servers and apps: ``sqlite`` or ``postgresql``."""
+    return getattr(request, "param", "sqlite")
+
+
+def _database_url(request, backend: str, template: str | None = None) -> str:
+    if backend == "sqlite":
+        return ""
+    return request.getfixturevalue("postgres").new_database(template)
+
+
+@pytest.fixture
+def make_server(tmp_path, backend, request):
     """Factory: ``make_server(config={...})`` starts a server (``database=path`` on a copy of
-    that database); all are stopped at teardown."""
+    that database: the seeded one, on either backend); all are stopped at teardown."""
     servers: list[Server] = []
 
     def make(config=None, subdir=None, database: Path | None = None, env=None) -> Server:
         d = tmp_path / (subdir or f"s{len(servers)}")
         d.mkdir(exist_ok=True)
-        s = Server(d, config, env)
-        if database is not None:  # start on a copy of this database file
+        template = None
+        if database is not None and backend != "sqlite":
+            assert database == request.getfixturevalue("seeded_database"), database
+            template = request.getfixturevalue("seeded_postgres")
+        s = Server(d, config, env, database_url=_database_url(request, backend, template))
+        if database is not None and backend == "sqlite":  # a copy of this database file
             s.data_dir.mkdir()
             shutil.copyfile(database, s.data_dir / "cutelive.db")
         servers.append(s)
@@ -543,18 +597,30 @@ def make_server(tmp_path):
         s.stop()
 
 
+def _seed(server: Server) -> Server:
+    """An administrator ``admin`` and an operator ``bob``, made by a real server through the
+    console API (password hashing dominates that set-up)."""
+    try:
+        server.start()
+        server.create_operator("admin", admin=True, display_name="Alice Admin")
+        server.create_operator("bob", display_name="Bob")
+    finally:
+        server.stop()
+    return server
+
+
 @pytest.fixture(scope="session")
 def seeded_database(tmp_path_factory) -> Path:
-    """A database with an administrator ``admin`` and an operator ``bob``, made once per run
-    by a real server through the console API (password hashing dominates that set-up)."""
-    s = Server(tmp_path_factory.mktemp("seed"))
-    try:
-        s.start()
-        s.create_operator("admin", admin=True, display_name="Alice Admin")
-        s.create_operator("bob", display_name="Bob")
-    finally:
-        s.stop()
-    return s.data_dir / "cutelive.db"
+    """A database with an administrator ``admin`` and an operator ``bob``, made once per run."""
+    return _seed(Server(tmp_path_factory.mktemp("seed"))).data_dir / "cutelive.db"
+
+
+@pytest.fixture(scope="session")
+def seeded_postgres(tmp_path_factory, postgres) -> str:
+    """The seeded database of ``seeded_database`` on PostgreSQL: the name of a template."""
+    url = postgres.new_database()
+    _seed(Server(tmp_path_factory.mktemp("seedpg"), database_url=url))
+    return url.rpartition("/")[2]
 
 
 @pytest.fixture
@@ -999,7 +1065,8 @@ class InProcessApp:
         self.closed = False
         #: Statements from outside the storage layer (see ``_storage_only``).
         self.violations = violations if violations is not None else []
-        self.storage.db.connection().set_trace_callback(_storage_only(self.violations))
+        if not self.storage.networked:  # (SQLite's own hook; it runs on both in the servers)
+            self.storage.db.connection().set_trace_callback(_storage_only(self.violations))
         #: This app and the ones its restarts made; the fixture closes them all.
         self.family = family if family is not None else []
         self.family.append(self)
@@ -1094,8 +1161,9 @@ class InProcessApp:
         self.services.stop_ticking()
         if self.services.lag is not None:
             self.services.lag.stop()
-        self.storage.db.connection().set_trace_callback(None)
-        self.storage.close()
+        if not self.storage.networked:
+            self.storage.db.connection().set_trace_callback(None)
+        self.run(self.storage.close())
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         # Wait for the threads it started (the user-agent rules loading, hashing, mail).
         self.loop.run_until_complete(self.loop.shutdown_default_executor())
@@ -1120,7 +1188,7 @@ def _storage_only(violations: list):
 
 
 @pytest.fixture
-def make_app_in_process(tmp_path):
+def make_app_in_process(tmp_path, backend, request):
     """Factory for the in-process app (fake clock, cheap hasher) with a configuration:
     ``make_app_in_process({"chat": {"queue_timeout": "1s"}})``. Every database statement the
     apps run is checked to come from the storage layer."""
@@ -1128,6 +1196,9 @@ def make_app_in_process(tmp_path):
     violations: list[str] = []
 
     def make(config=None) -> InProcessApp:
+        url = _database_url(request, backend)
+        if url:
+            config = {**(config or {}), "database": {"url": url}}
         return InProcessApp(tmp_path / f"a{len(apps)}", config, violations=violations, family=apps)
 
     yield make

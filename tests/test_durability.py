@@ -108,20 +108,23 @@ class Sender(threading.Thread):
                 in_flight.pop(ev.get("ref"), None)
 
 
-def _read_db(path):
-    """Everything the checks need from the database file, read with plain sqlite3."""
-    con = sqlite3.connect(path)
-    try:
-        integrity = [r[0] for r in con.execute("PRAGMA integrity_check")]
-        chats = dict(con.execute("SELECT id, last_seq FROM chat"))
-        events = {}
-        for chat_id, seq, typ, client_id, data in con.execute(
-            "SELECT chat_id, seq, type, client_id, data FROM event ORDER BY chat_id, seq"
-        ):
-            events.setdefault(chat_id, []).append((seq, typ, client_id, json.loads(data)))
-        fk = con.execute("PRAGMA foreign_key_check").fetchall()
-    finally:
-        con.close()
+def _read_db(server):
+    """Everything the checks need from the database, read directly (with plain sqlite3 from
+    the file, or from PostgreSQL). PostgreSQL checks its pages and foreign keys itself."""
+    integrity, fk = ["ok"], []
+    if not server.database_url:
+        con = sqlite3.connect(server.data_dir / "cutelive.db")
+        try:
+            integrity = [r[0] for r in con.execute("PRAGMA integrity_check")]
+            fk = con.execute("PRAGMA foreign_key_check").fetchall()
+        finally:
+            con.close()
+    chats = dict(server.rows("SELECT id, last_seq FROM chat"))
+    events = {}
+    for chat_id, seq, typ, client_id, data in server.rows(
+        "SELECT chat_id, seq, type, client_id, data FROM event ORDER BY chat_id, seq"
+    ):
+        events.setdefault(chat_id, []).append((seq, typ, client_id, json.loads(data)))
     return integrity, chats, events, fk
 
 
@@ -172,7 +175,7 @@ def test_kill_9_inside_a_burst_loses_no_acknowledged_message(make_server, seed):
     assert total_acked < CLIENTS * (PER_CLIENT + 1), "the burst ended before the kill"
 
     # -- the database file, exactly as the crash left it ----------------------------------
-    integrity, chats, events, fk = _read_db(server.data_dir / "cutelive.db")
+    integrity, chats, events, fk = _read_db(server)
     assert integrity == ["ok"]
     assert fk == []
     for s in senders:
@@ -241,7 +244,7 @@ def test_kill_9_inside_a_burst_loses_no_acknowledged_message(make_server, seed):
         v.close()
 
     server.stop()
-    integrity, chats, events, fk = _read_db(server.data_dir / "cutelive.db")
+    integrity, chats, events, fk = _read_db(server)
     assert integrity == ["ok"] and fk == []
     for chat_id, stored in events.items():
         assert [e[0] for e in stored] == list(range(1, chats[chat_id] + 1))

@@ -6,14 +6,21 @@
 ``outbox`` (outgoing e-mail until the SMTP server accepts it); also ``departments`` and
 ``canned`` (canned replies), ``direct`` (messages between operators) and ``files`` (files
 attached to chats, with their bytes).
-Every method the domain calls while serving is awaitable, so a networked database can run its
-queries off the event loop (``Storage.run``) without the callers' signatures changing; the
-bodies are plain peewee code. (Start-up and tools use a few synchronous ones: ``open``,
-``site.secret``, ``backup``.) Stores hand out the plain records of ``records.py``.
+Every method the domain calls is awaitable, so a networked database runs its queries without
+the event loop waiting on the network (``Storage.run``); the bodies are plain peewee code.
+(The command-line tools use two synchronous ones: ``backup`` and ``restore``, SQLite only.)
+Stores hand out the plain records of ``records.py``.
+
+Two databases: SQLite in the data directory (the default; ``[database] url`` empty) and
+PostgreSQL (``[database] url = postgresql://...``), whose queries run through peewee's own
+asyncio support (``playhouse.pwasyncio`` over ``asyncpg``): the synchronous store code runs in
+a greenlet that gives the loop back at every round trip. The drivers are imported only when a
+URL names them. Where their SQL differs is ``schema.DIALECT`` and ``schema.ddl``.
 
 With SQLite a query never suspends the caller, so the domain's check-then-write sequences
 (a visitor's one open chat, a message's client id, a visit started once) cannot interleave.
-A networked database that really suspends needs them serialised per visitor and per chat.
+With PostgreSQL they can, and unique indexes and row locks (``DIALECT["lock_row"]``) keep
+them whole.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -38,13 +46,18 @@ from .departments import DepartmentStore
 from .direct import DirectStore
 from .files import FileStore
 from .outbox import OutboxStore
-from .schema import DIALECT, MIGRATIONS, MODELS, SCHEMA_VERSION, MetaRow
+from .schema import DIALECT, MIGRATIONS, MODELS, SCHEMA_VERSION, MetaRow, ddl
 from .site import SiteStore
 from .traffic import TrafficStore
 
 log = logging.getLogger("cutelive")
 
 T = TypeVar("T")
+
+
+class DatabaseUnusable(ConfigError):
+    """The configured database cannot be used at start: out of reach, a wrong password, no
+    such database, or written by a newer version. The start is refused (exit status 2)."""
 
 
 class StorageUnavailable(ApiError):
@@ -90,6 +103,77 @@ class StorageBusy(StorageUnavailable):
             503,
             retry_after=self.RETRY_AFTER,
         )
+
+
+class StorageDown(StorageUnavailable):
+    """The database server (PostgreSQL) cannot be reached just now: restarting, or the
+    network to it is down. Nothing of the request was stored; the same write succeeds once it
+    is back, usually within seconds."""
+
+    RETRY_AFTER = 2
+    LOG_EVERY = 60
+
+    def __init__(self) -> None:
+        super().__init__(
+            "storage_unavailable",
+            "the database server cannot be reached; nothing was stored, try again shortly",
+            503,
+            retry_after=self.RETRY_AFTER,
+        )
+
+
+def safe_url(url: str) -> str:
+    """A database URL for messages and logs: the password left out."""
+    return re.sub(r"(//[^/:@]*):[^@/]*@", r"\1@", url)
+
+
+def _network_failure(e: BaseException | None) -> bool:
+    """Whether ``e`` says the database server is out of reach (not that a query was wrong)."""
+    seen: set[int] = set()
+    todo = [e]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (OSError, asyncio.TimeoutError, peewee.InterfaceError)):
+            return True
+        if type(e).__name__ in (
+            "ConnectionDoesNotExistError",
+            "CannotConnectNowError",
+            "AdminShutdownError",
+            "ConnectionFailureError",
+            "PostgresConnectionError",
+        ):
+            return True
+        text = str(e).lower()
+        if isinstance(e, peewee.OperationalError) and (
+            "connect" in text or "shutting down" in text or "closed" in text
+        ):
+            return True
+        todo += [e.__cause__, e.__context__]
+        todo += [a for a in e.args[:1] if isinstance(a, BaseException)]
+    return False
+
+
+def _pyformat(sql: str) -> str:
+    """Portable ``?`` placeholders in the ``%s`` style of peewee's PostgreSQL drivers (our SQL
+    has no ``?`` or ``%`` of its own: values are always parameters)."""
+    return sql.replace("?", "%s")
+
+
+def _numbered(sql: str) -> str:
+    """``%s`` placeholders as asyncpg's ``$1, $2…``."""
+    n = iter(range(1, sql.count("%s") + 1))
+    return re.sub("%s", lambda _m: f"${next(n)}", sql)
+
+
+def _reason(e: BaseException) -> str:
+    """The driver's own words for why a database cannot be used, on one line."""
+    while isinstance(e, peewee.PeeweeException) and e.args and isinstance(e.args[0], Exception):
+        e = e.args[0]
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text
 
 
 def _sqlite_error(e: BaseException | None, *codes: int) -> BaseException | None:
@@ -142,37 +226,78 @@ class Checkpointer:
         self._thread.join(timeout=5)
 
 
+async def _keep_connection_state(_connection: Any) -> None:
+    """Connections go back to the pool as they are (``Storage.run`` ends every transaction),
+    without the driver's reset round trip."""
+
+
+def _postgresql_database() -> type:
+    """peewee's asyncio PostgreSQL database (imported only when configured), with bytes
+    passed to ``asyncpg`` as they are."""
+    from playhouse.pwasyncio import AsyncPostgresqlDatabase
+
+    class PostgresqlDatabase(AsyncPostgresqlDatabase):
+        def get_binary_type(self) -> type:
+            return bytes
+
+    return PostgresqlDatabase
+
+
 class Storage:
-    """Opening, migrations, and the stores. SQLite in WAL mode by default.
+    """Opening, migrations, and the stores. SQLite in WAL mode by default; PostgreSQL when
+    ``url`` names one.
 
     Each write is one short transaction, committed before the caller publishes anything
     about it. With SQLite the queries run on the loop's thread: a commit is the longest wait.
+    With PostgreSQL each ``run`` borrows a pooled connection for its round trips and gives it
+    back when it ends.
     """
 
+    #: Connections to PostgreSQL held by one process at most.
+    POOL_SIZE = 10
+
     def __init__(
-        self, path: str, clock: Clock, synchronous: str = "normal", busy_timeout: float = 5.0
+        self,
+        path: str,
+        clock: Clock,
+        synchronous: str = "normal",
+        busy_timeout: float = 5.0,
+        url: str = "",
     ):
         self.path = path
+        self.url = url
         self.clock = clock
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
-        self.dialect = DIALECT["sqlite"]
-        #: The database; its connection opens in ``open``.
-        self.db = peewee.SqliteDatabase(
-            path,
-            pragmas={
-                "journal_mode": "wal",
-                "foreign_keys": 1,
-                "busy_timeout": int(busy_timeout * 1000),
-                "synchronous": synchronous.upper(),
-                # Checkpoints (copying the log into the database file, with an fsync) run in
-                # a thread of their own (``Checkpointer``), never inside a commit on the loop.
-                "wal_autocheckpoint": 0,
-            },
-        )
+        #: ``sqlite`` or ``postgresql``.
+        self.kind = "postgresql" if url else "sqlite"
+        self.dialect = DIALECT[self.kind]
+        if url:
+            #: The database; its connections open in ``open``.
+            self.db = _postgresql_database()(
+                url,
+                pool_size=self.POOL_SIZE,
+                acquire_timeout=max(busy_timeout, 1.0),
+                reset=_keep_connection_state,
+            )
+        else:
+            self.db = peewee.SqliteDatabase(
+                path,
+                pragmas={
+                    "journal_mode": "wal",
+                    "foreign_keys": 1,
+                    "busy_timeout": int(busy_timeout * 1000),
+                    "synchronous": synchronous.upper(),
+                    # Checkpoints (copying the log into the database file, with an fsync) run
+                    # in a thread of their own (``Checkpointer``), never inside a commit on the
+                    # loop.
+                    "wal_autocheckpoint": 0,
+                },
+            )
         self._checkpointer: Checkpointer | None = None
         self._full_logged_at: float | None = None
         self._busy_logged_at: float | None = None
+        self._down_logged_at: float | None = None
         self._serving = False
         self.accounts = AccountStore(self)
         self.chats = ChatStore(self)
@@ -184,16 +309,39 @@ class Storage:
         self.canned = CannedStore(self)
         self.files = FileStore(self)
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run synchronous database code. SQLite runs it at once on the loop's thread; a
-        networked database runs it where waiting on the network does not block the loop.
+    @classmethod
+    def for_config(cls, config: Any, clock: Clock) -> Storage:
+        """The storage ``[database]`` describes (SQLite in ``[server] data_dir`` by default)."""
+        return cls(
+            os.path.join(config.server_data_dir, "cutelive.db"),
+            clock,
+            synchronous=config.database_synchronous,
+            busy_timeout=config.database_busy_timeout,
+            url=config.database_url,
+        )
 
-        While serving (``serve``), a write that finds the database locked by another program
-        does not wait on the loop's thread: it gives the loop back and tries again, with
-        growing pauses, for up to ``[database] busy_timeout``, then answers ``storage_busy``.
-        Only code that has changed nothing yet is tried again."""
+    @property
+    def networked(self) -> bool:
+        """Whether queries wait on a network round trip (PostgreSQL)."""
+        return bool(self.url)
+
+    def where(self) -> str:
+        """The database, for the log: the SQLite file, or the PostgreSQL URL without password."""
+        return safe_url(self.url) if self.url else os.path.abspath(self.path)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run synchronous database code. SQLite runs it at once on the loop's thread;
+        PostgreSQL runs it in a greenlet that gives the loop back while the network answers.
+
+        While serving (``serve``), a write that finds SQLite locked by another program does not
+        wait on the loop's thread: it gives the loop back and tries again, with growing pauses,
+        for up to ``[database] busy_timeout``, then answers ``storage_busy``. Only code that
+        has changed nothing yet is tried again. A PostgreSQL server out of reach answers
+        ``storage_unavailable``."""
         if MetaRow._meta.database is not self.db:
             self.db.bind(MODELS)  # another Storage in this process used the models last
+        if self.networked:
+            return await self._run_networked(fn, args)
         waited, pause = 0.0, 0.005
         while True:
             before = self._changes()
@@ -217,15 +365,46 @@ class Storage:
             waited += pause
             pause = min(pause * 2, 0.1)
 
+    async def _run_networked(self, fn: Callable[..., T], args: tuple) -> T:
+        try:
+            return await self.db.run(fn, *args)
+        except ApiError:
+            raise
+        except Exception as e:
+            if not self._serving or not _network_failure(e):
+                raise
+            self._warn_down(e)
+            raise StorageDown() from None
+        finally:
+            # The connection goes back to the pool: a socket's task lives for hours.
+            if not self.db.in_transaction():
+                try:
+                    await self.db.aclose()
+                except Exception as e:  # a connection that died with its server
+                    log.debug("releasing a database connection: %s", e)
+
     def _changes(self) -> int:
         """Rows this connection has changed since it opened (a failed try changed none)."""
         return self.db.connection().total_changes
 
-    def serve(self) -> None:
+    async def serve(self) -> None:
         """From now on the loop must not wait for a lock: SQLite answers "busy" at once and
         ``run`` waits without blocking (start-up and the command-line tools wait in SQLite)."""
-        self.execute("PRAGMA busy_timeout = 0")
+        if not self.networked:
+            self.execute("PRAGMA busy_timeout = 0")
         self._serving = True
+
+    def _warn_down(self, e: BaseException) -> None:
+        now = self.clock.monotonic()
+        if self._down_logged_at is not None and now - self._down_logged_at < StorageDown.LOG_EVERY:
+            return
+        self._down_logged_at = now
+        log.warning(
+            "the database server %s cannot be reached (%s): clients get storage_unavailable "
+            "until it is back; the server resumes by itself",
+            self.where(),
+            e,
+        )
 
     def _warn_busy(self, waited: float) -> None:
         now = self.clock.monotonic()
@@ -254,52 +433,114 @@ class Storage:
 
     def execute(self, sql: str, params: tuple | list = ()):
         """One statement with ``?`` placeholders; returns the cursor."""
+        if self.networked:
+            sql = _pyformat(sql)
         return self.db.execute_sql(sql, params)
 
+    def insert(self, sql: str, params: tuple | list = ()) -> int:
+        """One ``INSERT`` with ``?`` placeholders; returns the new row's id."""
+        return self.execute(sql + " RETURNING id", params).fetchone()[0]
+
     def executemany(self, sql: str, rows: list) -> None:
-        if rows:
+        """One statement for each of ``rows``, in one round trip."""
+        if not rows:
+            return
+        if self.networked:
+            from playhouse.pwasyncio import await_
+
+            connection = self.db.connect() if self.db.is_closed() else self.db._state.conn
+            numbered = _numbered(_pyformat(sql))
+            await_(connection.conn.executemany(numbered, rows))
+        else:
             self.db.cursor().executemany(sql, rows)
 
     def atomic(self):
-        """A transaction (nested ones become savepoints). It takes the write lock when it
-        begins (``BEGIN IMMEDIATE``): a transaction that read first and then wanted to write
-        would get "database is locked" at once, without the busy wait, when another program
-        held the database."""
+        """A transaction (nested ones become savepoints). With SQLite it takes the write lock
+        when it begins (``BEGIN IMMEDIATE``): a transaction that read first and then wanted
+        to write would get "database is locked" at once, without the busy wait, when another
+        program held the database."""
+        if self.networked:
+            return self.db.atomic()
         return self.db.atomic(lock_type="IMMEDIATE")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def open(self) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+    async def open(self, key: str = "[database] url") -> None:
+        """Connect, and create or migrate the schema. A database that cannot be used (out of
+        reach, a wrong password, written by a newer version) is ``DatabaseUnusable``, its
+        message naming ``key``: where the URL came from."""
+        if not self.networked:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self.db.bind(MODELS)
+            self.db.connect(reuse_if_open=True)
+            self.migrate()
+            if self._checkpointer is None:
+                self._checkpointer = Checkpointer(self.path, self.busy_timeout)
+            return
         self.db.bind(MODELS)
-        self.db.connect(reuse_if_open=True)
-        self.migrate()
-        if self._checkpointer is None:
-            self._checkpointer = Checkpointer(self.path, self.busy_timeout)
+        try:
+            await self.db.run(self.migrate)
+        except ConfigError as e:
+            raise DatabaseUnusable(f"{key}: {e}") from None
+        except Exception as e:
+            raise DatabaseUnusable(
+                f"{key}: cannot use the database {safe_url(self.url)}: {_reason(e)}"
+            ) from None
+        finally:
+            if not self.db.in_transaction():
+                await self.db.aclose()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
-        if not self.db.is_closed():
+        if self.networked:
+            try:
+                await self.db.close_pool()
+            except Exception as e:
+                log.debug("closing the database's connections: %s", e)
+        elif not self.db.is_closed():
             self.db.close()
 
     def migrate(self) -> None:
-        version = self.execute(self.dialect["get_version"]).fetchone()[0]
+        with self.db.atomic():
+            for sql in self.dialect["version_table"]:
+                self.execute(sql)
+            if self.dialect["migration_lock"]:
+                self.execute(self.dialect["migration_lock"])
+            version = self.execute(self.dialect["get_version"]).fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"the database {self.path} has schema version {version}, newer than this "
+            raise DatabaseUnusable(
+                f"the database {self.where()} has schema version {version}, newer than this "
                 f"program's {SCHEMA_VERSION}; use a newer cutelive"
             )
-        for step in range(version, SCHEMA_VERSION):
-            with self.db.atomic():
+        with self.db.atomic():
+            if self.dialect["migration_lock"]:
+                self.execute(self.dialect["migration_lock"])
+                # Another process may have migrated while this one waited for the lock.
+                version = self.execute(self.dialect["get_version"]).fetchone()[0]
+            for step in range(version, SCHEMA_VERSION):
                 for sql in MIGRATIONS[step]:
-                    self.execute(sql)
+                    self.execute(ddl(sql, self.kind))
                 self.execute(self.dialect["set_version"].format(version=step + 1))
         if version == 0:
             log.info("database created at schema version %d", SCHEMA_VERSION)
         elif version < SCHEMA_VERSION:
             log.info("database migrated from schema version %d to %d", version, SCHEMA_VERSION)
+
+    #: What ``holdings`` counts.
+    COUNTED = ("operator", "chat", "event", "file")
+
+    async def holdings(self) -> dict[str, int]:
+        """How many operators, chats, events and files the database holds."""
+
+        def count() -> dict[str, int]:
+            return {
+                table: self.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in self.COUNTED
+            }
+
+        return await self.run(count)
 
     @staticmethod
     def restore(src: str, dest: str) -> dict[str, int]:

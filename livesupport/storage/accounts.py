@@ -168,12 +168,12 @@ class AccountStore:
 
     async def create_visitor(self, token: str, ip: str, user_agent: str) -> Visitor:
         t = self._storage.clock.now_ms()
-        cur = await self._storage.run(
-            self._storage.execute,
+        visitor_id = await self._storage.run(
+            self._storage.insert,
             "INSERT INTO visitor (token_hash, created_at, ip, user_agent) VALUES (?, ?, ?, ?)",
             (token_hash(token), t, ip, user_agent),
         )
-        return Visitor(cur.lastrowid, t)
+        return Visitor(visitor_id, t)
 
     async def visitor_id_by_token(self, token: str) -> int | None:
         row = (

@@ -172,7 +172,8 @@ class ChatStore:
         execute = self._storage.execute
         out = []
         seq, vseq = execute(
-            "SELECT last_seq, last_vseq FROM chat WHERE id = ?", (chat.id,)
+            "SELECT last_seq, last_vseq FROM chat WHERE id = ?" + self._storage.dialect["lock_row"],
+            (chat.id,),
         ).fetchone()
         for ev in events:
             seq += 1
@@ -243,11 +244,11 @@ class ChatStore:
 
         def create() -> tuple[Chat, list]:
             with self._storage.atomic():
-                cur = self._storage.execute(
+                chat_id = self._storage.insert(
                     f"INSERT INTO chat ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [values[c] for c in cols],
                 )
-                chat = Chat(id=cur.lastrowid, **values)
+                chat = Chat(id=chat_id, **values)
                 return chat, self._append(chat, events, {})
 
         chat, pairs = await self._storage.run(create)

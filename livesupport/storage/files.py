@@ -21,12 +21,11 @@ class FileStore:
 
     async def begin(self, chat_id: int, name: str, at: int) -> int:
         """A new, incomplete file; its id. Nobody sees it until ``complete``."""
-        cur = await self._storage.run(
-            self._execute,
+        return await self._storage.run(
+            self._storage.insert,
             "INSERT INTO file (chat_id, name, created_at) VALUES (?, ?, ?)",
             (chat_id, name, at),
         )
-        return cur.lastrowid
 
     async def write(self, file_id: int, n: int, data: bytes) -> None:
         """Piece ``n`` (from 0) of an incomplete file, committed on its own."""
@@ -54,12 +53,19 @@ class FileStore:
 
         await self._storage.run(discard)
 
-    def purge_incomplete(self) -> int:
-        """At start: uploads a stopped process left unfinished; how many."""
-        with self._storage.atomic():
-            ids = "SELECT id FROM file WHERE complete = 0"
-            self._execute(f"DELETE FROM file_chunk WHERE file_id IN ({ids})")
-            return self._execute("DELETE FROM file WHERE complete = 0").rowcount
+    async def purge_incomplete(self, before: int) -> int:
+        """At start: uploads begun before ``before`` and left unfinished by a stopped process
+        (another process sharing the database may be receiving newer ones); how many."""
+
+        def purge() -> int:
+            with self._storage.atomic():
+                ids = "SELECT id FROM file WHERE complete = 0 AND created_at < ?"
+                self._execute(f"DELETE FROM file_chunk WHERE file_id IN ({ids})", (before,))
+                return self._execute(
+                    "DELETE FROM file WHERE complete = 0 AND created_at < ?", (before,)
+                ).rowcount
+
+        return await self._storage.run(purge)
 
     async def file(self, file_id: int) -> StoredFile | None:
         """A complete file's record."""

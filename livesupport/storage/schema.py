@@ -6,24 +6,55 @@ sees them: storage hands out the plain records of ``records.py``.
 
 from __future__ import annotations
 
+import re
+
 import peewee
 
 from ..protocol import ONLINE
 
 # == SQL dialect =============================================================================
 # The one place where SQL differs between databases. Everything else in ``livesupport.storage``
-# is portable SQL, written with ``?`` placeholders (a driver that uses another style needs
-# them adapted in ``Storage.execute``).
-# SQLite today; a PostgreSQL implementation fills in its own column here.
+# is portable SQL, written with ``?`` placeholders (``Storage.execute`` adapts them to the
+# driver's style) and SQLite's column types (``ddl`` adapts them).
 DIALECT = {
     "sqlite": {
         #: The larger of two values in one row.
         "greatest": "MAX",
         #: Where the schema version is kept.
+        "version_table": [],
         "get_version": "PRAGMA user_version",
+        "migration_lock": None,
         "set_version": "PRAGMA user_version = {version}",
+        #: Appended to the read of a chat's last sequence numbers before new events: SQLite's
+        #: write transactions begin with the database's write lock (``BEGIN IMMEDIATE``).
+        "lock_row": "",
+    },
+    "postgresql": {
+        "greatest": "GREATEST",
+        "version_table": [
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+            "INSERT INTO schema_version SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM schema_version)",
+        ],
+        "get_version": "SELECT version FROM schema_version",
+        "set_version": "UPDATE schema_version SET version = {version}",
+        #: Taken for the migration's transaction: processes starting together migrate once.
+        "migration_lock": "SELECT pg_advisory_xact_lock(7253001)",
+        #: Another process may append to the same chat: its row is locked until the commit.
+        "lock_row": " FOR UPDATE",
     },
 }
+
+
+def ddl(sql: str, dialect: str) -> str:
+    """A migration statement, written for SQLite, in ``dialect``: PostgreSQL gets 64-bit
+    integers (timestamps are milliseconds), generated ids and ``BYTEA`` for bytes."""
+    if dialect == "sqlite":
+        return sql
+    sql = re.sub(r"\bid INTEGER PRIMARY KEY\b", "id BIGSERIAL PRIMARY KEY", sql)
+    sql = re.sub(r"\bINTEGER\b", "BIGINT", sql)
+    return re.sub(r"\bBLOB\b", "BYTEA", sql)
+
+
 # ============================================================================================
 
 

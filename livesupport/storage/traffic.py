@@ -52,13 +52,13 @@ class TrafficStore:
                 ).fetchone()
                 first_seen, visits, chats = row if row else (at, 0, 0)
                 cols = ", ".join(fields)
-                cur = execute(
+                visit_id = self._storage.insert(
                     f"INSERT INTO visit (visitor_id, number, started_at, last_seen, {cols}) "
                     f"VALUES (?, ?, ?, ?{', ?' * len(fields)})",
                     (visitor_id, visits + 1, at, at, *fields.values()),
                 )
             return Visit(
-                id=cur.lastrowid,
+                id=visit_id,
                 number=visits + 1,
                 started_at=at,
                 last_seen=at,
@@ -163,7 +163,7 @@ class TrafficStore:
     async def rules(self, enabled_only: bool = False) -> list[InviteRule]:
         q = InviteRuleRow.select().order_by(InviteRuleRow.id)
         if enabled_only:
-            q = q.where(InviteRuleRow.enabled)
+            q = q.where(InviteRuleRow.enabled == True)  # noqa: E712 (SQL, not Python)
         return [_rule(r) for r in await self._storage.run(list, q)]
 
     async def create_rule(self, name: str, message: str, enabled: bool, conditions: dict):

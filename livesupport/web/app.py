@@ -233,17 +233,12 @@ async def make_app(
     the once-a-second tick running. Tests hand in their own clock and a cheap hasher."""
     clock = clock if clock is not None else Clock()
     if storage is None:
-        storage = Storage(
-            os.path.join(config.server_data_dir, "cutelive.db"),
-            clock,
-            synchronous=config.database_synchronous,
-            busy_timeout=config.database_busy_timeout,
-        )
-    storage.open()
+        storage = Storage.for_config(config, clock)
+    await storage.open()
     loop = asyncio.get_running_loop()
     services = Services(config, storage, clock=clock, hasher=hasher)
     await services.start()
-    storage.serve()
+    await storage.serve()
     services.start_ticking()
     services.lag = LagMonitor(loop.call_later)
     services.lag.start()
@@ -254,7 +249,7 @@ async def make_app(
         tornado_routes(services),
         default_handler_class=h.NotFoundHandler,
         default_handler_args=dict(services=services, auth="none"),
-        cookie_secret=storage.site.secret("cookie_secret"),
+        cookie_secret=await storage.site.secret("cookie_secret"),
         xsrf_cookies=True,
         xsrf_cookie_kwargs=dict(httponly=True, samesite="Strict", secure=secure),
         websocket_ping_interval=config.realtime_heartbeat,

@@ -1,0 +1,195 @@
+"""The databases tests run on: SQLite (a file in each server's data directory) and PostgreSQL.
+
+PostgreSQL comes from ``CUTELIVE_TEST_POSTGRES`` (a URL of a server where the user may create
+databases; ``.ci/run`` starts one) or, when that is unset, from a private cluster this module
+starts in a temporary folder with Debian's ``postgresql`` binaries and stops at the end. Each
+test server gets a database of its own, made empty or as a copy of a seeded template.
+Nothing here skips: when PostgreSQL cannot start, the tests that need it fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import itertools
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+#: Test files whose servers run once on each backend (``pytest_generate_tests``).
+BOTH_BACKENDS = (
+    "test_chat",
+    "test_events",
+    "test_resume",
+    "test_longpoll",
+    "test_durability",
+    "test_queue",
+    "test_receipts",
+    "test_files",
+    "test_browser",
+)
+
+_names = itertools.count(1)
+
+
+def _run(make_coro):
+    """Run a coroutine to its end in a thread of its own: the caller may be inside an event
+    loop already (Playwright's synchronous API runs one)."""
+    result: list = []
+
+    def target() -> None:
+        try:
+            result.append((True, asyncio.run(make_coro())))
+        except BaseException as e:
+            result.append((False, e))
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
+
+
+def fetch(url: str, sql: str, *params) -> list[tuple]:
+    """Rows of one query (``?`` placeholders) on the PostgreSQL database at ``url``."""
+    import asyncpg
+
+    async def run() -> list[tuple]:
+        con = await asyncpg.connect(url)
+        try:
+            n = itertools.count(1)
+            numbered = re.sub(r"\?", lambda _m: f"${next(n)}", sql)
+            return [tuple(r) for r in await con.fetch(numbered, *params)]
+        finally:
+            await con.close()
+
+    return _run(run)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError(
+            f"PostgreSQL's {name} is not installed: apt-get install postgresql "
+            "(or set CUTELIVE_TEST_POSTGRES to a server's URL)"
+        )
+    return found[-1]
+
+
+class Postgres:
+    """A PostgreSQL server for the tests: given by URL, or a private one started here."""
+
+    def __init__(self, private: bool = False) -> None:
+        """``private``: always a server of its own (a test that stops and starts it)."""
+        self.url = "" if private else os.environ.get("CUTELIVE_TEST_POSTGRES", "")
+        self._dir: str | None = None
+        self._prefix = f"t{os.getpid()}_"
+        if not self.url:
+            self._start_private()
+
+    def _start_private(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="cutelive-pg-")
+        run_as: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(self._dir, "postgres")
+            run_as = ["runuser", "-u", "postgres", "--"]
+        data = os.path.join(self._dir, "data")
+        port = _free_port()
+        subprocess.run(
+            run_as + [_pg_bin("initdb"), "-D", data, "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+        )
+        options = (
+            f"-p {port} -k {self._dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run_as = run_as
+        self._data = data
+        self._options = options
+        self.start_server()
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def start_server(self) -> None:
+        """Start the private server (again)."""
+        subprocess.run(
+            self._run_as
+            + [_pg_bin("pg_ctl"), "-D", self._data, "-l", os.path.join(self._dir, "log"), "-w"]
+            + ["-o", self._options, "start"],
+            check=True,
+            capture_output=True,
+        )
+
+    def stop_server(self) -> None:
+        """Stop the private server, as an administrator's restart does (open connections
+        are ended)."""
+        subprocess.run(
+            self._run_as + [_pg_bin("pg_ctl"), "-D", self._data, "-m", "fast", "-w", "stop"],
+            check=True,
+            capture_output=True,
+        )
+
+    def _admin(self, *statements: str) -> list:
+        import asyncpg
+
+        async def run() -> list:
+            con = await asyncpg.connect(self.url)
+            try:
+                return [await con.fetch(s) for s in statements]
+            finally:
+                await con.close()
+
+        return _run(run)
+
+    def database_url(self, name: str) -> str:
+        u = urllib.parse.urlsplit(self.url)
+        return urllib.parse.urlunsplit(u._replace(path="/" + name))
+
+    def new_database(self, template: str | None = None) -> str:
+        """A new, empty database (or a copy of ``template``); its URL."""
+        name = f"{self._prefix}{next(_names)}"
+        copy = f" TEMPLATE {template}" if template else ""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._admin(f"CREATE DATABASE {name}{copy}")
+                break
+            except Exception as e:  # the template's last server may still be disconnecting
+                if "being accessed by other users" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        return self.database_url(name)
+
+    def fetch(self, url: str, sql: str, *params) -> list[tuple]:
+        return fetch(url, sql, *params)
+
+    def stop(self) -> None:
+        if self._dir is None:
+            names = self._admin(
+                f"SELECT datname FROM pg_database WHERE datname LIKE '{self._prefix}%'"
+            )[0]
+            for (name,) in names:
+                try:
+                    self._admin(f"DROP DATABASE {name} WITH (FORCE)")
+                except Exception:
+                    pass
+            return
+        subprocess.run(
+            self._run_as + [_pg_bin("pg_ctl"), "-D", self._data, "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(self._dir, ignore_errors=True)
