@@ -118,6 +118,19 @@ async def serve(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # Not ready first: a proxy checking /api/ready sends new visitors elsewhere during the
+    # drain, while the connections here are still served; a second signal ends the drain.
+    app.readiness.stop_accepting()
+    if config.server_drain_time > 0:
+        log.info(
+            "stopping: /api/ready answers 503; still serving for %g s ([server] drain_time)",
+            config.server_drain_time,
+        )
+        stop.clear()
+        try:
+            await asyncio.wait_for(stop.wait(), config.server_drain_time)
+        except TimeoutError:
+            pass
     log.info("shutting down")
     server.stop()
     services.stop_ticking()

@@ -223,6 +223,21 @@ SETTINGS: list[Setting] = [
     Setting("server", "certfile", "", parse_str, "TLS certificate chain (PEM); empty: no TLS."),
     Setting("server", "keyfile", "", parse_str, "TLS private key (PEM)."),
     Setting(
+        "server",
+        "health_token",
+        "",
+        parse_str,
+        "/api/health and /api/ready answer other addresses than loopback with this token "
+        "(Authorization: Bearer TOKEN); empty: loopback only.",
+    ),
+    Setting(
+        "server",
+        "drain_time",
+        "0s",
+        parse_duration,
+        "After SIGTERM, how long the server keeps serving while /api/ready says not ready.",
+    ),
+    Setting(
         "database",
         "url",
         "",
@@ -316,6 +331,8 @@ class Config:
     server_trusted_proxies: list[str]
     server_certfile: str
     server_keyfile: str
+    server_health_token: str
+    server_drain_time: float
     database_url: str
     database_synchronous: str
     database_busy_timeout: float

@@ -23,6 +23,7 @@ from ..storage import Storage
 from . import handlers as h
 from .base import body_too_large
 from .files import DownloadHandler, FileLinkHandler, UploadHandler
+from .health import HealthHandler, Readiness, ReadyHandler
 from .sockets import ConsoleSocket, VisitorSocket
 
 
@@ -48,6 +49,8 @@ def _file(filename: str) -> dict[str, Any]:
 ROUTES: list[Route] = [
     Route(r"/api/status", h.StatusHandler, "public"),
     Route(r"/api/metrics", h.MetricsHandler, "local"),
+    Route(r"/api/health", HealthHandler, "health"),
+    Route(r"/api/ready", ReadyHandler, "health"),
     Route(r"/api/widget/config", h.WidgetConfigHandler, "public"),
     Route(r"/api/button", h.ButtonHandler, "public"),
     Route(r"/api/visitor/token", h.VisitorTokenHandler, "visitor_origin"),
@@ -214,10 +217,10 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
 class _Application(tornado.web.Application):
     """Tornado's, with one change to the access log: answers the server logs in its own way
     are left out (a full disk or a database locked by another program is logged by the
-    storage once a minute, not once a request)."""
+    storage once a minute, not once a request; /api/ready's 503 by ``serve`` when stopping)."""
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
-        if getattr(handler, "error", None) in ("storage_full", "storage_busy"):
+        if getattr(handler, "error", None) in ("storage_full", "storage_busy", "not_ready"):
             return
         super().log_request(handler)
 
@@ -258,4 +261,6 @@ async def make_app(
         compress_response=True,
     )
     app.services = services
+    #: What /api/ready answers; ``serve`` marks it stopping on SIGTERM.
+    app.readiness = Readiness(storage)
     return app

@@ -3,6 +3,7 @@ and authentication by the level the route table names."""
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 from typing import Any
@@ -19,6 +20,8 @@ SESSION_COOKIE = "cutelive_session"
 AUTH_LEVELS = {
     "public": "anyone, from any site; read-only",
     "local": "loopback clients only (monitoring)",
+    "health": "loopback clients, or any with [server] health_token (Authorization: Bearer); "
+    "no rate limit for them",
     "visitor_origin": "the visitor API without a token yet (a new token; a beacon carries "
     "its token in the body); origin allow-list",
     "visitor": "a visitor token (Authorization: Bearer, or the WebSocket's hello); origin "
@@ -31,6 +34,9 @@ AUTH_LEVELS = {
     "page": "our HTML pages (console, chat window), with their Content-Security-Policy",
     "none": "no such route: a JSON 404",
 }
+
+#: Levels whose routes take no cookie, so no CSRF token either.
+NO_CSRF = ("public", "local", "health", "visitor", "visitor_origin", "signed", "none")
 
 #: Error codes for the HTTP statuses Tornado raises by itself.
 HTTP_CODES = {
@@ -179,20 +185,20 @@ class BaseHandler(tornado.web.RequestHandler):
         if auth in ("visitor", "visitor_origin"):
             if not visitor_origin_allowed(self.request, self.services):
                 raise origin_refused()
-        self.services.check_request(self.ip)
+        health = self.health_access() if auth == "health" else None
+        if health != 200:  # a proxy's checks are not limited like the clients it relays
+            self.services.check_request(self.ip)
         method = self.request.method.lower()
         served = getattr(type(self), method, None) is not getattr(
             tornado.web.RequestHandler, method, None
         )
         if not served or (method == "options" and auth not in ("visitor", "visitor_origin")):
             raise tornado.web.HTTPError(405)  # before authentication, as for a missing route
-        if auth == "local":
-            # self.ip honours trusted proxies; anything relayed by a proxy is not local.
-            headers = self.request.headers
-            relayed = "X-Forwarded-For" in headers or "X-Real-Ip" in headers
-            if relayed or not ipaddress.ip_address(self.ip or "0.0.0.0").is_loopback:
-                raise ApiError("not_found", "no such path", 404)
-        elif auth == "visitor" and self.request.method != "OPTIONS":
+        if (auth == "local" and not self.from_loopback()) or health == 404:
+            raise ApiError("not_found", "no such path", 404)
+        if health == 403:
+            raise ApiError("forbidden", "wrong health token", 403)
+        if auth == "visitor" and self.request.method != "OPTIONS":
             header = self.request.headers.get("Authorization", "")
             token = header[7:] if header[:7].lower() == "bearer " else ""
             self.party = await self.services.accounts.visitor_party(token, self.ip, self.user_agent)
@@ -207,9 +213,27 @@ class BaseHandler(tornado.web.RequestHandler):
                 if not op.is_admin:
                     raise ApiError("forbidden", "only administrators may do this", 403)
 
+    def from_loopback(self) -> bool:
+        """A loopback client that no proxy relayed (``self.ip`` honours trusted proxies)."""
+        headers = self.request.headers
+        relayed = "X-Forwarded-For" in headers or "X-Real-Ip" in headers
+        return not relayed and ipaddress.ip_address(self.ip or "0.0.0.0").is_loopback
+
+    def health_access(self) -> int:
+        """The ``health`` level: 200 for a loopback client or the right token, 403 for a
+        wrong token, 404 (no such path) for anyone else."""
+        if self.from_loopback():
+            return 200
+        token = self.services.config.server_health_token
+        header = self.request.headers.get("Authorization", "")
+        if not token or not header:
+            return 404
+        given = header[7:] if header[:7].lower() == "bearer " else ""
+        return 200 if hmac.compare_digest(given.encode(), token.encode()) else 403
+
     def check_xsrf_cookie(self) -> None:
         # Only the console uses cookies; its routes check the token, the others need none.
-        if self._auth in ("public", "local", "visitor", "visitor_origin", "signed", "none"):
+        if self._auth in NO_CSRF:
             return
         try:
             super().check_xsrf_cookie()
