@@ -14,6 +14,7 @@ LAYERS: list[str] = [
     "protocol",
     "storage",
     "hub",
+    "cluster",
     "guards",
     "context",
     # The domain, one module per subject, each importing only the subjects before it.

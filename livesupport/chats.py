@@ -55,6 +55,12 @@ def message_event(who: str, op: dict | None, text: str, client_id: str, t: int) 
     }
 
 
+def may_see(party: Party, chat: Chat) -> bool:
+    if party.role == "visitor":
+        return chat.visitor_id == party.visitor_id
+    return True  # operators are staff; every transcript is theirs to read
+
+
 class Typing:
     """Typing indicators: ephemeral, throttled to one ``typing: true`` a second per side; with
     the typing preview, the visitor's text changes go out at most 4 times a second."""
@@ -168,15 +174,10 @@ class Chats:
         s["operator_status"] = self.presence.status_of(op.id) if op else None
         return s
 
-    def may_see(self, party: Party, chat: Chat) -> bool:
-        if party.role == "visitor":
-            return chat.visitor_id == party.visitor_id
-        return True  # operators are staff; every transcript is theirs to read
-
     async def chat_for(self, party: Party, chat_id: int) -> Chat:
         """A chat the party may see; any other id gets the same 404 as a missing one."""
         chat = await self.store.chat(chat_id)
-        if chat is None or not self.may_see(party, chat):
+        if chat is None or not may_see(party, chat):
             raise not_found(f"no chat {chat_id}", chat_id=chat_id)
         return chat
 
@@ -511,3 +512,17 @@ class Chats:
         pairs = await self.store.append_events(chat, [event], changes)
         await self.publish(chat, pairs)
         self.pending.pop(chat.id, None)
+
+
+async def changed_elsewhere(chats: Chats, chat_id: int) -> None:
+    """(In a cluster.) Another process changed the chat: this one's queue and pending list
+    follow it."""
+    c = await chats.store.chat(chat_id)
+    status = c.status if c is not None else None
+    for table, state in ((chats.waiting, WAITING), (chats.pending, PENDING)):
+        if status != state:
+            table.pop(chat_id, None)
+        elif chat_id not in table:
+            table[chat_id] = c.queued_at if state == WAITING else c.pending_since or c.created_at
+    if status not in OPEN_STATUSES:
+        chats.typing.forget(chat_id)

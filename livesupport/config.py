@@ -137,6 +137,29 @@ def parse_database_url(text: str) -> str:
     return text
 
 
+def parse_redis_url(text: str) -> str:
+    """Empty (one process, events in memory) or ``redis://[:password@]host:port/db``."""
+    text = text.strip()
+    if not text:
+        return ""
+    u = split_url(text)
+    try:
+        port = u.port if u is not None else None
+    except ValueError:
+        u = None
+    if (
+        u is None
+        or u.scheme not in ("redis", "rediss", "unix")
+        or not (u.hostname or u.scheme == "unix")
+        or (port is not None and not 0 < port < 65536)
+        or (u.path.strip("/") and not u.path.strip("/").isdigit() and u.scheme != "unix")
+    ):
+        raise ValueError(
+            "empty (one process) or a Redis URL such as redis://localhost:6379/0"
+        )
+    return text
+
+
 def parse_origins(text: str) -> list[str]:
     origins = parse_list(text)
     for o in origins:
@@ -313,6 +336,13 @@ SETTINGS: list[Setting] = [
     ),
     Setting("mail", "retry_max", "1h", parse_positive_duration, "Longest wait between tries."),
     Setting("mail", "give_up_after", "3d", parse_duration, "Mail not accepted by then fails."),
+    Setting(
+        "cluster",
+        "redis_url",
+        "",
+        parse_redis_url,
+        "Empty: one process. redis://host:6379/0: events and presence between processes.",
+    ),
     Setting("log", "level", "info", parse_str, "debug, info, warning or error."),
 ]
 
@@ -385,6 +415,7 @@ class Config:
     mail_retry_first: float
     mail_retry_max: float
     mail_give_up_after: float
+    cluster_redis_url: str
     log_level: str
     #: Unknown keys and the like, logged at start.
     warnings: list[str] = field(default_factory=list)
@@ -445,6 +476,12 @@ def load_config(
             raise ConfigError(f"[{section}] {key} = {shown!r}: expected {e}") from None
     if values[("mail", "smtp_security")] not in ("none", "starttls", "tls"):
         raise ConfigError("[mail] smtp_security: expected none, starttls or tls")
+    if values[("cluster", "redis_url")] and not values[("database", "url")]:
+        raise ConfigError(
+            "[cluster] redis_url is for several processes, and they need a database they can "
+            "share: set [database] url to a PostgreSQL database (one SQLite file serves one "
+            "process)"
+        )
     if values[("log", "level")] not in ("debug", "info", "warning", "error"):
         raise ConfigError("[log] level: expected debug, info, warning or error")
     return Config(**{f"{s}_{k}": v for (s, k), v in values.items()}, warnings=warnings)

@@ -144,6 +144,11 @@ class Departments:
             self._availability = now
             self.hub.publish(["visitors"], now)
 
+    def availability_told(self) -> None:
+        """(In a cluster.) Another process's operators changed, and that process has told
+        visitors; this one remembers what they were told, to tell them of the next change."""
+        self._availability = self.availability()
+
     async def _announce(self) -> None:
         await self._reload()
         self.hub.publish(["ops"], {"type": "departments", "departments": self.list()})

@@ -52,8 +52,13 @@ class Invitations:
     # -- invitations --------------------------------------------------------------------------
 
     async def invite(self, operator_id: int | None, visitor_id: int, message: str) -> dict:
-        """Invite a visitor on the site; inviting twice returns the pending invitation."""
+        """Invite a visitor on the site; inviting twice returns the pending invitation. (In a
+        cluster, a visitor on another process is invited by that process.)"""
         lv = self.monitor.live.get(visitor_id)
+        origin = self.monitor.origin_of(visitor_id) if lv is None else None
+        if origin is not None:
+            data = {"operator_id": operator_id, "visitor_id": visitor_id, "message": message}
+            return await self.hub.call(origin, "invite", data)
         if lv is None or lv.left_at is not None:
             raise ApiError(
                 "visitor_left",

@@ -130,6 +130,10 @@ class Monitor:
         self._dirty: set[int] = set()
         self._gone: set[int] = set()
         self._flush_scheduled = False
+        #: In a cluster: the other processes' visitors, by process, as their rows last said
+        #: (``mirror``); their consoles' live changes arrive as usual.
+        self._cluster = getattr(self.hub, "live_origins", None) is not None
+        self._others: dict[str, dict[int, dict]] = {}
         self._dropping_views = False
         self._last_purge = 0.0
         self.ua = UserAgents()
@@ -318,7 +322,39 @@ class Monitor:
         }
 
     def snapshot_event(self) -> dict:
-        return {"type": "visitors", "visitors": [self.row(lv) for lv in self.live.values()]}
+        rows = [self.row(lv) for lv in self.live.values()]
+        if self._others:
+            alive = self.hub.live_origins()
+            for origin in [o for o in self._others if o not in alive]:
+                del self._others[origin]  # that process is gone, with its visitors
+            for part in self._others.values():
+                rows.extend(r for vid, r in part.items() if vid not in self.live)
+        return {"type": "visitors", "visitors": rows}
+
+    # -- the cluster --------------------------------------------------------------------------
+
+    def mirror(self, origin: str, event: dict) -> None:
+        """Another process's visitors changed (its ``visitors_changed``, or its whole list
+        when this process asked: ``all_rows``)."""
+        part = self._others.setdefault(origin, {})
+        if event.get("type") == "all":
+            part.clear()
+        for row in event.get("visitors", ()):
+            part[row["id"]] = row
+        for vid in event.get("gone", ()):
+            part.pop(vid, None)
+
+    def origin_of(self, visitor_id: int) -> str | None:
+        """The other process a visitor is live on, if any."""
+        for origin, part in self._others.items():
+            row = part.get(visitor_id)
+            if row is not None and row.get("left_at") is None:
+                return origin
+        return None
+
+    def all_rows(self) -> list[dict]:
+        """This process's visitors, for a process that just joined."""
+        return [self.row(lv) for lv in self.live.values()]
 
     def touch(self, vid: int) -> None:
         """The visitor's row changed: consoles get it with the next coalesced delta."""
@@ -331,8 +367,8 @@ class Monitor:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, set()
         gone, self._gone = self._gone, set()
-        if self.hub.count("ops") == 0:
-            return
+        if self.hub.count("ops") == 0 and not self._cluster:
+            return  # (in a cluster, consoles on other processes want it)
         rows = [self.row(self.live[v]) for v in dirty if v in self.live]
         if rows or gone:
             self.hub.publish(

@@ -3,6 +3,11 @@
 An operator is present while it has a stream, and during ``[operators] offline_grace`` after
 its last one closed (a page reload, a network blip). Presence is ephemeral: only the status an
 operator chose is stored.
+
+In a cluster each process knows its own operators (``local``) and shares them through the hub
+(``RedisHub.share``); ``present`` is the union. An operator is gone when no process has it:
+the process whose grace ended says so, and when a whole process vanishes (``kill -9``), the
+process holding the lease gives its operators a grace of their own (``vanished``).
 """
 
 from __future__ import annotations
@@ -25,14 +30,64 @@ class Presence:
     def __init__(self, ctx: Context):
         self.config, self.hub, self.clock = ctx.config, ctx.hub, ctx.clock
         self.accounts = ctx.storage.accounts
-        #: Present operators and the status each chose.
-        self.present: dict[int, str] = {}
+        #: Operators present on this process and the status each chose.
+        self.local: dict[int, str] = {}
         self._grace: dict[int, Any] = {}
+        #: The cluster's other processes share theirs (None: one process).
+        self._cluster = getattr(self.hub, "share", None) is not None
+        self._others: dict[int, str] = {}
+        #: Operators whose process vanished (``kill -9``), with their last status: still
+        #: present until the process holding the lease adopts them (``adopt_orphans``).
+        self.orphans: dict[int, str] = {}
         self.went_offline = Signal("went_offline")
         #: ``status_set(operator_id, status)``: an operator chose a status.
         self.status_set = Signal("status_set")
         #: ``roster_changed()``: who is present, or their status, changed.
         self.roster_changed = Signal("roster_changed")
+
+    @property
+    def present(self) -> dict[int, str]:
+        """Present operators and the status each chose, on any process."""
+        if not self._others and not self.orphans:
+            return self.local
+        merged = dict(self.orphans)
+        merged.update(self._others)
+        merged.update(self.local)
+        return merged
+
+    # -- the cluster --------------------------------------------------------------------------
+
+    def share(self) -> None:
+        """Tell the other processes who is present here (on each change and every second)."""
+        if self._cluster:
+            self.hub.share("presence", {str(k): v for k, v in self.local.items()})
+
+    def others_changed(self) -> None:
+        """Recompute the union from what the other processes share. The process where a
+        change happened has told consoles and visitors already. Operators no process shares
+        any more without having let them go (their process died) become ``orphans``."""
+        if not self._cluster:
+            return
+        others: dict[int, str] = {}
+        for part in self.hub.shared("presence").values():
+            for k, status in part.items():
+                if others.get(int(k), OFFLINE) == OFFLINE:
+                    others[int(k)] = status
+        for op_id in set(self._others) - set(others) - set(self.local):
+            self.orphans[op_id] = self._others[op_id]
+        for op_id in set(others) | set(self.local):
+            self.orphans.pop(op_id, None)
+        self._others = others
+
+    def adopt_orphans(self) -> None:
+        """(On the process holding the lease.) Orphans are present here for one grace period
+        (time to reconnect to another process), then gone: their chats are handed over."""
+        for op_id, status in self.orphans.items():
+            self.local[op_id] = status
+            self._start_grace(op_id)
+        if self.orphans:
+            self.orphans = {}
+            self.share()
 
     async def restore(self, operator_ids: set[int]) -> None:
         """After a restart: operators with open chats count as present for one grace period,
@@ -40,8 +95,9 @@ class Presence:
         for op_id in operator_ids:
             if op_id not in self.present:
                 op = await self.accounts.operator(op_id)
-                self.present[op_id] = op.status if op else OFFLINE
+                self.local[op_id] = op.status if op else OFFLINE
                 self._start_grace(op_id)
+        self.share()
 
     def status_of(self, operator_id: int) -> str:
         return self.present.get(operator_id, OFFLINE)
@@ -60,6 +116,7 @@ class Presence:
     async def changed(self) -> None:
         """Tell consoles who is present; visitors learn availability from ``roster_changed``
         (``Departments.publish_availability``)."""
+        self.share()
         self.hub.publish(["ops"], await self.operators_event())
         await self.roster_changed.emit()
 
@@ -67,19 +124,23 @@ class Presence:
 
     async def stream_opened(self, operator_id: int) -> None:
         self._cancel_grace(operator_id)
-        if operator_id not in self.present:
+        if operator_id not in self.local:
             op = await self.accounts.operator(operator_id)
-            self.present[operator_id] = op.status
-            await self.changed()
+            known = operator_id in self.present
+            self.local[operator_id] = op.status
+            if known:
+                self.share()  # present elsewhere already: nothing changes for anyone
+            else:
+                await self.changed()
 
     def stream_closed(self, operator_id: int) -> None:
-        if self.hub.count(f"op:{operator_id}") == 0 and operator_id in self.present:
+        if self.hub.count(f"op:{operator_id}") == 0 and operator_id in self.local:
             self._start_grace(operator_id)
 
     async def set_status(self, operator_id: int, status: str, chats: str = HAND_OVER) -> None:
         """``chats``: what becomes of the operator's open chats when it goes offline."""
         await self.accounts.update_operator(operator_id, status=status)
-        self.present[operator_id] = status
+        self.local[operator_id] = status
         await self.status_set.emit(operator_id, status)
         if status == OFFLINE:
             await self.went_offline.emit(operator_id, chats)
@@ -91,7 +152,9 @@ class Presence:
     async def gone(self, operator_id: int) -> None:
         """The operator is offline: drop its presence and announce it."""
         self._cancel_grace(operator_id)
-        self.present.pop(operator_id, None)
+        self.local.pop(operator_id, None)
+        self._others.pop(operator_id, None)
+        self.orphans.pop(operator_id, None)
         await self.went_offline.emit(operator_id, HAND_OVER)
         await self.changed()
 
@@ -116,4 +179,9 @@ class Presence:
         # Checked when this runs, not when the timer fired: a console may have reconnected
         # (and a new grace started) in between.
         if self.hub.count(f"op:{operator_id}") == 0 and operator_id not in self._grace:
+            if operator_id in self._others:
+                # Still present on another process: only this process lets go.
+                self.local.pop(operator_id, None)
+                self.share()
+                return
             await self.gone(operator_id)

@@ -157,6 +157,7 @@ ERRORS: dict[str, int] = {
     "storage_full": 503,
     "storage_busy": 503,
     "storage_unavailable": 503,
+    "peer_unavailable": 503,
     "server_error": 500,
 }
 

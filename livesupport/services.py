@@ -12,8 +12,9 @@ from typing import Any
 
 from .accounts import Accounts, RunBlocking
 from .canned import Canned
-from .chats import Chats
+from .chats import Chats, changed_elsewhere
 from .clock import Clock
+from .cluster import RedisHub
 from .commands import Commands
 from .config import Config
 from .context import Context
@@ -122,6 +123,46 @@ class Services:
         self.chats.changed.connect(self.monitor.chat_changed)
         self.chats.replied.connect(self.followup.replied)
         self.monitor.page_viewed.connect(self.invitations.page_viewed)
+        #: The cluster's hub when several processes serve the site (else None).
+        self.cluster = hub if isinstance(hub, RedisHub) else None
+        self._leader = self.cluster is None
+        #: The other processes alive at the last tick (in a cluster).
+        self._alive: set[str] = set()
+        if self.cluster is not None:
+            self._join_cluster(self.cluster)
+
+    def _join_cluster(self, cluster: RedisHub) -> None:
+        """What the other processes must hear of, and what this one does when they speak."""
+        self.storage.chats.cached = False  # other processes write the same chats
+        self.chats.changed.connect(lambda chat: cluster.notify("chat", chat.id))
+        cluster.on("chat", lambda chat_id: changed_elsewhere(self.chats, chat_id))
+        cluster.on("share:presence", self._presence_notice)
+        self.accounts.sessions_ended.connect(
+            lambda ids, reason: cluster.notify("sessions_ended", [ids, reason])
+        )
+        cluster.on("sessions_ended", lambda data: self.streams.sessions_ended(*data))
+        cluster.gaps.connect(self.streams.fill)
+        cluster.reconnected.connect(self.streams.catch_up)
+        # The visitors monitor: each process lists the others' visitors as they change, and
+        # a process that joins (or comes back) asks for their whole lists.
+        cluster.watch("visitors_changed", self.monitor.mirror)
+        cluster.on(
+            "monitor_hello",
+            lambda _d: cluster.notify(
+                "monitor_rows", {"origin": cluster.origin, "visitors": self.monitor.all_rows()}
+            ),
+        )
+        cluster.on("monitor_rows", lambda d: self.monitor.mirror(d["origin"], dict(d, type="all")))
+        cluster.reconnected.connect(lambda: cluster.notify("monitor_hello"))
+        cluster.serve(
+            "invite",
+            lambda d: self.invitations.invite(d["operator_id"], d["visitor_id"], d["message"]),
+        )
+
+    def _presence_notice(self, _data: Any = None) -> None:
+        """Another process shared its operators: it has told visitors of any change."""
+        self.presence.others_changed()
+        self.departments.availability_told()
 
     async def start(self) -> None:
         """Load what lives in memory from the database after a (re)start."""
@@ -158,9 +199,13 @@ class Services:
                 self._tick_timer = self.clock.call_later(1.0, self._tick_due)
 
     async def tick(self) -> None:
-        """Once a second: timeouts, expiries, page views to disk, idle bookkeeping."""
-        await _step(self.chats.tick)
-        await _step(self.routing.tick)
+        """Once a second: timeouts, expiries, page views to disk, idle bookkeeping. In a
+        cluster, what must happen once runs on the process holding the lease."""
+        if self.cluster is not None:
+            await self._cluster_tick(self.cluster)
+        if self._leader:
+            await _step(self.chats.tick)
+            await _step(self.routing.tick)
         self.streams.drop_forgotten_polls()
         await _step(self.monitor.tick)
         await _step(self.invitations.tick)
@@ -178,6 +223,28 @@ class Services:
             ):
                 limiter.forget_idle()
             self.accounts.throttle.forget_old()
+
+    async def _cluster_tick(self, cluster: RedisHub) -> None:
+        self._leader = await cluster.leader()
+        self.presence.share()
+        self.presence.others_changed()  # another process may have lapsed: its orphans
+        if self._leader:
+            self.presence.adopt_orphans()
+        alive = cluster.live_origins()
+        if self._alive - alive:
+            # A process vanished: what it stored last may never have reached Redis.
+            await _step(self.streams.catch_up)
+        self._alive = alive
+        if not cluster.connected and self._ticks % 2 == 0:
+            # Redis is away: new events of the chats on this process's streams come from the
+            # database instead, every 2 s.
+            await _step(self.streams.catch_up)
+
+    async def close(self) -> None:
+        """After the streams are closed: leave the cluster, close the database."""
+        if self.cluster is not None:
+            await self.cluster.stop()
+        await self.storage.close()
 
     def check_request(self, ip: str) -> None:
         """Every HTTP request and WebSocket upgrade: file guard, then the per-address limit."""

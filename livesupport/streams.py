@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 
 from .accounts import Accounts
-from .chats import Chats
+from .chats import Chats, may_see
 from .context import Context
 from .direct import Direct
 from .invitations import Invitations
@@ -117,9 +117,13 @@ class Streams:
                 del self._session_streams[party.session_id]
         self.presence.stream_closed(party.operator_id)
 
-    async def welcome(self, party: Party, cursors: dict[int, int]) -> list[tuple[str, Any]]:
+    async def welcome(
+        self, party: Party, cursors: dict[int, int], stream: Any = None
+    ) -> list[tuple[str, Any]]:
         """What a newly identified stream gets: ``welcome``, snapshots, then the replay."""
         replay, chats = await self.replay(party, cursors)
+        if stream is not None:
+            self._note(stream, replay)
         ev: dict[str, Any] = {
             "type": "welcome",
             "role": party.role,
@@ -164,7 +168,7 @@ class Streams:
         for chat_id, cursor in cursors.items():
             chat = await self.store.chat(chat_id)
             last = chat.last_vseq if chat and party.role == "visitor" else chat and chat.last_seq
-            if chat is None or not self.chats.may_see(party, chat) or cursor > last:
+            if chat is None or not may_see(party, chat) or cursor > last:
                 ev = {"type": "reset", "chat_id": chat_id, "reason": "unknown_cursor"}
                 out.append((encode(ev), ev))
                 continue
@@ -188,6 +192,51 @@ class Streams:
             seq += 1
             out.append((text, {"chat_id": chat_id, "seq": seq}))
         return out
+
+    def _note(self, stream: Any, pairs: list[tuple[str, Any]]) -> None:
+        """In a cluster, the hub remembers how far each stream got in each chat (to notice a
+        gap in what other processes send, and to catch up after Redis was away)."""
+        delivered = getattr(self.hub, "delivered", None)
+        if delivered is None:
+            return
+        seen = delivered(stream)
+        for _text, ev in pairs:
+            if ev and "seq" in ev and ev["seq"] > seen.get(ev["chat_id"], 0):
+                seen[ev["chat_id"]] = ev["seq"]
+
+    async def fill(self, stream: Any, chat_id: int, after: int) -> None:
+        """(In a cluster.) A chat's events the stream missed, from the database: another
+        process's event arrived with a gap before it."""
+        party = getattr(stream, "party", None)
+        if party is None:
+            return
+        seen = self.hub.delivered(stream)
+        for text, ev in await self.stored(party, chat_id, after):
+            if ev["seq"] > seen.get(chat_id, 0):
+                seen[chat_id] = ev["seq"]
+                stream.deliver(text, ev)
+
+    async def catch_up(self) -> None:
+        """(In a cluster, when Redis is back, and every 2 s while it is away.) Every stream of
+        this process gets what the others stored meanwhile: its chats' new events, a chat that
+        became its own, and, for a console, the queue, the team and the visitors afresh."""
+        for stream in self.hub.all_subscribers():
+            party = getattr(stream, "party", None)
+            if party is None or getattr(stream, "closed", False) is True:
+                continue
+            seen = self.hub.delivered(stream)
+            replay, _chats = await self.replay(party, dict(seen))
+            for text, ev in replay:
+                if ev and "seq" in ev:
+                    if ev["seq"] <= seen.get(ev["chat_id"], 0):
+                        continue
+                    seen[ev["chat_id"]] = ev["seq"]
+                elif ev and ev.get("type") == "reset":
+                    continue  # a chat it no longer follows: nothing to say
+                stream.deliver(text, ev)
+            if party.role == "operator":
+                for snap in await self.snapshots(party.operator_id):
+                    stream.deliver(encode(snap), snap)
 
     async def sync(self, party: Party, stream: Any, cursors: dict[int, int]) -> dict:
         """The ``sync`` command: replay by cursors into the stream that asked."""
@@ -254,7 +303,7 @@ class Streams:
             for chat_id, sent in list(conn.delivered.items()):
                 cur = cursors.get(chat_id, 0)
                 chat = await self.store.chat(chat_id) if cur < sent else None
-                if chat is not None and self.chats.may_see(conn.party, chat):
+                if chat is not None and may_see(conn.party, chat):
                     for text, ev in await self.stored(conn.party, chat_id, cur):
                         out.append(text)
                         have[chat_id] = ev["seq"]

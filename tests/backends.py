@@ -21,6 +21,9 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from pathlib import Path
+
+import pytest
 
 #: Test files whose servers run once on each backend (``pytest_generate_tests``).
 BOTH_BACKENDS = (
@@ -193,3 +196,112 @@ class Postgres:
             capture_output=True,
         )
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class Redis:
+    """A Redis server for the tests: ``CUTELIVE_TEST_REDIS`` (a URL; ``.ci/run`` starts one),
+    or a private ``redis-server`` started here (Debian's ``redis-server``) and stopped at the end.
+    Each cluster keeps its keys apart by its database (``cluster.cluster_namespace``)."""
+
+    def __init__(self, private: bool = False) -> None:
+        self.url = "" if private else os.environ.get("CUTELIVE_TEST_REDIS", "")
+        self._proc: subprocess.Popen | None = None
+        self._dir: str | None = None
+        if not self.url:
+            binary = shutil.which("redis-server")
+            if binary is None:
+                raise RuntimeError(
+                    "redis-server is not installed: apt-get install redis-server "
+                    "(or set CUTELIVE_TEST_REDIS to a server's URL)"
+                )
+            self._binary = binary
+            self._dir = tempfile.mkdtemp(prefix="cutelive-redis-")
+            self._port = _free_port()
+            self.start_server()
+            self.url = f"redis://127.0.0.1:{self._port}/0"
+
+    def start_server(self) -> None:
+        """Start the private server (again, on the same port)."""
+        self._proc = subprocess.Popen(
+            [self._binary, "--port", str(self._port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no", "--dir", self._dir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self._port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+
+    def stop_server(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def stop(self) -> None:
+        self.stop_server()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# -- fixtures (imported into conftest.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for this session (started on first use, stopped at the end)."""
+    pg = Postgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def redis():
+    """A Redis server for this session (started on first use, stopped at the end)."""
+    r = Redis()
+    yield r
+    r.stop()
+
+
+def pytest_generate_tests(metafunc):
+    """Tests of the files named in ``backends.BOTH_BACKENDS`` run on SQLite in one process and
+    again as a cluster: two processes on PostgreSQL and Redis, the visitor on one and the
+    operator on the other (the in-process tests: one app on PostgreSQL and Redis). Every other
+    test runs on SQLite."""
+    if "backend" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rpartition(".")[2]
+        if module in BOTH_BACKENDS:
+            metafunc.parametrize("backend", ["sqlite", "cluster"], indirect=True)
+
+
+@pytest.fixture
+def backend(request) -> str:
+    """Where this test's servers and apps keep their data: ``sqlite`` (one process),
+    ``postgresql`` (one process) or ``cluster`` (PostgreSQL and Redis, two processes)."""
+    return getattr(request, "param", "sqlite")
+
+
+def database_url_for(request, backend: str, template: str | None = None) -> str:
+    if backend == "sqlite":
+        return ""
+    return request.getfixturevalue("postgres").new_database(template)
+
+
+def new_server(request, backend: str, d: Path, config, env, template: str | None = None):
+    url = database_url_for(request, backend, template)
+    if backend == "cluster":
+        from cluster import Cluster
+
+        return Cluster(d, config, env, url, request.getfixturevalue("redis").url)
+    from conftest import Server
+
+    return Server(d, config, env, database_url=url)

@@ -129,7 +129,7 @@ def sign_in(page, server, username, password="correct horse 1", online=True, tim
     """Sign in to the console on ``page``; optionally go online."""
     from playwright.sync_api import expect
 
-    page.goto(server.url + "/console/")
+    page.goto(server.console_url + "/console/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")

@@ -38,7 +38,14 @@ import backends
 import pytest
 import requests
 import websocket
-from backends import BOTH_BACKENDS, Postgres
+from backends import (  # noqa: F401 (fixtures and a hook, registered by being here)
+    backend,
+    database_url_for,
+    new_server,
+    postgres,
+    pytest_generate_tests,
+    redis,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Set CUTELIVE_BIN to run the same tests against a built executable.
@@ -166,6 +173,11 @@ class Server:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def console_url(self) -> str:
+        """Where operators sign in (in a ``Cluster``, another process than visitors')."""
+        return self.url
+
     def rows(self, sql: str, *params) -> list[tuple]:
         """The rows of one query on the server's database (SQLite or PostgreSQL), read
         directly as an administrator would."""
@@ -226,6 +238,11 @@ class Server:
         port = self.port
         self.stop()
         return self.start(port)
+
+    @property
+    def console_server(self) -> Server:
+        """The process consoles talk to (this one, or a ``Cluster``'s other)."""
+        return self
 
     def online(self, username: str = "bob") -> tuple[ConsoleClient, WS]:
         """An operator online through the protocol client (when the console is not the
@@ -295,7 +312,7 @@ class Server:
         return c
 
     def console(self, username: str, password: str = PASSWORD) -> ConsoleClient:
-        c = ConsoleClient(self)
+        c = ConsoleClient(self.console_server)
         c.login(username, password)
         self._clients.append(c)
         return c
@@ -543,35 +560,6 @@ class Poller:
             self.poll()
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A PostgreSQL server for this session (started on first use, stopped at the end)."""
-    pg = Postgres()
-    yield pg
-    pg.stop()
-
-
-def pytest_generate_tests(metafunc):
-    """Tests of the files named in ``backends.BOTH_BACKENDS`` run on SQLite and again on
-    PostgreSQL; every other test on SQLite."""
-    if "backend" in metafunc.fixturenames:
-        module = metafunc.module.__name__.rpartition(".")[2]
-        if module in BOTH_BACKENDS:
-            metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
-
-
-@pytest.fixture
-def backend(request) -> str:
-    """The database of this test's servers and apps: ``sqlite`` or ``postgresql``."""
-    return getattr(request, "param", "sqlite")
-
-
-def _database_url(request, backend: str, template: str | None = None) -> str:
-    if backend == "sqlite":
-        return ""
-    return request.getfixturevalue("postgres").new_database(template)
-
-
 @pytest.fixture
 def make_server(tmp_path, backend, request):
     """Factory: ``make_server(config={...})`` starts a server (``database=path`` on a copy of
@@ -585,7 +573,7 @@ def make_server(tmp_path, backend, request):
         if database is not None and backend != "sqlite":
             assert database == request.getfixturevalue("seeded_database"), database
             template = request.getfixturevalue("seeded_postgres")
-        s = Server(d, config, env, database_url=_database_url(request, backend, template))
+        s = new_server(request, backend, d, config, env, template)
         if database is not None and backend == "sqlite":  # a copy of this database file
             s.data_dir.mkdir()
             shutil.copyfile(database, s.data_dir / "cutelive.db")
@@ -1163,7 +1151,7 @@ class InProcessApp:
             self.services.lag.stop()
         if not self.storage.networked:
             self.storage.db.connection().set_trace_callback(None)
-        self.run(self.storage.close())
+        self.run(self.services.close())
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         # Wait for the threads it started (the user-agent rules loading, hashing, mail).
         self.loop.run_until_complete(self.loop.shutdown_default_executor())
@@ -1196,9 +1184,12 @@ def make_app_in_process(tmp_path, backend, request):
     violations: list[str] = []
 
     def make(config=None) -> InProcessApp:
-        url = _database_url(request, backend)
+        url = database_url_for(request, backend)
         if url:
             config = {**(config or {}), "database": {"url": url}}
+        if backend == "cluster":
+            redis_url = request.getfixturevalue("redis").url
+            config = {**config, "cluster": {"redis_url": redis_url}}
         return InProcessApp(tmp_path / f"a{len(apps)}", config, violations=violations, family=apps)
 
     yield make

@@ -400,7 +400,7 @@ def test_console_reload_restores_tabs_and_unread_counts(server, browser, dialogs
 def test_first_run_setup_and_operator_administration(make_server, browser, dialogs):
     server = make_server()
     page = watched_page(browser, dialogs)
-    page.goto(server.url + "/console/")
+    page.goto(server.url + "/console/")  # the process whose log has the setup token
     expect(page.locator(".auth-title")).to_have_text("Create the first administrator", timeout=T)
     screenshot(page, "console-setup")
     page.fill("input[name=setup_token]", server.setup_token_from_log())

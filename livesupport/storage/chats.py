@@ -60,12 +60,15 @@ class ChatStore:
     def __init__(self, storage: Storage):
         self._storage = storage
         self._chats: dict[int, Chat] = {}
+        #: Off when other processes write the same chats (a cluster): every read asks the
+        #: database.
+        self.cached = True
 
     def _rows(self, sql: str, params: tuple) -> list[Chat]:
         return [Chat(*row) for row in self._storage.execute(sql, params).fetchall()]
 
     async def chat(self, chat_id: int) -> Chat | None:
-        c = self._chats.get(chat_id)
+        c = self._chats.get(chat_id) if self.cached else None
         if c is None:
             rows = await self._storage.run(
                 self._rows, f"SELECT {_CHAT_SQL} FROM chat WHERE id = ?", (chat_id,)
@@ -73,6 +76,8 @@ class ChatStore:
             if not rows:
                 return None
             c = rows[0]
+            if not self.cached:
+                return c
             if len(self._chats) >= self.CACHE_SIZE:
                 del self._chats[next(iter(self._chats))]
             self._chats[chat_id] = c
@@ -283,7 +288,8 @@ class ChatStore:
         chat, pairs = got
         chat.last_seq = pairs[-1][0]["seq"]
         chat.last_vseq += sum(1 for p in pairs if p.visitor is not None)
-        self._chats[chat_id] = chat
+        if self.cached:
+            self._chats[chat_id] = chat
         return chat, pairs
 
     async def delete_chat(self, chat_id: int) -> None:

@@ -14,6 +14,7 @@ import tornado.httputil
 import tornado.web
 
 from ..clock import Clock
+from ..cluster import RedisHub, cluster_namespace
 from ..config import ASSETS_DIR, Config
 from ..files import file_too_large
 from ..guards import FdGuard, LagMonitor
@@ -235,11 +236,20 @@ async def make_app(
     """Build the application: storage opened and migrated, services started, routes bound,
     the once-a-second tick running. Tests hand in their own clock and a cheap hasher."""
     clock = clock if clock is not None else Clock()
+    hub = None
+    if config.cluster_redis_url:  # checked first: a refused start creates nothing
+        hub = RedisHub(config.cluster_redis_url, cluster_namespace(config.database_url))
+        await hub.start()
     if storage is None:
         storage = Storage.for_config(config, clock)
-    await storage.open()
+    try:
+        await storage.open()
+    except BaseException:
+        if hub is not None:
+            await hub.stop()
+        raise
     loop = asyncio.get_running_loop()
-    services = Services(config, storage, clock=clock, hasher=hasher)
+    services = Services(config, storage, hub=hub, clock=clock, hasher=hasher)
     await services.start()
     await storage.serve()
     services.start_ticking()

@@ -101,7 +101,7 @@ class PollHandler(BaseHandler):
             conn = None
         if conn is None:
             conn = await streams.new_poll_conn(party)
-            pairs = await streams.welcome(party, cursors)
+            pairs = await streams.welcome(party, cursors, stream=conn)
             # Only what was really sent counts as delivered (never a chat that got a reset).
             for _, ev in pairs:
                 if ev and "seq" in ev:

@@ -328,7 +328,7 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         self._held = []
         try:
             await s.streams.attach(self, self.party)
-            welcome = await s.streams.welcome(self.party, args.get("cursors", {}))
+            welcome = await s.streams.welcome(self.party, args.get("cursors", {}), stream=self)
         finally:
             # A close during the hello left the detaching to this method (see on_close); after
             # a failure the connection is aborted, and on_close detaches as usual.

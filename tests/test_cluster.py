@@ -1,0 +1,214 @@
+"""Several processes as one site: what only a cluster has.
+
+Each test runs two ``cutelive`` processes on one PostgreSQL database and one Redis
+(``cluster.Cluster``: visitors on the first, consoles on the second), and breaks something: a
+process killed mid-chat, Redis or PostgreSQL restarted. Nothing acknowledged may be lost or
+duplicated, and both parties catch up by themselves within seconds. (The protocol, durability,
+resume and browser-chat tests also run on such a cluster: ``backends.BOTH_BACKENDS``.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+from backends import Postgres, Redis
+from cluster import Cluster
+from conftest import SERVER_CMD, TIMEOUT, Server, VisitorClient, wait_for
+
+#: Short graces, so that a vanished process's operators are let go within the test.
+FAST = {"operators": {"offline_grace": "2s"}}
+
+
+@pytest.fixture
+def private_services():
+    """A PostgreSQL and a Redis of this test's own, which it may stop and start."""
+    pg, redis = Postgres(private=True), None
+    try:
+        redis = Redis(private=True)
+        yield pg, redis
+    finally:
+        if redis is not None:
+            redis.stop()
+        pg.stop()
+
+
+def _cluster(tmp_path, pg, redis, config=None) -> Cluster:
+    c = Cluster(tmp_path / "c", config, None, pg.new_database(), redis.url)
+    c.start()
+    c.create_operator("bob", display_name="Bob")
+    return c
+
+
+def _chat(c: Cluster):
+    """Bob online on the second process, Ann chatting with him from the first."""
+    _bob, bob_ws = c.online("bob")
+    ann = c.visitor()
+    ann.connect()
+    chat_id = ann.start_chat("hello across processes")["chat"]["id"]
+    assert bob_ws.request({"type": "accept", "chat_id": chat_id})["type"] == "ack"
+    return bob_ws, ann, chat_id
+
+
+def _seqs(ws, chat_id: int) -> list[int]:
+    return [e["seq"] for e in ws.events if e.get("chat_id") == chat_id and "seq" in e]
+
+
+def _contiguous(seqs: list[int]) -> bool:
+    return seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else True
+
+
+def _stored_messages(c: Cluster, chat_id: int) -> list[tuple]:
+    return c.rows(
+        "SELECT seq, client_id FROM event WHERE chat_id = ? AND type = 'message' ORDER BY seq",
+        chat_id,
+    )
+
+
+def test_visitor_and_operator_on_different_processes_see_each_other(tmp_path, private_services):
+    pg, redis = private_services
+    c = _cluster(tmp_path, pg, redis, FAST)
+    try:
+        watcher = c.visitor()
+        watcher.connect()
+        assert watcher.welcome["online"] is False
+        bob_ws, ann, chat_id = _chat(c)
+        # Availability crossed from the console's process to the visitor's.
+        watcher.ws.wait(lambda e: e["type"] == "availability" and e["online"] is True)
+        bob_ws.request({"type": "message", "chat_id": chat_id, "text": "hi Ann", "client_id": "b1"})
+        ann.ws.wait(lambda e: e.get("text") == "hi Ann")
+        ann.say(chat_id, "hi Bob")
+        bob_ws.wait(lambda e: e.get("text") == "hi Bob")
+        # Typing crosses too (ephemeral: never stored).
+        ann.ws.send({"type": "typing", "chat_id": chat_id, "typing": True})
+        bob_ws.wait(lambda e: e["type"] == "typing" and e["chat_id"] == chat_id)
+    finally:
+        c.stop()
+
+
+def test_kill_9_of_the_visitors_process_mid_chat_loses_and_duplicates_nothing(
+    tmp_path, private_services
+):
+    pg, redis = private_services
+    c = _cluster(tmp_path, pg, redis, FAST)
+    try:
+        bob_ws, ann, chat_id = _chat(c)
+        acked = [ann.say(chat_id, f"before {i}")["message"]["seq"] for i in range(5)]
+        Server.kill(c)  # the visitors' process only: SIGKILL
+        # The widget reconnects to the other address with its cursor and goes on.
+        seen = max(_seqs(ann.ws, chat_id))
+        back = VisitorClient(c.peer, ann.token)
+        ws = back.connect(cursors={str(chat_id): seen})
+        assert back.welcome["type"] == "welcome"
+        for i in range(5):
+            ack = back.say(chat_id, f"after {i}")
+            assert ack["type"] == "ack", ack
+            acked.append(ack["message"]["seq"])
+        bob_ws.wait(lambda e: e.get("text") == "after 4")
+        ops = _seqs(bob_ws, chat_id)
+        assert _contiguous(ops) and set(acked) <= set(ops), f"{ops} {acked}"
+        # The visitor's own numbering, across both connections: no gap, no repeat.
+        visitor = _seqs(ann.ws, chat_id) + _seqs(ws, chat_id)
+        assert _contiguous(visitor), visitor
+        stored = _stored_messages(c, chat_id)
+        assert len(stored) == len({s for s, _ in stored}) == 1 + 10
+    finally:
+        c.stop()
+
+
+def test_a_vanished_process_takes_its_operators_offline_within_the_grace(
+    tmp_path, private_services
+):
+    pg, redis = private_services
+    c = _cluster(tmp_path, pg, redis, FAST)
+    try:
+        c.online("bob")
+        ann = c.visitor()
+        ann.connect()
+        wait_for(
+            lambda: (
+                ann.ws.events
+                and any(
+                    e["type"] in ("welcome", "availability") and e.get("online")
+                    for e in ann.ws.events
+                )
+            ),
+            what="bob online for the visitor",
+        )
+        c.peer.kill()  # the console's process dies with Bob's socket: nobody says goodbye
+
+        def offline() -> bool:
+            ann.ws.request({"type": "ping"})  # (the test's socket times out when silent)
+            return any(e["type"] == "availability" and not e["online"] for e in ann.ws.events)
+
+        try:
+            wait_for(offline, timeout=30, interval=1, what="availability offline")
+        except AssertionError:
+            print("".join(c.log_lines[-60:]))
+            print([e for e in ann.ws.events if e["type"] != "pong"])
+            raise
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("service", ["redis", "postgresql"])
+def test_a_restart_of_redis_or_postgresql_mid_chat_loses_and_duplicates_nothing(
+    tmp_path, private_services, service
+):
+    pg, redis = private_services
+    c = _cluster(tmp_path, pg, redis)
+    try:
+        bob_ws, ann, chat_id = _chat(c)
+        acked = [ann.say(chat_id, f"before {i}")["message"]["seq"] for i in range(3)]
+        (redis if service == "redis" else pg).stop_server()
+        pending = uuid.uuid4().hex
+        first = ann.say(chat_id, "during", client_id=pending)
+        if service == "redis":
+            # The database is the truth: the message is stored and acknowledged, and the
+            # console's process reads it from there while Redis is away.
+            assert first["type"] == "ack", first
+        else:
+            assert first["type"] == "error" and first["error"] == "storage_unavailable", first
+        (redis.start_server if service == "redis" else pg.start_server)()
+        ack = wait_for(
+            lambda: (a := ann.say(chat_id, "during", client_id=pending))["type"] == "ack" and a,
+            what="the send to succeed",
+        )
+        acked.append(ack["message"]["seq"])
+        acked.append(ann.say(chat_id, "after")["message"]["seq"])
+        bob_ws.wait(lambda e: e.get("text") == "after", timeout=TIMEOUT)
+        ops = _seqs(bob_ws, chat_id)
+        assert _contiguous(ops) and set(acked) <= set(ops), ops
+        assert [e["text"] for e in bob_ws.events if e.get("type") == "message"].count("during") == 1
+        stored = _stored_messages(c, chat_id)
+        assert len(stored) == len({s for s, _ in stored}) == 1 + 3 + 2
+    finally:
+        c.stop()
+
+
+def test_cluster_settings_that_cannot_work_refuse_the_start(tmp_path, postgres):
+    def serve(ini: str) -> subprocess.CompletedProcess:
+        path = tmp_path / "c.ini"
+        path.write_text(ini)
+        return subprocess.run(
+            SERVER_CMD
+            + ["serve", "-c", str(path), "--data-dir", str(tmp_path / "d")]
+            + ["--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    r = serve("[cluster]\nredis_url = redis://127.0.0.1:6379/0\n")
+    assert r.returncode == 2 and "[database] url" in r.stderr and "SQLite" in r.stderr
+    url = postgres.new_database()
+    r = serve(f"[database]\nurl = {url}\n[cluster]\nredis_url = redis://127.0.0.1:1/0\n")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "[cluster] redis_url" in r.stderr, r.stderr
+    assert postgres.fetch(url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'chat'") == [
+        (0,)
+    ]  # nothing created
+    r = serve(f"[database]\nurl = {url}\n[cluster]\nredis_url = http://x\n")
+    assert r.returncode == 2 and "[cluster] redis_url" in r.stderr
+    assert not (tmp_path / "d").exists()
