@@ -85,6 +85,8 @@ class RedisHub(Hub):
         self._filling: dict[tuple[Any, int], int] = {}
         self._shared: dict[str, dict[str, Any]] = {}
         self._is_leader = False
+        #: Tokens of rate limits taken here since the last batch: name -> key -> count.
+        self._hits: dict[str, dict[Any, int]] = {}
         #: Requests to other processes waiting for their answer, by id.
         self._calls: dict[str, asyncio.Future] = {}
         self.on("reply", self._replied)
@@ -262,6 +264,28 @@ class RedisHub(Hub):
 
     # -- notices and shared state -------------------------------------------------------------
 
+    # -- limits across processes ------------------------------------------------------------
+
+    def share_limits(self, limiters: list) -> None:
+        """Rate limits that hold across the cluster: the tokens each process takes reach the
+        others' buckets with the next batch it sends (``RateLimiter.taken_elsewhere``)."""
+        by_name = {limiter.name: limiter for limiter in limiters}
+        for limiter in limiters:
+            limiter.shared = self._took
+
+        def apply(data: dict) -> None:
+            for name, hits in data.items():
+                limiter = by_name.get(name)
+                for key, n in hits if limiter is not None else ():
+                    limiter.taken_elsewhere(tuple(key) if isinstance(key, list) else key, n)
+
+        self.on("limits", apply)
+
+    def _took(self, name: str, key: Any) -> None:
+        per_key = self._hits.setdefault(name, {})
+        per_key[key] = per_key.get(key, 0) + 1
+        self._send_later(None)
+
     def watch(self, event_type: str, fn: Callable[[str, dict], None]) -> None:
         """Call ``fn(origin, event)`` for each event of this type another process publishes."""
         self._watchers.setdefault(event_type, []).append(fn)
@@ -380,8 +404,9 @@ class RedisHub(Hub):
     def _send(self, msg: dict) -> None:
         self._send_later(("publish", self._channel, json.dumps(msg, separators=(",", ":"))))
 
-    def _send_later(self, command: tuple) -> None:
-        self._outgoing.append(command)
+    def _send_later(self, command: tuple | None) -> None:
+        if command is not None:
+            self._outgoing.append(command)
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().call_soon(
@@ -391,7 +416,11 @@ class RedisHub(Hub):
     async def _flush(self) -> None:
         """Everything published since the last flush, in order, in one round trip."""
         try:
-            while self._outgoing and not self._stopping:
+            while (self._outgoing or self._hits) and not self._stopping:
+                if self._hits:
+                    hits = {n: list(per_key.items()) for n, per_key in self._hits.items()}
+                    self._hits = {}
+                    self._send({"o": self.origin, "k": "limits", "d": hits})
                 batch, self._outgoing = self._outgoing, []
                 if not self.connected:
                     continue  # at most once: the others read the database meanwhile

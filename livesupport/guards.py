@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .clock import Clock
@@ -27,20 +28,32 @@ class RateLimiter:
         self.rate = self.count / period if period > 0 else float("inf")
         self.clock = clock
         self._buckets: dict[Any, list[float]] = {}
+        #: In a cluster: told ``(name, key)`` of each token taken here, for the other
+        #: processes (``taken_elsewhere``), so that a limit holds across them.
+        self.shared: Callable[[str, Any], None] | None = None
 
-    def hit(self, key: Any) -> float:
-        """Take one token; returns 0 when allowed, else the seconds until one is free."""
-        now = self.clock.monotonic()
+    def _tokens(self, key: Any, now: float) -> list[float]:
         b = self._buckets.get(key)
         if b is None:
             b = self._buckets[key] = [float(self.count), now]
-        tokens = min(self.count, b[0] + (now - b[1]) * self.rate)
+        b[0] = min(self.count, b[0] + (now - b[1]) * self.rate)
         b[1] = now
-        if tokens >= 1:
-            b[0] = tokens - 1
+        return b
+
+    def hit(self, key: Any) -> float:
+        """Take one token; returns 0 when allowed, else the seconds until one is free."""
+        b = self._tokens(key, self.clock.monotonic())
+        if b[0] >= 1:
+            b[0] -= 1
+            if self.shared is not None:
+                self.shared(self.name, key)
             return 0.0
-        b[0] = tokens
-        return (1 - tokens) / self.rate
+        return (1 - b[0]) / self.rate
+
+    def taken_elsewhere(self, key: Any, n: int) -> None:
+        """Another process of the cluster took ``n`` tokens for ``key``."""
+        b = self._tokens(key, self.clock.monotonic())
+        b[0] = max(-self.count, b[0] - n)
 
     def check(self, key: Any, what: str) -> None:
         """Take one token or raise ``rate_limited`` naming the limit: "too many {what}"."""

@@ -133,6 +133,15 @@ class Services:
 
     def _join_cluster(self, cluster: RedisHub) -> None:
         """What the other processes must hear of, and what this one does when they speak."""
+        cluster.share_limits(
+            [
+                self.chats.rl_messages,
+                self.chats.rl_chats,
+                self.rl_requests,
+                self.monitor.rl_beacons,
+                self.invitations.rl_invites,
+            ]
+        )
         self.storage.chats.cached = False  # other processes write the same chats
         self.chats.changed.connect(lambda chat: cluster.notify("chat", chat.id))
         cluster.on("chat", lambda chat_id: changed_elsewhere(self.chats, chat_id))

@@ -212,3 +212,21 @@ def test_cluster_settings_that_cannot_work_refuse_the_start(tmp_path, postgres):
     r = serve(f"[database]\nurl = {url}\n[cluster]\nredis_url = http://x\n")
     assert r.returncode == 2 and "[cluster] redis_url" in r.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_a_visitors_message_limit_holds_across_processes(tmp_path, private_services):
+    """Ann has a tab on each process: the messages of both count against one limit."""
+    pg, redis = private_services
+    c = _cluster(tmp_path, pg, redis, {"limits": {"visitor_messages": "6/1m"}})
+    try:
+        bob_ws, ann, chat_id = _chat(c)  # the first message counts too
+        other_tab = VisitorClient(c.peer, ann.token)
+        other_tab.connect()
+        for i in range(3):
+            assert ann.say(chat_id, f"from A {i}")["type"] == "ack"
+        bob_ws.wait(lambda e: e.get("text") == "from A 2")  # (the tokens travel with events)
+        replies = [other_tab.say(chat_id, f"from B {i}") for i in range(3)]
+        assert [r["type"] for r in replies] == ["ack", "ack", "error"], replies
+        assert replies[2]["error"] == "rate_limited" and "visitor_messages" in replies[2]["message"]
+    finally:
+        c.stop()
