@@ -10,12 +10,14 @@ import gc
 import getpass
 import logging
 import os
+import select
 import signal
 import socket
 import sqlite3
 import ssl
 import sys
 import time
+from collections.abc import Callable
 
 import peewee
 import tornado.netutil
@@ -61,10 +63,17 @@ def _listen(config: Config) -> list[socket.socket]:
         raise ConfigError(f"cannot listen on {where}: {e.strerror or e}") from None
 
 
-async def serve(config: Config) -> int:
-    """Run the server until SIGTERM or SIGINT; returns the exit status."""
+async def serve(
+    config: Config,
+    sockets: list[socket.socket] | None = None,
+    started: Callable[[], None] | None = None,
+) -> int:
+    """Run the server until SIGTERM or SIGINT; returns the exit status. A worker of
+    ``--workers`` is handed the sockets its parent listens on, and ``started`` to call once it
+    serves them."""
     # Listen first: when the port is taken, say so and create nothing.
-    sockets = _listen(config)
+    if sockets is None:
+        sockets = _listen(config)
     try:
         app = await make_app(config)
     except BaseException:
@@ -117,6 +126,8 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if started is not None:
+        started()
     await stop.wait()
     # Not ready first: a proxy checking /api/ready sends new visitors elsewhere during the
     # drain, while the connections here are still served; a second signal ends the drain.
@@ -152,6 +163,230 @@ async def serve(config: Config) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def workers_refusal(config: Config, workers: int) -> str | None:
+    """Why ``serve --workers N`` cannot run with this configuration, or None."""
+    if not config.database_url:
+        return (
+            f"--workers {workers} needs PostgreSQL: several processes on one SQLite file would "
+            "break its guarantees; set [database] url"
+        )
+    if not config.cluster_redis_url:
+        return (
+            f"--workers {workers} needs Redis to carry events between the processes; "
+            "set [cluster] redis_url"
+        )
+    return None
+
+
+def _noted(signum: int, frame: object) -> None:
+    """The supervisor's signal handler: the signal's number reaches its wake-up pipe."""
+
+
+#: Serving: the sockets a worker serves, and what it calls once it serves them.
+Forked = tuple[list[socket.socket], Callable[[], None]]
+
+
+class Workers:
+    """``serve --workers N``: this process listens, forks N workers that serve its sockets,
+    and supervises them.
+
+    The first worker starts alone (it creates or migrates the database; a start that cannot
+    work is refused once, with its one line and exit status), then the others; the start has
+    failed if any of them ends before it serves. Later a worker that ends while the server is not
+    stopping is replaced: at once if it had been serving, else after a pause that doubles from
+    0.5 s up to 30 s. SIGTERM or SIGINT is passed on to every worker (a second one too: it ends
+    their drain), and this process exits when they all have: 0 when they all stopped cleanly.
+    Should this process be killed outright, the workers stop by themselves.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+    FIRST_PAUSE = 0.5
+    MAX_PAUSE = 30.0
+
+    def __init__(self, n: int, sockets: list[socket.socket]):
+        self.n = n
+        self.sockets = sockets
+        #: Worker pid -> whether it has said it serves.
+        self.children: dict[int, bool] = {}
+        #: When the next workers are to be started (monotonic seconds).
+        self.due: list[float] = []
+        self.launched = 0
+        self.starting = True
+        self.stopping = False
+        self.failures = 0
+        self.status = 0
+        self._buffer = b""
+
+    def run(self) -> int | Forked:
+        """Supervise until stopped; the exit status. Like ``os.fork`` this also returns in
+        each worker, with what ``serve`` needs there."""
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+            )
+        self._wake_r, self._wake_w = os.pipe()
+        self._ready_r, self._ready_w = os.pipe()
+        # Held open by this process only: a worker sees its end of it close when this process
+        # is gone (even by kill -9), and stops rather than serve on unsupervised.
+        self._life_r, self._life_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w, self._ready_r):
+            os.set_blocking(fd, False)
+        self._old = {sig: signal.signal(sig, _noted) for sig in self.SIGNALS}
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        self.due.append(time.monotonic())
+        parent = os.getpid()
+        try:
+            while self.children or (self.due and not self.stopping):
+                if self._start_due() == 0:
+                    return self._worker()
+                wait = max(0.0, min(self.due) - time.monotonic()) if self.due else None
+                select.select([self._ready_r, self._wake_r], [], [], wait)
+                self._read_ready()  # before the deaths: a worker may serve and die at once
+                self._read_signals()
+        except BaseException:
+            if os.getpid() == parent:  # cannot supervise them any more (a fork failed)
+                self._forward(signal.SIGTERM)
+                self._close()
+            raise
+        self._close()
+        return self.status
+
+    # -- the parent -------------------------------------------------------------------------
+
+    def _start_due(self) -> int | None:
+        now = time.monotonic()
+        for when in sorted(self.due):
+            if when > now or self.stopping:
+                break
+            self.due.remove(when)
+            # No signal between the fork and the worker's own handlers: it would reach the
+            # parent's wake-up pipe.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+            try:
+                pid = os.fork()
+            except BaseException:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                raise
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                for sig, handler in self._old.items():
+                    signal.signal(sig, handler)
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                return 0
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            self.children[pid] = False
+            self.launched += 1
+            log.info("worker %d started", pid)
+        return None
+
+    def _read_ready(self) -> None:
+        try:
+            self._buffer += os.read(self._ready_r, 4096)
+        except BlockingIOError:
+            return
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            pid = int(line)
+            if pid not in self.children:
+                continue
+            self.children[pid] = True
+            self.failures = 0
+            serving = sum(self.children.values())
+            if self.starting and self.launched == 1 and not self.stopping:
+                self.due += [time.monotonic()] * (self.n - 1)
+            if self.starting and serving == self.n:
+                self.starting = False
+                log.info("%d workers serving", self.n)
+
+    def _read_signals(self) -> None:
+        try:
+            received = os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            return
+        for signum in received:
+            if signum == signal.SIGCHLD:
+                self._reap()
+            elif signum in (signal.SIGTERM, signal.SIGINT):
+                self._stop(signum)
+
+    def _stop(self, signum: int) -> None:
+        if not self.stopping and self.children:
+            log.info("stopping %d workers", len(self.children))
+        self.stopping = True
+        self.due.clear()
+        self._forward(signum)
+
+    def _forward(self, signum: int) -> None:
+        for pid in self.children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid not in self.children:
+                continue
+            served = self.children.pop(pid)
+            code = os.waitstatus_to_exitcode(wait_status)
+            how = f"exited with status {code}" if code >= 0 else f"was killed by signal {-code}"
+            if self.stopping:
+                # Killed by the signal passed on, it had not yet begun to serve: a clean stop.
+                if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+                    log.warning("worker %d %s while stopping", pid, how)
+                    self.status = self.status or 1
+                continue
+            if self.starting and not served:
+                # It said why on standard error; the start is refused with its status.
+                self.status = code if code > 0 else 1
+                self._stop(signal.SIGTERM)
+                continue
+            pause = 0.0
+            if not served:
+                self.failures += 1
+                pause = min(self.MAX_PAUSE, self.FIRST_PAUSE * 2 ** (self.failures - 1))
+            log.warning("worker %d %s; starting another in %g s", pid, how, pause)
+            self.due.append(time.monotonic() + pause)
+
+    def _close(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        for fd in (self._wake_r, self._wake_w, self._ready_r, self._ready_w):
+            os.close(fd)
+        os.close(self._life_r)
+        os.close(self._life_w)
+        for sock in self.sockets:
+            sock.close()
+
+    # -- a worker ---------------------------------------------------------------------------
+
+    def _worker(self) -> Forked:
+        for fd in (self._wake_r, self._wake_w, self._ready_r, self._life_w):
+            os.close(fd)
+        ready, life = self._ready_w, self._life_r
+
+        def started() -> None:
+            os.write(ready, f"{os.getpid()}\n".encode())
+            os.close(ready)
+            loop = asyncio.get_running_loop()
+
+            def orphaned() -> None:
+                loop.remove_reader(life)
+                log.warning("the main process is gone; stopping")
+                os.kill(os.getpid(), signal.SIGTERM)
+
+            loop.add_reader(life, orphaned)
+
+        return self.sockets, started
 
 
 async def _cli_services(config: Config) -> Services:
@@ -318,6 +553,13 @@ async def passwd_cmd(config: Config, args) -> int:
     return 0
 
 
+def _workers_arg(text: str) -> int:
+    n = int(text) if text.isascii() and text.isdigit() else 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, 1 or more: {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -337,6 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--host", default=argparse.SUPPRESS, help="[server] host")
     net.add_argument("--port", default=argparse.SUPPRESS, help="[server] port (0: any free)")
     net.add_argument("--public-url", default=argparse.SUPPRESS, help="[server] public_url")
+    net.add_argument(
+        "--workers",
+        metavar="N",
+        type=_workers_arg,
+        default=argparse.SUPPRESS,
+        help="N processes serving the one port, restarted when one dies (default 1); more "
+        "than 1 needs PostgreSQL ([database] url) and Redis ([cluster] redis_url)",
+    )
     p = argparse.ArgumentParser(
         prog="cutelive",
         allow_abbrev=False,
@@ -395,11 +645,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"cutelive: configuration error: {e}", file=sys.stderr)
         return 2
+    workers = getattr(args, "workers", 1)
+    refusal = workers_refusal(config, workers) if workers > 1 else None
+    if refusal:
+        print(f"cutelive: {refusal}", file=sys.stderr)
+        return 2
     setup_logging(config.log_level)
     for w in config.warnings:
         log.warning("%s", w)
     command = args.command or "serve"
     try:
+        if command == "serve" and workers > 1:
+            forked = Workers(workers, _listen(config)).run()
+            if isinstance(forked, int):
+                return forked  # the parent, once its workers have stopped
+            return asyncio.run(serve(config, *forked))
         if command == "serve":
             return asyncio.run(serve(config))
         if command == "backup":
