@@ -24,6 +24,7 @@ import tornado.netutil
 
 from . import __version__
 from .clock import Clock
+from .cluster import ClusterUnusable
 from .config import Config, ConfigError, load_config, parse_database_url
 from .protocol import ApiError, invalid_field, not_found
 from .services import Services
@@ -154,7 +155,7 @@ async def serve(
         await asyncio.wait_for(server.close_all_connections(), 2)
     except TimeoutError:
         pass
-    await services.storage.close()
+    await services.close()
     log.info("stopped")
     # Everything is written and closed. Tearing down the interpreter (collecting every
     # connection's objects) would hold the port for another second at 10,000 visitors, while
@@ -674,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as e:
         print(f"cutelive: {e.message}", file=sys.stderr)
         return 1
-    except DatabaseUnusable as e:
+    except (DatabaseUnusable, ClusterUnusable) as e:
         print(f"cutelive: {e}", file=sys.stderr)
         return 2
     except (ConfigError, OSError, sqlite3.Error, peewee.DatabaseError) as e:

@@ -154,9 +154,7 @@ def parse_redis_url(text: str) -> str:
         or (port is not None and not 0 < port < 65536)
         or (u.path.strip("/") and not u.path.strip("/").isdigit() and u.scheme != "unix")
     ):
-        raise ValueError(
-            "empty (one process) or a Redis URL such as redis://localhost:6379/0"
-        )
+        raise ValueError("empty (one process) or a Redis URL such as redis://localhost:6379/0")
     return text
 
 
