@@ -2,11 +2,12 @@
 
 A ``StreamClient`` does what the widget (or the console) does: it connects its stream over
 the WebSocket (§3.1), says ``hello`` with its cursors (§4), applies chat events by ``seq``
-(ignoring repeats, asking ``sync`` on a gap), sends ``ping`` every ``heartbeat`` seconds and
-treats 10 s of silence after one as a dead connection (§9), reconnects with the documented
-jittered backoff, and falls back to long-poll (§3.2) after 3 WebSocket attempts that fail
-before ``welcome``. The same class talks to bench/baseline.py (``baseline=True``): there the
-hello names rooms instead of a token, and events carry no ``seq``.
+(ignoring repeats, asking ``sync`` on a gap, one at a time as the widget does), sends ``ping``
+every ``heartbeat`` seconds and treats 10 s of silence after one as a dead connection (§9),
+reconnects with the documented jittered backoff, and falls back to long-poll (§3.2) after 3
+WebSocket attempts that fail before ``welcome``. The same class talks to bench/baseline.py
+(``baseline=True``): there the hello names rooms instead of a token, and events carry no
+``seq``.
 
 Connections are spread over the source addresses 127.0.0.1-127.0.0.8: one aiohttp session per
 address (``Net``).
@@ -155,7 +156,8 @@ class StreamClient:
         self.up_since = 0.0
         self.resumed_at: float | None = None
         self.welcomes = 0
-        self.dups = self.gaps = self.resets = 0
+        self.dups = self.gaps = self.resets = self.syncs = 0
+        self.syncing = False
         self.close_codes: list[int | None] = []
         self.pending: dict[str, asyncio.Future] = {}
         self.poll_since = 0.0
@@ -223,7 +225,11 @@ class StreamClient:
                 return
             if seq > cur + 1:
                 self.gaps += 1
-                self.send_nowait({"type": "sync", "cursors": self._cursors()})
+                # one sync in flight at a time, as the widget does (on long-poll the widget
+                # starts a new conn instead; this client leaves it to the next poll)
+                if not self.syncing and self.mode == "ws":
+                    self.syncing = True
+                    asyncio.ensure_future(self._sync())
                 return
             self.cursors[cid] = seq
             self._check_resumed()
@@ -236,6 +242,16 @@ class StreamClient:
                 fut.set_result(ev)
         if self.on_event is not None:
             self.on_event(self, ev)
+
+    async def _sync(self) -> None:
+        """Ask for a replay after a gap; the next gap asks again once this one is answered."""
+        self.syncs += 1
+        try:
+            await self.request({"type": "sync", "cursors": self._cursors()})
+        except Exception:
+            pass
+        finally:
+            self.syncing = False
 
     def _cursors(self) -> dict:
         return {str(k): v for k, v in self.cursors.items()}

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime
 import gc
+import glob
 import gzip
 import http.client
 import json
@@ -88,6 +89,14 @@ _SIZE_TABLE = [
     ("fan_visitors", 5_000, 2_000, 50),
     ("fan_secs", 20, 8, 2),
     ("cold_runs", 3, 2, 1),
+    ("cl_ops", 40, 20, 5),
+    ("cl_chats", 2_000, 300, 20),
+    ("cl_hot", 80, 40, 10),
+    ("cl_rate", 60, 50, 20),
+    ("cl_secs", 30, 8, 2),
+    ("cl_idle", 10, 3, 1),
+    ("cl_step", 6, 3, 1),
+    ("cl_steps", 8, 2, 1),
 ]
 SIZES = {
     mode: {row[0]: row[i] for row in _SIZE_TABLE}
@@ -271,6 +280,152 @@ class Proc:
         return self.p.returncode, now() - t0
 
 
+def _pin_server() -> None:
+    os.sched_setaffinity(0, {SERVER_CPU})
+
+
+def pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed: apt-get install postgresql")
+    return found[-1]
+
+
+class Postgres:
+    """A private PostgreSQL cluster on loopback for the cluster scenarios, pinned to the server
+    CPU (it is the server side). PostgreSQL refuses to run as root: as root, its folder belongs
+    to the user ``postgres`` and initdb and pg_ctl run as that user (``runuser``). Its settings
+    are the defaults (fsync and synchronous_commit on: a message is acknowledged after its
+    commit is on disk), listening on 127.0.0.1 only."""
+
+    def __init__(self) -> None:
+        # Outside the work folder: mkdtemp makes that 0700 root's, and postgres must enter it.
+        self.dir = Path(tempfile.mkdtemp(prefix="cutelive-bench-pg-"))
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/cutelive"
+        self.started = False
+        self.version = ""
+
+    def start(self) -> None:
+        subprocess.run(
+            self.run_as + [pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+        )
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        subprocess.run(
+            self.run_as
+            + [pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w"]
+            + ["-o", opts, "start"],
+            check=True,
+            capture_output=True,
+            preexec_fn=_pin_server,  # the postmaster and every backend inherit it
+        )
+        self.started = True
+        subprocess.run(
+            [pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+            + ["cutelive"],
+            check=True,
+            capture_output=True,
+        )
+        self.version = (self.data / "PG_VERSION").read_text().strip()
+
+    @property
+    def pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the postmaster and all its processes: its own, its live children's
+        (the backends of the connections, the writers) and those of the children it has
+        already reaped (cutime + cstime), all from /proc/PID/stat."""
+        pm = self.pid
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        try:
+            with open(f"/proc/{pm}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15]) / tick
+        except (OSError, ValueError):
+            pass
+        for kid in children(pm):
+            total += proc_stat(kid).get("cpu_s", 0)
+        return total
+
+    def rss_kb(self) -> int:
+        return sum(proc_stat(p).get("VmRSS", 0) for p in [self.pid] + children(self.pid))
+
+    def stop(self) -> None:
+        if self.started:
+            subprocess.run(
+                self.run_as + [pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                capture_output=True,
+            )
+            self.started = False
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Redis:
+    """A private ``redis-server`` on loopback (no persistence), pinned to the server CPU."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.p: subprocess.Popen | None = None
+        self.version = ""
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: apt-get install redis-server")
+        self.version = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True
+        ).stdout.split()[2]
+        log = open(self.work / "redis.log", "ab")
+        self.p = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", str(self.work)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_pin_server,
+        )
+        log.close()
+        deadline = now() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if now() > deadline or self.p.poll() is not None:
+                raise RuntimeError("redis-server did not start; see redis.log")
+            time.sleep(0.02)
+
+    def cpu_s(self) -> float:
+        return proc_stat(self.p.pid).get("cpu_s", 0) if self.p else 0.0
+
+    def rss_kb(self) -> int:
+        return proc_stat(self.p.pid).get("VmRSS", 0) if self.p else 0
+
+    def stop(self) -> None:
+        if self.p is not None and self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.p = None
+
+
 class Bench:
     def __init__(self, mode: str, only: list[str] | None):
         self.mode = mode
@@ -287,6 +442,9 @@ class Bench:
         self.rows: list[dict] = []
         self.details: dict = {}
         self.tokens: list[str] = []
+        self.pg: Postgres | None = None
+        self.redis: Redis | None = None
+        self.cluster_ini = self.ini
         self.op_sessions: list[aiohttp.ClientSession] = []
         self.errors: list[str] = []
         self.started = now()
@@ -300,14 +458,21 @@ class Bench:
 
     # -- processes ----------------------------------------------------------------------------
 
-    def server(self, ini: Path | None = None, nofile: int | None = None, port=None) -> Proc:
+    def server(
+        self,
+        ini: Path | None = None,
+        nofile: int | None = None,
+        port=None,
+        data_dir: Path | None = None,
+        log: str = "server.log",
+    ) -> Proc:
         cmd = [sys.executable, str(ROOT / "cutelive.py"), "serve", "-c", str(ini or self.ini)]
-        cmd += ["--data-dir", str(self.data_dir), "--port", str(port or self.port)]
+        cmd += ["--data-dir", str(data_dir or self.data_dir), "--port", str(port or self.port)]
         return Proc(
             "cutelive",
             cmd,
             port or self.port,
-            self.work / "server.log",
+            self.work / log,
             "/api/status",
             cwd=self.work,
             nofile=nofile,
@@ -380,10 +545,12 @@ class Bench:
         s.xsrf = xsrf
         return s
 
-    async def operators(self, on_event=None, n: int | None = None) -> list[StreamClient]:
+    async def operators(
+        self, on_event=None, n: int | None = None, base: str | None = None
+    ) -> list[StreamClient]:
         """Console streams of the first ``n`` operators (all by default), one socket each."""
         ops = [
-            StreamClient(s, self.base, "operator", on_event=on_event).start()
+            StreamClient(s, base or self.base, "operator", on_event=on_event).start()
             for s in self.op_sessions[:n]
         ]
         await asyncio.gather(*(asyncio.wait_for(o.ready, 30) for o in ops))
@@ -430,15 +597,26 @@ class Bench:
                         raise RuntimeError(f"create op{i}: {await resp.text()}")
                 return await self.login(i - 1, f"op{i}")
 
-            self.op_sessions = [admin] + await gather_limited(z["ops"] - 1, create, 8)
-            need = max(
-                z["idle"], z["chats"] + z["polls"], z["storm"], z["pv_tokens"], z["fan_visitors"]
-            )
+            cluster_only = bool(self.only) and set(self.only) <= set(self.CLUSTER)
+            n_ops = z["cl_ops"] if cluster_only else max(z["ops"], z["cl_ops"])
+            self.op_sessions = [admin] + await gather_limited(n_ops - 1, create, 8)
+            need = z["cl_chats"]
+            if not cluster_only:
+                need = max(
+                    need,
+                    z["idle"],
+                    z["chats"] + z["polls"],
+                    z["storm"],
+                    z["pv_tokens"],
+                    z["fan_visitors"],
+                )
             net = Net(self.base)
             t0 = now()
             self.tokens = await gather_limited(need, lambda i: new_token(net.pick(i), self.base))
             await net.close()
-            self.log(f"setup: {z['ops']} operators, {need:,} visitor tokens in {now() - t0:.1f} s")
+            self.log(
+                f"setup: {n_ops} operators, {need:,} visitor tokens; tokens in {now() - t0:.1f} s"
+            )
             (self.work / "tokens.json").write_text(json.dumps(self.tokens))
         finally:
             await srv.stop()
@@ -486,11 +664,15 @@ class Bench:
 
     # -- scenario: idle visitors --------------------------------------------------------------
 
-    async def connect_visitors(self, net, tokens, on_event=None, beacon=True, limit=200):
+    async def connect_visitors(
+        self, net, tokens, on_event=None, beacon=True, limit=200, base: str | None = None
+    ):
+        base = base or self.base
+
         async def one(i):
             if beacon and self.track_built:
-                await track(net.pick(i), self.base, tokens[i], i)
-            c = StreamClient(net.pick(i), self.base, "visitor", tokens[i], on_event).start()
+                await track(net.pick(i), base, tokens[i], i)
+            c = StreamClient(net.pick(i), base, "visitor", tokens[i], on_event).start()
             await asyncio.wait_for(c.ready, 60)
             return c
 
@@ -781,7 +963,9 @@ class Bench:
         await drain_time_wait(self.log)
         return r, win, m0, m
 
-    async def message_load(self, senders, rate, secs, warmup, visitor_share, measure, until=None):
+    async def message_load(
+        self, senders, rate, secs, warmup, visitor_share, measure, until=None, drain=10
+    ):
         """Open loop: message k is due at t0 + k/rate, whatever happened to the ones before.
 
         ``senders[j] = (chat_id, visitor_client, operator_client)``; latency is measured from
@@ -789,6 +973,7 @@ class Bench:
         """
         due: dict = {}
         lat: list[float] = []
+        by_role: dict[str, list[float]] = {"visitor": [], "operator": []}
         ack: list[float] = []
         errors: list = []
 
@@ -800,6 +985,8 @@ class Bench:
                     d[3] = now()
                     if d[2]:
                         lat.append((d[3] - d[0]) * 1000)
+                        role = getattr(d[1], "role", "visitor")
+                        by_role.setdefault(role, []).append(lat[-1])
             elif t in ("ack", "error") and str(ev.get("ref", "")).startswith("m"):
                 d = due.get(ev["ref"][1:])
                 if d is not None:
@@ -860,21 +1047,26 @@ class Bench:
                 k += 1
         tick.cancel()
         recorded = [d for d in due.values() if d[2]]
-        await self.wait_until(lambda: all(d[3] for d in recorded), 10, 0.1)
+        await self.wait_until(lambda: all(d[3] for d in recorded), drain, 0.1)
         gc.enable()
         gc.unfreeze()
         sent = len(recorded)
         delivered = sum(1 for d in recorded if d[3])
         measure.remove(on_event)
         gl = {"p99_ms": pct(gen_lag, 0.99), "max_ms": max(gen_lag, default=None)}
+        done = [d[3] for d in recorded if d[3]]
+        span = (max(done) - min(d[0] for d in recorded)) if done else None
         return dict(
             sent=sent,
             delivered=delivered,
             lost=sent - delivered,
             errors=errors,
             lat=lat,
+            lat_by_sender=by_role,
             ack=ack,
             gen_lag=gl,
+            total_sent=len(due),
+            delivered_span_s=span,
         )
 
     @staticmethod
@@ -977,6 +1169,393 @@ class Bench:
             g,
             lag,
             f"{r['sent']:,} messages measured",
+        )
+
+    # -- scenario group: one process on SQLite beside two on PostgreSQL + Redis --------------
+
+    def start_backends(self) -> float:
+        """A private PostgreSQL and Redis (pinned to the server CPU), and the SQLite installation
+        of setup (operators, their sessions, the visitor tokens) copied into PostgreSQL with
+        ``cutelive.py migrate-db``; returns the seconds it took."""
+        if self.pg is not None:
+            return 0.0
+        t0 = now()
+        self.pg, self.redis = Postgres(), Redis(self.work)
+        self.pg.start()
+        self.redis.start()
+        r = subprocess.run(
+            [sys.executable, str(ROOT / "cutelive.py"), "migrate-db", "--to", self.pg.url]
+            + ["-c", str(self.ini), "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            cwd=self.work,
+        )
+        if r.returncode != 0:
+            raise RuntimeError("migrate-db: " + r.stderr + r.stdout)
+        self.cluster_ini = self.work / "cluster.ini"
+        self.cluster_ini.write_text(
+            self.ini.read_text()
+            + f"\n[database]\nurl = {self.pg.url}\n\n[cluster]\nredis_url = {self.redis.url}\n"
+        )
+        return now() - t0
+
+    def stop_backends(self) -> None:
+        for b in (self.redis, self.pg):
+            if b is not None:
+                with contextlib.suppress(Exception):
+                    b.stop()
+        self.pg = self.redis = None
+
+    async def cluster_servers(self, kind: str) -> tuple[Proc, Proc]:
+        """``one``: one process on SQLite (a and b are the same); ``two``: processes a (the
+        visitors') and b (the consoles') on PostgreSQL and Redis, same ini, own data folders."""
+        if kind == "one":
+            a = await self.server().start()
+            return a, a
+        port_b = free_port()
+        a = self.server(self.cluster_ini, port=self.port, data_dir=self.work / "a", log="a.log")
+        b = self.server(self.cluster_ini, port=port_b, data_dir=self.work / "b", log="b.log")
+        await a.start(timeout=60)
+        await b.start(timeout=60)
+        return a, b
+
+    def server_cpu(self, a: Proc, b: Proc, kind: str) -> dict:
+        """CPU seconds so far of each part of the server side."""
+        out = {"a": a.stat().get("cpu_s", 0.0)}
+        if kind == "two":
+            out["b"] = b.stat().get("cpu_s", 0.0)
+            out["postgresql"] = self.pg.cpu_s()
+            out["redis"] = self.redis.cpu_s()
+        return out
+
+    #: A ramp step is sustained when every message arrives and the p99 stays under this.
+    RAMP_P99_MS = 100
+
+    async def cluster_chat_side(self, kind: str) -> dict:
+        """The open-chat load with every visitor on process a and every operator on b: an idle
+        window (chats open, no messages), the load at the base rate (latency, CPU), then a ramp
+        of short steps at ×1.5 the rate until a step is not sustained or the per-socket limits
+        of the generator's operators would be passed."""
+        z = self.z
+        n, hot, rate, secs = z["cl_chats"], z["cl_hot"], z["cl_rate"], z["cl_secs"]
+        n_ops = z["cl_ops"]
+
+        def share_of(r):
+            return min(0.3, 1.5 / (r / hot))
+
+        a, b = await self.cluster_servers(kind)
+        base_a, base_b = f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}"
+        measure: list = []
+        on_event = self.dispatch(measure)
+        ops = await self.operators(on_event, n=n_ops, base=base_b)
+        net = Net(base_a)
+        await self.pause(1)
+        rss0 = a.stat()["VmRSS"]
+        t0 = now()
+        vis = await self.connect_visitors(net, self.tokens[:n], on_event, beacon=False, base=base_a)
+        chat_ids = await self.open_chats(vis, ops)
+        setup_s = now() - t0
+        self.log(f"  {kind}: {n:,} chats open in {setup_s:.1f} s")
+        await self.pause(2)
+        rss1 = a.stat()["VmRSS"]
+        clients = vis + ops
+
+        def stream_counts():
+            return dict(
+                dups=sum(c.dups for c in clients),
+                gaps=sum(c.gaps for c in clients),
+                syncs=sum(c.syncs for c in clients),
+                resets=sum(c.resets for c in clients),
+                disconnects=sum(len(c.close_codes) for c in clients),
+            )
+
+        opening = stream_counts()
+        # chat i was accepted by operator i mod len(ops) (open_chats)
+        senders = [(chat_ids[i], vis[i], ops[i % len(ops)]) for i in range(hot)]
+        not_followed = sum(1 for cid, _, o in senders if cid not in o.cursors)
+        ports = sorted({a.port, b.port})
+
+        # Opening the chats leaves work behind for some seconds (on PostgreSQL + Redis most):
+        # wait until the server side uses less than a quarter of a core (at most 60 s).
+        settle_t0 = now()
+        while now() - settle_t0 < (1 if SMOKE else 60):
+            q0, qw = self.server_cpu(a, b, kind), now()
+            await asyncio.sleep(2)
+            q1 = self.server_cpu(a, b, kind)
+            if sum(q1[k] - q0[k] for k in q1) / (now() - qw) < 0.25:
+                break
+        settle_s = now() - settle_t0
+        # idle: the open chats' own cost (heartbeats, presence), to tell it from the messages'
+        i0, iw = self.server_cpu(a, b, kind), now()
+        await asyncio.sleep(z["cl_idle"])
+        i1, iwall = self.server_cpu(a, b, kind), now() - iw
+        idle_rate = {k: (i1[k] - i0[k]) / iwall for k in i1}  # CPU-s per s
+
+        for port in ports:
+            await self.metrics(reset=True, port=port)
+        c0, g0, s0, w0 = self.server_cpu(a, b, kind), time.process_time(), system_busy(), now()
+        r = await self.message_load(
+            senders, rate, secs, z["warmup"], share_of(rate), measure, drain=30
+        )
+        wall = now() - w0
+        c1, gen = self.server_cpu(a, b, kind), time.process_time() - g0
+        cpu = {k: c1[k] - c0[k] for k in c1}
+        other = system_busy() - s0 - gen - sum(cpu.values())
+        m = {port: await self.metrics(port=port) for port in ports}
+        after_load = stream_counts()
+        k = r["total_sent"] / 1000
+        lat = {k2: pct(r["lat"], p) for k2, p in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))}
+        out = dict(
+            kind=kind,
+            ports=dict(a=a.port, b=b.port),
+            setup_s=round(setup_s, 1),
+            settle_s=round(settle_s, 1),
+            sent_total=r["total_sent"],
+            sent=r["sent"],
+            delivered=r["delivered"],
+            lost=r["lost"],
+            errors=r["errors"][:20],
+            n_errors=len(r["errors"]),
+            latency_ms=lat,
+            by_sender_ms={
+                role: {"p50": pct(xs, 0.5), "p99": pct(xs, 0.99), "n": len(xs)}
+                for role, xs in r["lat_by_sender"].items()
+            },
+            ack_p99_ms=pct(r["ack"], 0.99),
+            delivered_per_s=(r["delivered"] / r["delivered_span_s"])
+            if r["delivered_span_s"]
+            else None,
+            cpu_s={k2: round(v, 3) for k2, v in cpu.items()},
+            cpu_s_per_1000={k2: v / k for k2, v in cpu.items()},
+            idle_cpu_pct={k2: round(100 * v, 2) for k2, v in idle_rate.items()},
+            marginal_cpu_s_per_1000={
+                k2: max(0.0, cpu[k2] - idle_rate[k2] * wall) / k for k2 in cpu
+            },
+            wall_s=round(wall, 2),
+            window=dict(
+                wall_s=round(wall, 2),
+                gen_cpu_pct=round(100 * gen / wall, 1),
+                server_cpu_pct=round(100 * sum(cpu.values()) / wall, 1),
+                other_cpu_pct=round(max(0.0, 100 * other / wall), 1),
+            ),
+            gen_lag=r["gen_lag"],
+            streams_opening=opening,
+            streams_load={k2: after_load[k2] - opening[k2] for k2 in opening},
+            not_followed=not_followed,
+            kb_per_visitor_with_chat_a=round((rss1 - rss0) / n, 1),
+            rss_kb=dict(a=rss1, **({"b": b.stat().get("VmRSS")} if b is not a else {})),
+            metrics={str(p): mm for p, mm in m.items()},
+            lag=" · ".join(self.lag(m[p]) for p in ([a.port, b.port] if b is not a else [a.port])),
+        )
+        if kind == "two":
+            out["rss_kb"]["postgresql"] = self.pg.rss_kb()
+            out["rss_kb"]["redis"] = self.redis.rss_kb()
+        # the ramp: short steps at ×1.5 until one is not sustained (everything delivered within
+        # 10 s and p99 ≤ RAMP_P99_MS) or the operators' sockets would pass their command limit
+        steps = []
+        sustained = rate if r["lost"] == 0 and (lat["p99"] or 1e9) <= self.RAMP_P99_MS else None
+        ceiling = False
+        step_rate = rate
+        while sustained is not None:
+            step_rate = round(step_rate * 1.5)
+            if (1 - share_of(step_rate)) * step_rate / len(ops) > 9:
+                ceiling = "the operators' command limit"  # commands_per_socket: 100 per 10 s
+                break
+            if len(steps) >= z["cl_steps"]:
+                ceiling = f"{len(steps)} steps"
+                break
+            await self.pause(1)
+            rs = await self.message_load(
+                senders, step_rate, z["cl_step"], 1, share_of(step_rate), measure, drain=10
+            )
+            p99 = pct(rs["lat"], 0.99)
+            ok = rs["lost"] == 0 and not rs["errors"] and (p99 or 1e9) <= self.RAMP_P99_MS
+            steps.append(
+                dict(rate=step_rate, p50_ms=pct(rs["lat"], 0.5), p99_ms=p99, lost=rs["lost"])
+            )
+            steps[-1]["errors"] = len(rs["errors"])
+            if not ok:
+                break
+            sustained = step_rate
+        out["ramp"] = dict(steps=steps, sustained=sustained, ceiling=ceiling)
+        out["streams_total"] = stream_counts()
+        for c in clients:
+            c.abort()
+        await net.close()
+        for p in {id(a): a, id(b): b}.values():
+            out.setdefault("exit", []).append((await p.stop())[0])
+        await drain_time_wait(self.log)
+        return out
+
+    async def s_cluster_chats(self) -> None:
+        z = self.z
+        n, hot, rate = z["cl_chats"], z["cl_hot"], z["cl_rate"]
+        prep = await asyncio.get_running_loop().run_in_executor(None, self.start_backends)
+        self.log(
+            f"  PostgreSQL {self.pg.version} on :{self.pg.port}, Redis {self.redis.version} on "
+            f":{self.redis.port}, setup copied by migrate-db: {prep:.1f} s"
+        )
+        one = await self.cluster_chat_side("one")
+        two = await self.cluster_chat_side("two")
+        self.details["cluster_chats"] = dict(
+            one_process_sqlite=one,
+            two_processes_postgresql_redis=two,
+            postgresql=dict(
+                version=self.pg.version,
+                settings="defaults (fsync on, synchronous_commit on), listen 127.0.0.1",
+            ),
+            redis=dict(version=self.redis.version, settings="--save '' --appendonly no"),
+        )
+        sc = f"cluster chats ({n:,}; {rate:,} msg/s over {hot})"
+        g = f"{two['window']['gen_cpu_pct']:.0f}% / {one['window']['gen_cpu_pct']:.0f}%"
+        _, note2 = self.gen_note(two["window"], two)
+        _, note1 = self.gen_note(one["window"], one)
+        notes = "; ".join(x for x in (note2 and f"two: {note2}", note1 and f"one: {note1}") if x)
+        lag = two["lag"]
+
+        def row(figure, v2, v1, target=None, ok=None, note="", digits=2):
+            r = round(v2 / v1, 2) if v2 and v1 else None
+            self.row(
+                sc,
+                figure,
+                "—" if v2 is None else f"{v2:,.{digits}f}",
+                target,
+                ok,
+                "—" if v1 is None else f"{v1:,.{digits}f}",
+                r,
+                g,
+                lag,
+                "; ".join(x for x in (note, notes) if x),
+            )
+
+        for key in ("p50", "p99", "p999"):
+            row(
+                f"delivery {key.replace('p999', 'p99.9')}, ms (a ⇄ b)",
+                two["latency_ms"][key],
+                one["latency_ms"][key],
+                note="value: two processes on PostgreSQL + Redis, visitors on a, operators on b "
+                "(each message crosses both); baseline column: one process on SQLite, same run"
+                if key == "p50"
+                else "",
+            )
+        for role, label in (("visitor", "visitor → operator"), ("operator", "operator → visitor")):
+            t2, t1 = two["by_sender_ms"].get(role, {}), one["by_sender_ms"].get(role, {})
+            self.row(
+                sc,
+                f"{label} p50 / p99, ms",
+                f"{fmt(t2.get('p50'), 2)} / {fmt(t2.get('p99'), 2)}",
+                None,
+                None,
+                f"{fmt(t1.get('p50'), 2)} / {fmt(t1.get('p99'), 2)}",
+                None,
+                g,
+                lag,
+                f"{t2.get('n', 0):,} messages measured",
+            )
+
+        def ramp_text(side):
+            rp = side["ramp"]
+            if rp["sustained"] is None:
+                return "not sustained at the base rate"
+            txt = f"{rp['sustained']:,}"
+            return ("≥ " + txt) if rp["ceiling"] else txt
+
+        def ramp_note(side):
+            st = side["ramp"]["steps"]
+            parts = [f"{x['rate']:,}/s p99 {fmt(x['p99_ms'], 1)} ms lost {x['lost']}" for x in st]
+            if side["ramp"]["ceiling"]:
+                parts.append(f"stopped: {side['ramp']['ceiling']} (the generator's ceiling)")
+            return ", ".join(parts) or "no step"
+
+        self.row(
+            sc,
+            "messages/s sustained",
+            ramp_text(two),
+            None,
+            None,
+            ramp_text(one),
+            None,
+            g,
+            lag,
+            f"steps of {z['cl_step']} s at ×1.5 the rate while everything arrives with p99 ≤ "
+            f"{self.RAMP_P99_MS} ms; two: {ramp_note(two)}; one: {ramp_note(one)}; at the base "
+            f"rate {fmt(two['delivered_per_s'], 0)}/s delivered (one "
+            f"{fmt(one['delivered_per_s'], 0)}/s)",
+        )
+        bad2 = two["lost"] + two["n_errors"]
+        s2, s1 = two["streams_load"], one["streams_load"]
+        self.row(
+            sc,
+            "lost / errors",
+            f"{two['lost']} / {two['n_errors']}",
+            "0 / 0",
+            bad2 == 0,
+            f"{one['lost']} / {one['n_errors']}",
+            None,
+            g,
+            lag,
+            f"{two['sent']:,} messages measured; lost: not delivered 30 s after the last was due; "
+            f"disconnects {two['streams_total']['disconnects']} (one: "
+            f"{one['streams_total']['disconnects']}); chats whose operator had no cursor before "
+            f"the load {two['not_followed']} (one: {one['not_followed']})",
+        )
+        self.row(
+            sc,
+            "gaps / syncs / repeats ignored",
+            f"{s2['gaps']:,} / {s2['syncs']:,} / {s2['dups']:,}",
+            None,
+            None,
+            f"{s1['gaps']:,} / {s1['syncs']:,} / {s1['dups']:,}",
+            None,
+            g,
+            lag,
+            "during the load, over all streams: events whose seq skipped (the client drops it "
+            "and asks sync, one at a time), the syncs, and replayed events it already had "
+            f"(seq ≤ cursor, ignored); while opening the chats: two "
+            f"{two['streams_opening']['gaps']} / {two['streams_opening']['syncs']} / "
+            f"{two['streams_opening']['dups']}, one {one['streams_opening']['gaps']} / "
+            f"{one['streams_opening']['syncs']} / {one['streams_opening']['dups']}",
+        )
+        c2, c1 = two["cpu_s_per_1000"], one["cpu_s_per_1000"]
+        m2, m1 = two["marginal_cpu_s_per_1000"], one["marginal_cpu_s_per_1000"]
+        i2, i1 = two["idle_cpu_pct"], one["idle_cpu_pct"]
+        row(
+            "app CPU-s per 1,000 messages",
+            c2["a"] + c2["b"],
+            c1["a"],
+            note=f"two: a {c2['a']:.3f} + b {c2['b']:.3f}; {two['sent_total']:,} messages over "
+            f"{two['wall_s']:.0f} s (one: {one['sent_total']:,} over {one['wall_s']:.0f} s), with "
+            f"the server side quiet first (after opening: {two['settle_s']:.0f} s, one "
+            f"{one['settle_s']:.0f} s), with "
+            f"the {n:,} open chats' idle cost; without it (idle: two a {i2['a']:.1f}% + b "
+            f"{i2['b']:.1f}% of a core, one {i1['a']:.1f}%): two {m2['a'] + m2['b']:.3f}, one "
+            f"{m1['a']:.3f}",
+            digits=3,
+        )
+        row(
+            "PostgreSQL CPU-s per 1,000 messages",
+            c2["postgresql"],
+            None,
+            digits=3,
+            note="the postmaster and all its processes (backends, writers, reaped children), "
+            f"from /proc; idle {i2['postgresql']:.1f}% of a core; without it "
+            f"{m2['postgresql']:.3f}",
+        )
+        row(
+            "Redis CPU-s per 1,000 messages",
+            c2["redis"],
+            None,
+            digits=3,
+            note=f"idle {i2['redis']:.1f}% of a core; without it {m2['redis']:.3f}",
+        )
+        row(
+            "server side CPU-s per 1,000 messages",
+            sum(c2.values()),
+            c1["a"],
+            note="share of the server core during the load: two "
+            f"{two['window']['server_cpu_pct']:.0f}%, one {one['window']['server_cpu_pct']:.0f}%;"
+            f" without the idle cost two {sum(m2.values()):.3f}, one {m1['a']:.3f}",
+            digits=3,
         )
 
     # -- scenario: long-poll ------------------------------------------------------------------
@@ -1886,13 +2465,24 @@ class Bench:
         "storm",
         "coldstart",
         "widget",
+        "cluster_chats",
     ]
+    #: Run only when named (``--cluster``, or ``--only``): they need PostgreSQL and Redis.
+    CLUSTER = ["cluster_chats"]
 
     async def run(self) -> int:
+        try:
+            return await self._run()
+        finally:
+            self.stop_backends()
+
+    async def _run(self) -> int:
         self.track_built = False
         await self.setup()
         for name in self.SCENARIOS:
             if self.only and name not in self.only:
+                continue
+            if not self.only and name in self.CLUSTER:
                 continue
             self.log(f"scenario {name}")
             t0 = now()
@@ -1993,8 +2583,17 @@ def main() -> int:
     g.add_argument("--smoke", action="store_true", help="tiny, under a minute, no targets (CI)")
     p.add_argument("--only", nargs="*", choices=Bench.SCENARIOS, help="run only these")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, database)")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="one process on SQLite beside two on PostgreSQL + Redis ("
+        + ", ".join(Bench.CLUSTER)
+        + "; with --only, those named)",
+    )
     a = p.parse_args()
     mode = "quick" if a.quick else "smoke" if a.smoke else "full"
+    if a.cluster and not a.only:
+        a.only = list(Bench.CLUSTER)
     global SMOKE
     SMOKE = mode == "smoke"
     os.sched_setaffinity(0, {GEN_CPU})
@@ -2002,6 +2601,11 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     b = Bench(mode, a.only)
+    if a.only and set(a.only) <= set(Bench.CLUSTER):
+        b.json_path = b.json_path.with_name(b.json_path.stem + "-cluster.json")
+        label = f"{mode}-cluster"
+    else:
+        label = mode
     b.log(f"mode {mode}; work folder {b.work}")
     try:
         rc = asyncio.run(b.run())
@@ -2009,6 +2613,7 @@ def main() -> int:
         for pid in children(os.getpid()):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        b.stop_backends()
     text = b.report()
     print()
     print(text)
@@ -2029,7 +2634,7 @@ def main() -> int:
         table=text,
     )
     b.json_path.write_text(json.dumps(out, indent=1, default=str))
-    (b.results_dir / f"latest-{mode}.txt").write_text(text + "\n")
+    (b.results_dir / f"latest-{label}.txt").write_text(text + "\n")
     print(f"\nJSON: {b.json_path.relative_to(ROOT)}")
     if not a.keep:
         shutil.rmtree(b.work, ignore_errors=True)
