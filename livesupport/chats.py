@@ -202,8 +202,10 @@ class Chats:
 
     async def waiting_chats(self) -> list[Chat]:
         """The waiting chats in queue order: handed-over conversations first, then oldest."""
-        chats = [c for c in [await self.store.chat(cid) for cid in self.waiting] if c]
-        chats.sort(key=lambda c: (c.handed_over_by is None, self.waiting[c.id]))
+        # (A copy: with a networked database the reads suspend, and the queue may change.)
+        since = dict(self.waiting)
+        chats = [c for c in [await self.store.chat(cid) for cid in since] if c]
+        chats.sort(key=lambda c: (c.handed_over_by is None, since[c.id]))
         return chats
 
     async def tick(self) -> None:

@@ -163,10 +163,24 @@ class Services:
         )
         cluster.on("monitor_rows", lambda d: self.monitor.mirror(d["origin"], dict(d, type="all")))
         cluster.reconnected.connect(lambda: cluster.notify("monitor_hello"))
+        # Caches of what administrators change: the others read it afresh.
+        self.storage.accounts.updated = lambda op_id: cluster.notify("operator", op_id)
+        cluster.on("operator", self.storage.accounts.forget)
+        self.site.saved.connect(lambda: cluster.notify("site"))
+        cluster.on("site", lambda _d: self.site.start())
+        self.departments.changed.connect(lambda: cluster.notify("departments"))
+        cluster.on("departments", lambda _d: self._departments_elsewhere())
+        # A transfer offered on one process and answered on another: the offering one answers.
+        cluster.watch("transfer", self.transfers.seen_elsewhere)
+        cluster.serve("transfer", self.transfers.answered_elsewhere)
         cluster.serve(
             "invite",
             lambda d: self.invitations.invite(d["operator_id"], d["visitor_id"], d["message"]),
         )
+
+    async def _departments_elsewhere(self) -> None:
+        await self.departments.start()
+        self.departments.availability_told()
 
     def _presence_notice(self, _data: Any = None) -> None:
         """Another process shared its operators: it has told visitors of any change."""

@@ -9,6 +9,7 @@ from typing import Any
 from .config import parse_origins
 from .context import Context
 from .departments import Departments
+from .hub import Signal
 from .presence import Presence
 from .protocol import (
     APPEARANCE,
@@ -32,6 +33,8 @@ class Site:
         self.departments = departments
         self.base_url = ctx.config.base_url()
         self._settings: dict = {"appearance": {}, "allowed_origins": []}
+        #: ``saved()``: an administrator changed the settings (other processes reload them).
+        self.saved = Signal("saved")
 
     async def start(self) -> None:
         stored = await self.store.settings()
@@ -104,6 +107,7 @@ class Site:
             new["allowed_origins"] = _origins(body["allowed_origins"])
         await self.store.save_settings(new)
         self._settings = new
+        await self.saved.emit()
         self.hub.publish(["visitors"], {"type": "appearance", "appearance": new["appearance"]})
         return self.settings_view()
 

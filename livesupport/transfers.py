@@ -28,6 +28,8 @@ class Transfers:
         self.presence = presence
         #: Offers by id (kept a while after they end, so a late answer is told why).
         self.offers: dict[str, dict[str, Any]] = {}
+        #: In a cluster: offers made on another process -> that process, which answers them.
+        self.elsewhere: dict[str, str] = {}
 
     # -- offering -----------------------------------------------------------------------------
 
@@ -116,6 +118,8 @@ class Transfers:
         return offer
 
     async def accept(self, party: Party, transfer_id: str) -> dict:
+        if transfer_id not in self.offers and transfer_id in self.elsewhere:
+            return await self._ask_elsewhere("accept", party, transfer_id)
         offer = self._offered_to(party, transfer_id)
         if self.presence.status_of(party.operator_id) != ONLINE:
             raise ApiError("status_not_online", "set your status to online to accept chats", 409)
@@ -158,7 +162,29 @@ class Transfers:
         await self._announce(offer)
         return {"chat": await self.chats.summary(chat, "operator")}
 
+    async def _ask_elsewhere(self, answer: str, party: Party, transfer_id: str) -> dict:
+        """(In a cluster.) The offer was made on another process: that process answers it."""
+        data = {"answer": answer, "operator_id": party.operator_id, "id": transfer_id}
+        return await self.hub.call(self.elsewhere[transfer_id], "transfer", data)
+
+    async def answered_elsewhere(self, data: dict) -> dict:
+        """(In a cluster.) An operator on another process answers an offer made here."""
+        party = Party("operator", operator_id=data["operator_id"])
+        if data["answer"] == "accept":
+            return await self.accept(party, data["id"])
+        return await self.decline(party, data["id"])
+
+    def seen_elsewhere(self, origin: str, event: dict) -> None:
+        """(In a cluster.) Another process announced an offer: where to send answers to it."""
+        offer_id = event["transfer"]["id"]
+        if offer_id not in self.offers:
+            if len(self.elsewhere) > 10_000:
+                self.elsewhere.clear()
+            self.elsewhere[offer_id] = origin
+
     async def decline(self, party: Party, transfer_id: str) -> dict:
+        if transfer_id not in self.offers and transfer_id in self.elsewhere:
+            return await self._ask_elsewhere("decline", party, transfer_id)
         offer = self._offered_to(party, transfer_id)
         offer["declined"].add(party.operator_id)
         if offer["receivers"] <= offer["declined"]:

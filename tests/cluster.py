@@ -10,7 +10,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from conftest import Server
+import requests
+from conftest import TIMEOUT, Server
 
 
 class Cluster(Server):
@@ -27,6 +28,10 @@ class Cluster(Server):
     @property
     def console_url(self) -> str:
         return self.peer.url
+
+    def peer_get(self, path: str) -> dict:
+        """A public JSON resource as the second process serves it."""
+        return requests.get(self.peer.url + path, timeout=TIMEOUT).json()
 
     def start(self, port: int | None = None) -> Cluster:
         peer_port = self.peer.port if port is not None else None

@@ -230,3 +230,41 @@ def test_a_visitors_message_limit_holds_across_processes(tmp_path, private_servi
         assert replies[2]["error"] == "rate_limited" and "visitor_messages" in replies[2]["message"]
     finally:
         c.stop()
+
+
+def test_a_transfer_and_the_settings_cross_processes(tmp_path, private_services):
+    """Bob (on the consoles' process) passes Ann's chat to Alice (on the visitors' process);
+    an administrator's settings saved on one process are what the other serves."""
+    from conftest import ConsoleClient
+
+    pg, redis = private_services
+    c = _cluster(tmp_path, pg, redis)
+    try:
+        c.create_operator("alice", admin=True, display_name="Alice")
+        alice = ConsoleClient(c)  # the first process, unlike Bob's
+        alice.login("alice", "correct horse 1")
+        alice_ws = alice.connect()
+        assert alice_ws.request({"type": "status", "status": "online"})["type"] == "ack"
+        bob_ws, ann, chat_id = _chat(c)
+        offer = bob_ws.request(
+            {"type": "transfer", "chat_id": chat_id, "operator_id": alice.operator["id"]}
+        )
+        assert offer["type"] == "ack", offer
+        transfer_id = offer["transfer"]["id"]
+        alice_ws.wait(lambda e: e["type"] == "transfer" and e["transfer"]["id"] == transfer_id)
+        took = alice_ws.request({"type": "accept_transfer", "transfer_id": transfer_id})
+        assert took["type"] == "ack", took
+        ann.ws.wait(lambda e: e["type"] == "chat_transferred")
+        ack = ann.say(chat_id, "hello Alice")
+        assert ack["type"] == "ack"
+        alice_ws.wait(lambda e: e.get("text") == "hello Alice")
+
+        # Settings saved on the first process, served by the second.
+        r = alice.patch("/api/console/settings", {"appearance": {"title": "Ask Alice"}})
+        assert r.status_code == 200, r.text
+        wait_for(
+            lambda: c.peer_get("/api/widget/config")["appearance"].get("title") == "Ask Alice",
+            what="the other process to serve the new title",
+        )
+    finally:
+        c.stop()

@@ -233,14 +233,39 @@ async def _keep_connection_state(_connection: Any) -> None:
 
 def _postgresql_database() -> type:
     """peewee's asyncio PostgreSQL database (imported only when configured), with bytes
-    passed to ``asyncpg`` as they are."""
-    from playhouse.pwasyncio import AsyncPostgresqlDatabase
+    passed to ``asyncpg`` as they are, and each statement prepared once per connection (the
+    driver's statement cache) instead of before every execution: one round trip a query."""
+    from playhouse.pwasyncio import AsyncPostgresqlConnection, AsyncPostgresqlDatabase
+
+    class Connection(AsyncPostgresqlConnection):
+        async def _execute(self, sql, params=None):
+            if params:
+                sql = self._translate_placeholders(sql)
+            statement = await self.conn._prepare(sql, use_cache=True)
+            records = await statement.fetch(*(params or ()))
+            status = (statement.get_statusmsg() or "").rsplit(" ", 1)
+            rowcount = int(status[1]) if len(status) == 2 and status[1].isdigit() else None
+            return _cursor(records, rowcount)
 
     class PostgresqlDatabase(AsyncPostgresqlDatabase):
         def get_binary_type(self) -> type:
             return bytes
 
+        async def _pool_acquire(self, pool):
+            return Connection((await super()._pool_acquire(pool)).conn)
+
     return PostgresqlDatabase
+
+
+def _cursor(records: list, rowcount: int | None) -> Any:
+    from playhouse.pwasyncio import CursorAdapter
+
+    description = [(k,) for k in records[0].keys()] if records else []
+    return CursorAdapter(
+        records,
+        rowcount=rowcount if rowcount is not None else len(records),
+        description=description,
+    )
 
 
 class Storage:

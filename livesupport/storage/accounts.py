@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import peewee
@@ -43,6 +44,8 @@ class AccountStore:
     def __init__(self, storage: Storage):
         self._storage = storage
         self._operators: dict[int, Operator] = {}
+        #: In a cluster: told the id of each operator changed here (the others ``forget``).
+        self.updated: Callable[[int], None] | None = None
 
     # -- operators ----------------------------------------------------------------------------
 
@@ -94,6 +97,12 @@ class AccountStore:
     async def update_operator(self, operator_id: int, **changes: Any) -> None:
         query = OperatorRow.update(**changes).where(OperatorRow.id == operator_id)
         await self._storage.run(query.execute)
+        self._operators.pop(operator_id, None)
+        if self.updated is not None:
+            self.updated(operator_id)
+
+    def forget(self, operator_id: int) -> None:
+        """Another process changed the operator: read it afresh next time."""
         self._operators.pop(operator_id, None)
 
     # -- sessions -----------------------------------------------------------------------------
