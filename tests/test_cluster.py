@@ -268,3 +268,24 @@ def test_a_transfer_and_the_settings_cross_processes(tmp_path, private_services)
         )
     finally:
         c.stop()
+
+
+def test_long_poll_needs_no_sticky_sessions(tmp_path, private_services):
+    """Each poll of Ann's lands on the other process than the last: she gets every message of
+    Bob's once, in order (``Poller`` checks the numbering of each answer)."""
+    pg, redis = private_services
+    c = _cluster(tmp_path, pg, redis)
+    try:
+        bob_ws, ann, chat_id = _chat(c)
+        poller = ann.poller()
+        poller.poll()
+        processes = [c.peer.url + "/api/visitor/poll", c.url + "/api/visitor/poll"]
+        for i in range(4):
+            text = f"poll {i}"
+            bob_ws.request({"type": "message", "chat_id": chat_id, "text": text, "client_id": text})
+            poller.url = processes[i % 2]
+            poller.poll_until(lambda e, text=text: e.get("text") == text, what=text)
+        texts = [e["text"] for e in poller.events if e.get("type") == "message"]
+        assert [t for t in texts if t.startswith("poll")] == [f"poll {i}" for i in range(4)]
+    finally:
+        c.stop()
