@@ -125,7 +125,7 @@ def watched_page(browser, dialogs, width=1280, height=800, **kw):
     return watch(new_context(browser, width, height, **kw).new_page(), dialogs)
 
 
-def sign_in(page, server, username, password="correct horse 1", online=True, timeout=10_000):
+def sign_in(page, server, username, password="correct horse 1", online=True, timeout=20_000):
     """Sign in to the console on ``page``; optionally go online."""
     from playwright.sync_api import expect
 
@@ -140,7 +140,7 @@ def sign_in(page, server, username, password="correct horse 1", online=True, tim
     return page
 
 
-def visitor_start_chat(page, name="Ann", text="Hello, I need help", email=None, timeout=10_000):
+def visitor_start_chat(page, name="Ann", text="Hello, I need help", email=None, timeout=20_000):
     """The visitor opens the widget, fills in the pre-chat form and starts a chat."""
     from playwright.sync_api import expect
 
@@ -155,7 +155,7 @@ def visitor_start_chat(page, name="Ann", text="Hello, I need help", email=None, 
     expect(page.locator(".cl-window[data-view=chat]")).to_be_visible(timeout=timeout)
 
 
-def accept_in_console(op, name, timeout=10_000):
+def accept_in_console(op, name, timeout=20_000):
     """The operator accepts the visitor's chat from the queue; its tab comes to the front."""
     from playwright.sync_api import expect
 
@@ -205,7 +205,7 @@ def console_home(browser, server, dialogs, username, online=True):
     return page
 
 
-def write_in_console(op, text, note=False, timeout=10_000):
+def write_in_console(op, text, note=False, timeout=20_000):
     """The operator sends a reply (or, ``note``, an internal note) in the open chat."""
     from playwright.sync_api import expect
 
@@ -217,7 +217,7 @@ def write_in_console(op, text, note=False, timeout=10_000):
     expect(op.locator(where, has_text=text)).to_be_visible(timeout=timeout)
 
 
-def transfer_dialog(op, to, note="", timeout=10_000):
+def transfer_dialog(op, to, note="", timeout=20_000):
     """The open chat's Transfer dialog, filled in for ``to`` (a colleague or a department)."""
     from playwright.sync_api import expect
 

@@ -54,7 +54,7 @@ SERVER_CMD = (
     if os.environ.get("CUTELIVE_BIN")
     else [sys.executable, str(ROOT / "cutelive.py")]
 )
-TIMEOUT = 10.0
+TIMEOUT = 20.0  # s: generous for a loaded CI machine; every wait returns as soon as it holds
 #: The password of every operator a test creates, unless it says otherwise.
 PASSWORD = "correct horse 1"
 _ids = itertools.count(1)

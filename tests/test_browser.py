@@ -23,7 +23,7 @@ from browser_helpers import (
 from conftest import wait_for
 from playwright.sync_api import expect
 
-T = 10_000  # ms: generous for a loaded CI machine; every wait returns as soon as it holds
+T = 20_000  # ms: generous for a loaded CI machine; every wait returns as soon as it holds
 PASSWORD = "correct horse 1"
 XSS = "<img src=x onerror=alert(1)>"
 

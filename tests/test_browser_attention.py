@@ -11,7 +11,7 @@ from browser_helpers import screenshot, sign_in, visitor_start_chat, watched_pag
 from conftest import PASSWORD, wait_for
 from playwright.sync_api import expect
 
-T = 10_000
+T = 20_000
 FLIP = 2_000  # ms: the window agrees with the server this soon after a change
 
 

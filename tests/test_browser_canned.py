@@ -8,7 +8,7 @@ from __future__ import annotations
 from browser_helpers import accept_in_console, screenshot, sign_in, visitor_start_chat, watched_page
 from playwright.sync_api import expect
 
-T = 10_000  # ms
+T = 20_000  # ms
 NAME = "<b>Ann</b>"
 
 

@@ -15,7 +15,7 @@ from browser_helpers import screenshot, sign_in, visitor_start_chat, watched_pag
 from conftest import TIMEOUT, wait_for
 from playwright.sync_api import expect
 
-T = 10_000  # ms
+T = 20_000  # ms
 CLIPBOARD = ["clipboard-read", "clipboard-write"]
 
 

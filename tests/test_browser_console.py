@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 
 from livesupport.protocol import APPEARANCE
 
-T = 10_000  # ms
+T = 20_000  # ms
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Each console view and something only that view shows.

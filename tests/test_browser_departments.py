@@ -22,7 +22,7 @@ from browser_helpers import (
 from conftest import PASSWORD
 from playwright.sync_api import expect
 
-T = 10_000
+T = 20_000
 
 
 def _visitor(server, name, text, **extra):

@@ -10,7 +10,7 @@ from browser_helpers import screenshot, sign_in, watched_page
 from conftest import PASSWORD
 from playwright.sync_api import expect
 
-T = 10_000
+T = 20_000
 
 
 def _texts(page) -> list[str]:

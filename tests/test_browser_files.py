@@ -26,7 +26,7 @@ from browser_helpers import (
 from conftest import PASSWORD, TIMEOUT, png, wait_for
 from playwright.sync_api import expect
 
-T = 10_000  # ms
+T = 20_000  # ms
 XSS = "<img src=x onerror=alert(1)>"
 
 

@@ -9,7 +9,7 @@ from browser_helpers import screenshot, sign_in, watched_page
 from conftest import mail_config, wait_for
 from playwright.sync_api import expect
 
-T = 10_000  # ms
+T = 20_000  # ms
 
 LEAVE = {
     "type": "leave_message",

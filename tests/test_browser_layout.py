@@ -19,7 +19,7 @@ from browser_helpers import screenshot, sign_in, watched_page
 from conftest import TIMEOUT, track, wait_for
 from playwright.sync_api import expect
 
-T = 10_000  # ms
+T = 20_000  # ms
 WIDTHS = (1280, 1366, 1920)
 #: The longest names the server takes ([limits] name_chars at its default, 100): a real one of
 #: many words for the operator and a visitor, and one unbroken run of the widest letter. Each

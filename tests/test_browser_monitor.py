@@ -16,7 +16,7 @@ from browser_helpers import new_context, screenshot, sign_in, watch, watched_pag
 from conftest import TIMEOUT, wait_for
 from playwright.sync_api import expect
 
-T = 10_000  # ms: generous for a loaded CI machine; every wait returns as soon as it holds
+T = 20_000  # ms: generous for a loaded CI machine; every wait returns as soon as it holds
 PASSWORD = "correct horse 1"
 XSS = "<img src=x onerror=alert(1)>"
 HOME, PRICING, SHOP = (

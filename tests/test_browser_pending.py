@@ -18,7 +18,7 @@ from browser_helpers import (
 from conftest import mail_config, wait_for
 from playwright.sync_api import expect
 
-T = 10_000
+T = 20_000
 
 
 def _reply(op, text):

@@ -32,7 +32,7 @@ from browser_helpers import (
 from conftest import TIMEOUT
 from playwright.sync_api import expect
 
-T = 10_000  # ms
+T = 20_000  # ms
 
 
 def person(contexts, dialogs):

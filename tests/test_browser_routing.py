@@ -25,7 +25,7 @@ from browser_helpers import (
 from conftest import PASSWORD, mail_config, wait_for
 from playwright.sync_api import expect
 
-T = 10_000
+T = 20_000
 
 #: Everything a page holds that the visitor could see or keep: the document, every open shadow
 #: root (the widget's), and the host site's storage (where the widget keeps its state).

@@ -13,7 +13,7 @@ import time
 from browser_helpers import accept_in_console, screenshot, sign_in, visitor_start_chat, watch
 from playwright.sync_api import expect
 
-T = 10_000  # ms
+T = 20_000  # ms
 
 
 def framed(page, direction: str) -> list[tuple[float, dict]]:

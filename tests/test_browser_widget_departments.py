@@ -11,7 +11,7 @@ from browser_helpers import screenshot, watched_page
 from conftest import queue_lists, wait_for
 from playwright.sync_api import expect
 
-T = 10_000
+T = 20_000
 FLIP = 2_000  # ms: the form agrees with the server this soon after a change
 
 
