@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Cute Live Support: a self-hosted live-support chat appliance.
 
-One Tornado process and one SQLite file by default. Visitors chat from a widget on the
-customer's site; operators answer in the built-in console. Events travel over WebSocket or
-long-poll with persisted per-chat sequence numbers, so nothing is lost across reconnects and
-restarts.
+One Tornado process and one SQLite file by default; PostgreSQL and Redis when several
+processes serve one site. Visitors chat from a widget on the customer's site; operators answer
+in the built-in console. Events travel over WebSocket or long-poll with persisted per-chat
+sequence numbers, so nothing is lost across reconnects and restarts.
 
 This file is the one entry point: ``python3 cutelive.py`` from source, and the single
 executable that ``build.spec`` freezes from it. The code lives in the package ``livesupport/``
@@ -19,8 +19,10 @@ every import):
 4. ``storage/`` the only gateway to the database: schema and migrations (with the one SQL
                 dialect section), plain records, and a store per subject (accounts, chats,
                 traffic, site, departments, canned, direct, files with their bytes);
-                every method awaitable
+                every method awaitable; SQLite or PostgreSQL
 5. ``hub``      publish/subscribe to the open streams; ``Signal`` for domain announcements
+   ``cluster``  the same between processes through Redis (``[cluster] redis_url``): notices,
+                shared presence, the lease for what runs once, requests to one process
 6. ``guards``   rate limits, the open-file guard, event-loop lag
 7. ``context``  what every domain object is built with: config, storage, hub, clock
 8. the domain, one module per subject, each receiving the context and its peers:
