@@ -1206,8 +1206,13 @@ def app(make_app_in_process) -> InProcessApp:
 
 def pytest_collection_modifyitems(config, items):
     """With ``--dist loadgroup``, each browser test module runs whole in one worker (one
-    Chromium each, started once per module), while the other tests spread over the workers."""
+    Chromium each, started once per module), while the other tests spread over the workers.
+    The kill -9 bursts (on SQLite and on a cluster of two processes) are the heaviest tests:
+    they run in the same worker as the browser chat tests, after them, so the two never load
+    both cores at once."""
     for item in items:
         name = item.module.__name__
         if name.startswith("test_browser"):
             item.add_marker(pytest.mark.xdist_group(name))
+        elif name == "test_durability":
+            item.add_marker(pytest.mark.xdist_group("test_browser"))
