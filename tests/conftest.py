@@ -152,7 +152,7 @@ class Server:
                 lines.put(line)
 
         threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a first start on a loaded machine loads the drivers
         while True:
             try:
                 line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
