@@ -28,18 +28,13 @@ from typing import Any
 from .config import ConfigError
 from .hub import Hub, Signal
 from .protocol import ApiError, encode
+from .storage import safe_url
 
 log = logging.getLogger("cutelive")
 
 
 class ClusterUnusable(ConfigError):
     """``[cluster] redis_url`` cannot be used at start: the start is refused (exit status 2)."""
-
-
-def _safe(url: str) -> str:
-    import re
-
-    return re.sub(r"(//[^/@]*):[^@/]*@", r"\1@", url)
 
 
 def cluster_namespace(database_url: str) -> str:
@@ -105,7 +100,7 @@ class RedisHub(Hub):
             await self._client.ping()
         except Exception as e:
             raise ClusterUnusable(
-                f"[cluster] redis_url: cannot use Redis at {_safe(self.url)}: "
+                f"[cluster] redis_url: cannot use Redis at {safe_url(self.url)}: "
                 f"{' '.join(str(e).split()) or type(e).__name__}"
             ) from None
         ready = asyncio.get_running_loop().create_future()
@@ -162,7 +157,7 @@ class RedisHub(Hub):
                     log.warning(
                         "Redis at %s is out of reach (%s): each process serves its own "
                         "connections and reads new events from the database every 2 s",
-                        _safe(self.url),
+                        safe_url(self.url),
                         e,
                     )
                 self.connected = False
