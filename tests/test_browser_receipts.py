@@ -119,10 +119,11 @@ def test_delivered_then_seen_on_both_sides_only_when_looked_at_and_after_a_reloa
     look_away(page, page_other)
     write_in_console(op, "Shall I keep one for you?")
     last_op = op_mine.last
-    expect(last_op).to_contain_text("Shall I keep one")
+    expect(last_op).to_contain_text("Shall I keep one", timeout=T)
     expect(last_op.locator(".rcpt")).to_have_text("Delivered", timeout=T)
     # A later message, delivered the same way, proves no "read" was on its way meanwhile.
     write_in_console(op, "We have three left.")
+    expect(op_mine.last).to_contain_text("We have three left.", timeout=T)
     expect(op_mine.last.locator(".rcpt")).to_have_text("Delivered", timeout=T)
     assert op.locator(".rcpt").count() == 1
     seen = server_receipts(server, page)
@@ -146,7 +147,7 @@ def test_delivered_then_seen_on_both_sides_only_when_looked_at_and_after_a_reloa
     # Now Bob looks at another tab of his: Ann's message is delivered to him, not seen.
     look_away(op, op_other)
     visitor_says(page, "Yes please, keep one for me")
-    expect(mine.last).to_contain_text("keep one for me")
+    expect(mine.last).to_contain_text("keep one for me", timeout=T)
     expect(mine.last.locator(".cl-rcpt")).to_have_text("Delivered", timeout=T)
     visitor_says(page, "I can come on Friday")
     expect(mine.last.locator(".cl-rcpt")).to_have_text("Delivered", timeout=T)
