@@ -135,7 +135,7 @@ class Monitor:
         self._cluster = getattr(self.hub, "live_origins", None) is not None
         self._others: dict[str, dict[int, dict]] = {}
         self._dropping_views = False
-        self._last_purge = 0.0
+        self._last_purge: float | None = None
         self.ua = UserAgents()
         self.geo = GeoIP(config.monitor_geoip_db)
         self._idle_ms = config.monitor_idle_after * 1000
@@ -378,7 +378,7 @@ class Monitor:
     # -- periodic -----------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Every second: idle transitions, forgetting who left, page views to disk, purge."""
+        """Every second: idle transitions, forgetting who left, page views to disk."""
         t = self.clock.now_ms()
         forget = []
         # No copy of the whole table: a list of 15,000 (id, visitor) pairs every second gets
@@ -396,8 +396,11 @@ class Monitor:
             self.touch(vid)
         if self._views or self._ended or self._landing:
             await self.flush_views()
+
+    async def purge_if_due(self) -> None:
+        """Every hour (in a cluster, on the process holding the lease): the purge."""
         mono = self.clock.monotonic()
-        if mono - self._last_purge > 3600:
+        if self._last_purge is None or mono - self._last_purge > 3600:
             self._last_purge = mono
             await self.purge()
 
@@ -441,7 +444,7 @@ class Monitor:
         if n:
             log.info("purged %d page views older than the retention", n)
         if n == PURGE_BATCH:
-            self._last_purge = 0.0  # more to do: the next tick continues
+            self._last_purge = None  # more to do: the next tick continues
 
     async def detail(self, visitor_id: int) -> dict:
         """A visitor's visits with their page trails, and previous chats, for the console."""

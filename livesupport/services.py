@@ -229,6 +229,7 @@ class Services:
         if self._leader:
             await _step(self.chats.tick)
             await _step(self.routing.tick)
+            await _step(self.monitor.purge_if_due)
         self.streams.drop_forgotten_polls()
         await _step(self.monitor.tick)
         await _step(self.invitations.tick)

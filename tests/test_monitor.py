@@ -85,6 +85,23 @@ def test_a_visitor_without_a_stream_leaves_after_the_grace_of_the_last_page_view
     assert row_of(bob.stream.events, ann.id)["state"] == "left"
 
 
+def test_page_views_older_than_the_retention_are_purged_by_the_hourly_tick(make_app_in_process):
+    app = make_app_in_process({"monitor": {"retention": "30m", "leave_grace": "1s"}})
+    ann = app.visitor()
+    ann.track("https://shop.example/old", "Old")
+    app.advance(40 * 60)  # the first purge ran at the first tick: nothing was old yet
+    ann.track("https://shop.example/new", "New")
+    app.advance(30)
+    visits = app.run(app.services.monitor.detail(ann.id))["visits"]
+    assert [p["url"] for v in visits for p in v["trail"]] == [
+        "https://shop.example/new",
+        "https://shop.example/old",
+    ]
+    app.advance(21 * 60)  # an hour after the first purge: the old page view is past 30 minutes
+    visits = app.run(app.services.monitor.detail(ann.id))["visits"]
+    assert [p["url"] for v in visits for p in v["trail"]] == ["https://shop.example/new"]
+
+
 def test_country_from_a_geolite2_style_database(make_app_in_process, tmp_path):
     from mmdb_writer import MMDBWriter
     from netaddr import IPSet
