@@ -40,6 +40,7 @@ from .protocol import (
 )
 from .site import Site
 from .storage import StorageUnavailable
+from .storage.accounts import Duplicate
 from .storage.chats import StoredEvent
 from .storage.records import Chat, Department
 
@@ -363,11 +364,16 @@ class Chats:
         if chat.operator_id != party.operator_id:
             raise not_assigned(chat.id)
 
+    async def stored(self, chat: Chat, client_id: str, role: str) -> dict | None:
+        """The event a party sent with this client id, as that party sees it (a retry)."""
+        existing = await self.store.event_by_client_id(chat.id, client_id, role)
+        return json.loads(existing) if existing is not None else None
+
     async def message(self, party: Party, chat_id: int, text: str, client_id: str) -> dict:
         chat = await self.chat_for(party, chat_id)
-        existing = await self.store.event_by_client_id(chat.id, client_id, party.role)
+        existing = await self.stored(chat, client_id, party.role)
         if existing is not None:
-            return {"message": json.loads(existing)}
+            return {"message": existing}
         if party.role == "visitor":
             if chat.status not in OPEN_STATUSES:
                 raise chat_closed(chat.id, chat.status)
@@ -379,7 +385,10 @@ class Chats:
             if chat.status == PENDING and self.presence.status_of(party.operator_id) == ONLINE:
                 await self.resume(chat, op)
         event = message_event(party.role, op, text, client_id, self.clock.now_ms())
-        pairs = await self.store.append_events(chat, [event])
+        try:
+            pairs = await self.store.append_events(chat, [event])
+        except Duplicate:  # sent again (another connection) before the first send finished
+            return {"message": await self.stored(chat, client_id, party.role)}
         await self.publish(chat, pairs)
         self.typing.stop(chat, party.role)
         if party.role == "operator":

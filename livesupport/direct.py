@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .context import Context
 from .protocol import ApiError, Party, encode, invalid_field, operator_ref
+from .storage.accounts import Duplicate
 from .storage.records import DirectMessage, Operator
 
 #: The most messages one ``GET /api/console/direct/ID`` answers (``more`` says there are more).
@@ -65,7 +66,13 @@ class Direct:
                 409,
                 field="operator_id",
             )
-        msg = await self.store.add(me, to.id, text, client_id, self.clock.now_ms())
+        try:
+            msg = await self.store.add(me, to.id, text, client_id, self.clock.now_ms())
+        except Duplicate:  # the same message, sent again before the first send had finished
+            again = await self.store.by_client_id(me, client_id)
+            if again is None:
+                raise
+            return {"direct": await self.event(again, me)}
         mine = await self.event(msg, me)
         self._publish(me, mine)
         self._publish(to.id, dict(mine, **{"with": me}))

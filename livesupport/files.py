@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import unicodedata
 from typing import Any
 
@@ -20,6 +19,7 @@ from .chats import Chats
 from .context import Context
 from .protocol import OPEN_STATUSES, ApiError, Party, chat_closed, human_size, invalid_field
 from .storage import StorageUnavailable
+from .storage.accounts import Duplicate
 from .storage.records import Chat, StoredFile
 
 #: Bytes per stored piece (what a connection delivers at a time): small enough that storing one
@@ -198,9 +198,9 @@ class Files:
         client_id = self.validate.kind("client_id", "client_id", client_id)
         if not isinstance(name, str) or not name.strip():
             raise invalid_field("name", "'name' (the file's name) is required")
-        existing = await self.chats.store.event_by_client_id(chat.id, client_id, party.role)
+        existing = await self.chats.stored(chat, client_id, party.role)
         if existing is not None:
-            return {"file": json.loads(existing)}
+            return {"file": existing}
         if chat.status not in OPEN_STATUSES:
             raise chat_closed(chat.id, chat.status)
         if party.role == "operator":
@@ -230,7 +230,10 @@ class Files:
             "file": file_view(stored),
         }
         also = self.store.complete_statement(upload.file_id, type_, upload.size)
-        pairs = await self.chats.store.append_events(chat, [event], also=also)
+        try:
+            pairs = await self.chats.store.append_events(chat, [event], also=also)
+        except Duplicate:  # uploaded again meanwhile: that one stands, this copy is purged
+            return {"file": await self.chats.stored(chat, upload.client_id, party.role)}
         await self.chats.publish(chat, pairs)
         self.chats.typing.stop(chat, party.role)
         if party.role == "operator":

@@ -178,3 +178,57 @@ def test_a_database_restart_mid_chat_loses_and_duplicates_nothing_acknowledged(t
             s.stop()
     finally:
         pg.stop()
+
+
+def test_sends_that_overlap_are_numbered_once_each_and_a_retry_stays_one_message(
+    tmp_path, postgres
+):
+    """With PostgreSQL two sends can be in flight at once (two processes, or one process's
+    pooled connections): each gets its own seq, and the same client id sent twice at once (a
+    retry on a new connection before the first send finished) is stored once, both answered
+    with it."""
+    import asyncio
+
+    from conftest import InProcessApp
+
+    app = InProcessApp(tmp_path / "a", {"database": {"url": postgres.new_database()}})
+    try:
+        alice, bob = app.operator("alice"), app.operator("bob")
+        alice.connect()
+        bob.connect()
+        ann = app.visitor()
+        ann.connect()
+        chat_id = ann.start_chat()["chat"]["id"]
+        bob.ok({"type": "accept", "chat_id": chat_id})
+        dispatch = app.services.commands.dispatch
+
+        def at_once(party, commands: list[dict]) -> list[dict]:
+            async def send_all():
+                return await asyncio.gather(
+                    *(dispatch(party.party, party.stream, c) for c in commands)
+                )
+
+            replies = app.run(send_all())
+            app.settle()
+            assert all(r["type"] == "ack" for r in replies), replies
+            return replies
+
+        said = [{"type": "message", "chat_id": chat_id, "text": f"m{i}"} for i in range(6)]
+        replies = at_once(ann, [dict(c, client_id=f"c{i}") for i, c in enumerate(said)])
+        seqs = sorted(r["message"]["seq"] for r in replies)
+        assert len(set(seqs)) == 6 and seqs == list(range(seqs[0], seqs[0] + 6))
+        twice = at_once(ann, [dict(said[0], client_id="again")] * 3)
+        assert len({r["message"]["seq"] for r in twice}) == 1
+        events = ann.transcript(chat_id)["events"]
+        assert [e["client_id"] for e in events if e["type"] == "message"].count("again") == 1
+
+        directs = [
+            {"type": "direct", "operator_id": bob.id, "text": f"d{i}", "client_id": f"d{i}"}
+            for i in range(6)
+        ]
+        replies = at_once(alice, directs)
+        assert sorted(r["direct"]["seq"] for r in replies) == [1, 2, 3, 4, 5, 6]
+        twice = at_once(alice, [dict(directs[0], client_id="again")] * 3)
+        assert [r["direct"]["seq"] for r in twice] == [7, 7, 7]
+    finally:
+        app.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import peewee
+
 from ..protocol import ACTIVE, OPEN_STATUSES, OPERATOR_ONLY_EVENTS, PENDING, WAITING
-from .accounts import token_hash
+from .accounts import Duplicate, token_hash
 from .records import CHAT_COLUMNS, Chat, OfflineMessage, OutboxMail
 from .schema import OfflineMessageRow
 
@@ -226,7 +228,9 @@ class ChatStore:
         one more statement of another store that must commit with them (a file made complete).
 
         Each event gets the chat's next ``seq``; returns ``StoredEvent`` pairs in order. The
-        caller publishes them only after this returns, i.e. after the commit.
+        caller publishes them only after this returns, i.e. after the commit. Raises
+        ``Duplicate("client_id")``, storing nothing, when an event with one of the events'
+        client ids was stored meanwhile (a retry that overtook the first send).
         """
         changes = dict(chat_changes or {})
 
@@ -236,7 +240,12 @@ class ChatStore:
                     self._storage.execute(*also)
                 return self._append(chat, events, changes)
 
-        out = await self._storage.run(append)
+        try:
+            out = await self._storage.run(append)
+        except peewee.IntegrityError as e:
+            if "client_id" not in str(e):
+                raise
+            raise Duplicate("client_id") from None
         self._changed(chat, changes)
         return out
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import peewee
+
+from .accounts import Duplicate
 from .records import DirectMessage
 
 if TYPE_CHECKING:
@@ -40,12 +43,16 @@ class DirectStore:
         self, from_id: int, to_id: int, text: str, client_id: str, ts: int
     ) -> DirectMessage:
         """Store a message with the pair's next seq, numbered and inserted in one transaction
-        (committed when this returns)."""
+        (committed when this returns). Raises ``Duplicate("client_id")`` when the sender's
+        message with this client id was stored meanwhile (a retry that overtook it)."""
         low, high = _pair(from_id, to_id)
+        lock = self._storage.dialect["lock_pair"]
 
         def add() -> DirectMessage:
             execute = self._storage.execute
             with self._storage.atomic():
+                if lock:
+                    execute(lock, (low, high))
                 last = execute(
                     "SELECT COALESCE(MAX(seq), 0) FROM direct_message "
                     "WHERE low_id = ? AND high_id = ?",
@@ -59,7 +66,10 @@ class DirectStore:
                 )
             return DirectMessage(last + 1, from_id, to_id, text, client_id, ts)
 
-        return await self._storage.run(add)
+        try:
+            return await self._storage.run(add)
+        except peewee.IntegrityError:
+            raise Duplicate("client_id") from None
 
     async def after(self, a: int, b: int, after: int, limit: int) -> list[DirectMessage]:
         """The pair's messages with ``seq > after``, oldest first, at most ``limit``."""

@@ -28,6 +28,8 @@ DIALECT = {
         #: Appended to the read of a chat's last sequence numbers before new events: SQLite's
         #: write transactions begin with the database's write lock (``BEGIN IMMEDIATE``).
         "lock_row": "",
+        #: Taken before a pair of operators' next direct message is numbered.
+        "lock_pair": None,
     },
     "postgresql": {
         "greatest": "GREATEST",
@@ -41,6 +43,9 @@ DIALECT = {
         "migration_lock": "SELECT pg_advisory_xact_lock(7253001)",
         #: Another process may append to the same chat: its row is locked until the commit.
         "lock_row": " FOR UPDATE",
+        #: Two processes may number a pair's direct messages at once: the pair (its two
+        #: operator ids, a key space of its own) is locked until the commit.
+        "lock_pair": "SELECT pg_advisory_xact_lock(?, ?)",
     },
 }
 
