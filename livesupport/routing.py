@@ -36,6 +36,9 @@ class Routing:
         self._told: dict[int, tuple[int, int, int | None]] = {}
         #: When each operator last got a new chat (ms): the tie-break of assignment.
         self._last_new: dict[int, int] = {}
+        #: Whether this process assigns chats. In a cluster only the process holding the lease
+        #: does, so two processes never fill the same operator's last free slot at once.
+        self.assigns = True
         chats.queue_due.connect(self.run)
         chats.changed.connect(self._chat_changed)
         presence.roster_changed.connect(self._slot_may_be_free)
@@ -133,6 +136,12 @@ class Routing:
         if chat.status != WAITING:
             self._slot_may_be_free()
 
+    def changed_elsewhere(self) -> None:
+        """(In a cluster.) Another process queued a chat, or took one from the queue, ended or
+        moved it: the process that assigns looks again."""
+        if self.assigns:
+            self._slot_may_be_free()
+
     def _slot_may_be_free(self) -> None:
         """A chat ended or moved, or an operator came or went: with automatic assignment, a
         waiting chat may find an operator now."""
@@ -145,7 +154,7 @@ class Routing:
     # -- assignment ---------------------------------------------------------------------------
 
     async def _assign(self) -> None:
-        if not self._assigning():
+        if not self.assigns or not self._assigning():
             return
         for chat in await self.chats.waiting_chats():
             d = self.departments.by_id.get(chat.department_id) if chat.department_id else None

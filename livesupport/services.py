@@ -126,6 +126,7 @@ class Services:
         #: The cluster's hub when several processes serve the site (else None).
         self.cluster = hub if isinstance(hub, RedisHub) else None
         self._leader = self.cluster is None
+        self.routing.assigns = self._leader
         #: The other processes alive at the last tick (in a cluster).
         self._alive: set[str] = set()
         if self.cluster is not None:
@@ -144,7 +145,7 @@ class Services:
         )
         self.storage.chats.cached = False  # other processes write the same chats
         self.chats.changed.connect(lambda chat: cluster.notify("chat", chat.id))
-        cluster.on("chat", lambda chat_id: changed_elsewhere(self.chats, chat_id))
+        cluster.on("chat", self._chat_elsewhere)
         cluster.on("share:presence", self._presence_notice)
         self.accounts.sessions_ended.connect(
             lambda ids, reason: cluster.notify("sessions_ended", [ids, reason])
@@ -248,8 +249,15 @@ class Services:
                 limiter.forget_idle()
             self.accounts.throttle.forget_old()
 
+    async def _chat_elsewhere(self, chat_id: int) -> None:
+        await changed_elsewhere(self.chats, chat_id)
+        self.routing.changed_elsewhere()
+
     async def _cluster_tick(self, cluster: RedisHub) -> None:
-        self._leader = await cluster.leader()
+        was_leader, self._leader = self._leader, await cluster.leader()
+        self.routing.assigns = self._leader
+        if self._leader and not was_leader:
+            self.chats.queue_changed()  # chats may wait for the assignment of a lapsed lease
         self.presence.share()
         self.presence.others_changed()  # another process may have lapsed: its orphans
         if self._leader:

@@ -270,6 +270,56 @@ def test_a_transfer_and_the_settings_cross_processes(tmp_path, private_services)
         c.stop()
 
 
+def test_automatic_assignment_across_processes_keeps_the_operators_maximum(
+    tmp_path, private_services
+):
+    """Bob (on the consoles' process, at most one chat) is in an automatically assigning
+    department; Ann's and Ben's chats start on the visitors' process: one is assigned to him,
+    the other waits until his chat ends. Assignment runs on the process holding the lease."""
+    pg, redis = private_services
+    c = _cluster(tmp_path, pg, redis)
+    try:
+        c.create_operator("alice", admin=True, display_name="Alice")
+        admin = c.console("alice")
+        bob, bob_ws = c.online("bob")
+        r = admin.patch(f"/api/console/operators/{bob.operator['id']}", {"max_chats": 1})
+        assert r.status_code == 200, r.text
+        body = {"key": "sales", "name": "Sales", "auto_assign": True}
+        r = admin.post("/api/console/departments", dict(body, members=[bob.operator["id"]]))
+        assert r.status_code == 201, r.text
+        visitors = [c.visitor() for _ in range(2)]
+        chats = []
+        for v, name in zip(visitors, ("Ann", "Ben"), strict=True):
+            v.connect()
+            chats.append(v.start_chat(f"hello from {name}", name=name, department="sales"))
+        chat_ids = [a["chat"]["id"] for a in chats]
+
+        def assigned() -> list[int]:
+            return [
+                e["chat_id"]
+                for e in bob_ws.events
+                if e["type"] == "chat_accepted" and e.get("assigned")
+            ]
+
+        first = wait_for(lambda: assigned(), what="a chat assigned to Bob")[0]
+        (other,) = [i for i in chat_ids if i != first]
+        ack = bob_ws.request({"type": "close", "chat_id": first})
+        assert ack["type"] == "ack", ack
+        closed_at = len(bob_ws.events)
+        wait_for(lambda: other in assigned(), what="the waiting chat assigned once a slot is free")
+        # Not before: his maximum held while the first chat was open.
+        later = [
+            i
+            for i, e in enumerate(bob_ws.events)
+            if e["type"] == "chat_accepted" and e.get("chat_id") == other
+        ]
+        assert later and min(later) >= closed_at
+        rows = c.rows("SELECT id, operator_id, status FROM chat ORDER BY id")
+        assert [(i, op) for i, op, _ in rows] == [(i, bob.operator["id"]) for i in chat_ids]
+    finally:
+        c.stop()
+
+
 def test_long_poll_needs_no_sticky_sessions(tmp_path, private_services):
     """Each poll of Ann's lands on the other process than the last: she gets every message of
     Bob's once, in order (``Poller`` checks the numbering of each answer)."""
