@@ -97,6 +97,8 @@ _SIZE_TABLE = [
     ("cl_idle", 10, 3, 1),
     ("cl_step", 6, 3, 1),
     ("cl_steps", 8, 2, 1),
+    ("clf_rate", 250, 250, 50),
+    ("clf_visitors", 2_500, 1_000, 50),
 ]
 SIZES = {
     mode: {row[0]: row[i] for row in _SIZE_TABLE}
@@ -601,6 +603,8 @@ class Bench:
             n_ops = z["cl_ops"] if cluster_only else max(z["ops"], z["cl_ops"])
             self.op_sessions = [admin] + await gather_limited(n_ops - 1, create, 8)
             need = z["cl_chats"]
+            if "cluster_fanout" in (self.only or self.SCENARIOS):
+                need = max(need, z["clf_visitors"])
             if not cluster_only:
                 need = max(
                     need,
@@ -626,24 +630,35 @@ class Bench:
     class Window:
         """CPU of the server, this generator and the rest of the machine over a time window."""
 
-        def __init__(self, srv: Proc | None, extra_pids=()):
-            self.srv, self.extra = srv, list(extra_pids)
+        def __init__(self, srv: Proc | None, extra_pids=(), parts=None):
+            """``parts``: instead of ``srv``, a function giving the CPU seconds so far of each
+            process of the server side (a dict); the window then also has each one's share."""
+            self.srv, self.extra, self.parts = srv, list(extra_pids), parts
             self.t0 = now()
             self.gen0 = time.process_time()
             self.srv0 = srv.stat().get("cpu_s", 0) if srv else 0
+            self.parts0 = parts() if parts else {}
             self.sys0 = system_busy()
 
         def close(self, extra_cpu: float = 0.0) -> dict:
             wall = now() - self.t0
             gen = time.process_time() - self.gen0 + extra_cpu
             srv = (self.srv.stat().get("cpu_s", 0) - self.srv0) if self.srv else 0
+            parts = {}
+            if self.parts:
+                p1 = self.parts()
+                parts = {k: p1[k] - self.parts0[k] for k in p1}
+                srv = sum(parts.values())
             other = system_busy() - self.sys0 - gen - srv
-            return {
+            out = {
                 "wall_s": round(wall, 2),
                 "gen_cpu_pct": round(100 * gen / wall, 1),
                 "server_cpu_pct": round(100 * srv / wall, 1),
                 "other_cpu_pct": round(max(0.0, 100 * other / wall), 1),
             }
+            if parts:
+                out["parts_cpu_pct"] = {k: round(100 * v / wall, 1) for k, v in parts.items()}
+            return out
 
     def gen_note(self, w: dict, load: dict | None = None) -> tuple[str, str]:
         g = f"{w['gen_cpu_pct']:.0f}%"
@@ -1228,6 +1243,38 @@ class Bench:
             out["redis"] = self.redis.cpu_s()
         return out
 
+    async def settle(self, a: Proc, b: Proc, kind: str, limit: float = 60) -> float:
+        """Wait until the server side uses less than a quarter of a core (at most ``limit`` s;
+        opening chats, or starting, leaves work behind for some seconds, on PostgreSQL + Redis
+        most); returns the seconds waited."""
+        t0 = now()
+        while now() - t0 < (1 if SMOKE else limit):
+            q0, qw = self.server_cpu(a, b, kind), now()
+            await asyncio.sleep(2)
+            q1 = self.server_cpu(a, b, kind)
+            if sum(q1[k] - q0[k] for k in q1) / (now() - qw) < 0.25:
+                break
+        return now() - t0
+
+    async def idle_rate(self, a: Proc, b: Proc, kind: str, secs: float) -> dict:
+        """CPU-seconds per second of each part of the server side over ``secs`` of no load."""
+        i0, iw = self.server_cpu(a, b, kind), now()
+        await asyncio.sleep(secs)
+        i1, iwall = self.server_cpu(a, b, kind), now() - iw
+        return {k: (i1[k] - i0[k]) / iwall for k in i1}
+
+    @staticmethod
+    def cpu_per_1000(cpu: dict, idle: dict, wall: float, n: int) -> dict:
+        """CPU-seconds of each part per 1,000 of ``n`` events over ``wall`` s, with and without
+        the idle rate (``idle``, CPU-s per s) measured before."""
+        k = n / 1000
+        return dict(
+            cpu_s={k2: round(v, 3) for k2, v in cpu.items()},
+            cpu_s_per_1000={k2: v / k for k2, v in cpu.items()},
+            idle_cpu_pct={k2: round(100 * v, 2) for k2, v in idle.items()},
+            marginal_cpu_s_per_1000={k2: max(0.0, cpu[k2] - idle[k2] * wall) / k for k2 in cpu},
+        )
+
     #: A ramp step is sustained when every message arrives and the p99 stays under this.
     RAMP_P99_MS = 100
 
@@ -1275,21 +1322,9 @@ class Bench:
         not_followed = sum(1 for cid, _, o in senders if cid not in o.cursors)
         ports = sorted({a.port, b.port})
 
-        # Opening the chats leaves work behind for some seconds (on PostgreSQL + Redis most):
-        # wait until the server side uses less than a quarter of a core (at most 60 s).
-        settle_t0 = now()
-        while now() - settle_t0 < (1 if SMOKE else 60):
-            q0, qw = self.server_cpu(a, b, kind), now()
-            await asyncio.sleep(2)
-            q1 = self.server_cpu(a, b, kind)
-            if sum(q1[k] - q0[k] for k in q1) / (now() - qw) < 0.25:
-                break
-        settle_s = now() - settle_t0
+        settle_s = await self.settle(a, b, kind)
         # idle: the open chats' own cost (heartbeats, presence), to tell it from the messages'
-        i0, iw = self.server_cpu(a, b, kind), now()
-        await asyncio.sleep(z["cl_idle"])
-        i1, iwall = self.server_cpu(a, b, kind), now() - iw
-        idle_rate = {k: (i1[k] - i0[k]) / iwall for k in i1}  # CPU-s per s
+        idle_rate = await self.idle_rate(a, b, kind, z["cl_idle"])
 
         for port in ports:
             await self.metrics(reset=True, port=port)
@@ -1303,7 +1338,6 @@ class Bench:
         other = system_busy() - s0 - gen - sum(cpu.values())
         m = {port: await self.metrics(port=port) for port in ports}
         after_load = stream_counts()
-        k = r["total_sent"] / 1000
         lat = {k2: pct(r["lat"], p) for k2, p in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))}
         out = dict(
             kind=kind,
@@ -1325,12 +1359,7 @@ class Bench:
             delivered_per_s=(r["delivered"] / r["delivered_span_s"])
             if r["delivered_span_s"]
             else None,
-            cpu_s={k2: round(v, 3) for k2, v in cpu.items()},
-            cpu_s_per_1000={k2: v / k for k2, v in cpu.items()},
-            idle_cpu_pct={k2: round(100 * v, 2) for k2, v in idle_rate.items()},
-            marginal_cpu_s_per_1000={
-                k2: max(0.0, cpu[k2] - idle_rate[k2] * wall) / k for k2 in cpu
-            },
+            **self.cpu_per_1000(cpu, idle_rate, wall, r["total_sent"]),
             wall_s=round(wall, 2),
             window=dict(
                 wall_s=round(wall, 2),
@@ -1387,17 +1416,18 @@ class Bench:
         await drain_time_wait(self.log)
         return out
 
-    async def s_cluster_chats(self) -> None:
-        z = self.z
-        n, hot, rate = z["cl_chats"], z["cl_hot"], z["cl_rate"]
+    async def cluster_sides(self, name: str, side) -> tuple[dict, dict]:
+        """The private PostgreSQL and Redis (started once per run), then ``side("one")`` and
+        ``side("two")``; their figures go to ``details[name]``."""
         prep = await asyncio.get_running_loop().run_in_executor(None, self.start_backends)
-        self.log(
-            f"  PostgreSQL {self.pg.version} on :{self.pg.port}, Redis {self.redis.version} on "
-            f":{self.redis.port}, setup copied by migrate-db: {prep:.1f} s"
-        )
-        one = await self.cluster_chat_side("one")
-        two = await self.cluster_chat_side("two")
-        self.details["cluster_chats"] = dict(
+        if prep:
+            self.log(
+                f"  PostgreSQL {self.pg.version} on :{self.pg.port}, Redis {self.redis.version} "
+                f"on :{self.redis.port}, setup copied by migrate-db: {prep:.1f} s"
+            )
+        one = await side("one")
+        two = await side("two")
+        self.details[name] = dict(
             one_process_sqlite=one,
             two_processes_postgresql_redis=two,
             postgresql=dict(
@@ -1406,7 +1436,12 @@ class Bench:
             ),
             redis=dict(version=self.redis.version, settings="--save '' --appendonly no"),
         )
-        sc = f"cluster chats ({n:,}; {rate:,} msg/s over {hot})"
+        return one, two
+
+    def cluster_row_writer(self, sc: str, two: dict, one: dict):
+        """(row, gen CPU, lag) of a cluster scenario's table: ``row(figure, v2, v1, ...)`` puts
+        the two processes in the value column and the one process in the baseline column, with
+        both sides' ``noisy`` / ``INVALID`` notes; gen CPU is two / one, lag a · b."""
         g = f"{two['window']['gen_cpu_pct']:.0f}% / {one['window']['gen_cpu_pct']:.0f}%"
         _, note2 = self.gen_note(two["window"], two)
         _, note1 = self.gen_note(one["window"], one)
@@ -1427,6 +1462,61 @@ class Bench:
                 lag,
                 "; ".join(x for x in (note, notes) if x),
             )
+
+        return row, g, lag
+
+    @staticmethod
+    def cluster_cpu_rows(row, two: dict, one: dict, unit: str, quiet: str, idle_of: str) -> None:
+        """CPU-seconds per 1,000 ``unit`` of the application processes, PostgreSQL, Redis and
+        the whole server side, each with and without the idle rate measured before."""
+        c2, c1 = two["cpu_s_per_1000"], one["cpu_s_per_1000"]
+        m2, m1 = two["marginal_cpu_s_per_1000"], one["marginal_cpu_s_per_1000"]
+        i2, i1 = two["idle_cpu_pct"], one["idle_cpu_pct"]
+        row(
+            f"app CPU-s per 1,000 {unit}",
+            c2["a"] + c2["b"],
+            c1["a"],
+            note=f"two: a {c2['a']:.3f} + b {c2['b']:.3f}; {two['sent_total']:,} {unit} over "
+            f"{two['wall_s']:.0f} s (one: {one['sent_total']:,} over {one['wall_s']:.0f} s), with "
+            f"the server side quiet first ({quiet}: {two['settle_s']:.0f} s, one "
+            f"{one['settle_s']:.0f} s), with "
+            f"{idle_of} idle cost; without it (idle: two a {i2['a']:.1f}% + b "
+            f"{i2['b']:.1f}% of a core, one {i1['a']:.1f}%): two {m2['a'] + m2['b']:.3f}, one "
+            f"{m1['a']:.3f}",
+            digits=3,
+        )
+        row(
+            f"PostgreSQL CPU-s per 1,000 {unit}",
+            c2["postgresql"],
+            None,
+            digits=3,
+            note="the postmaster and all its processes (backends, writers, reaped children), "
+            f"from /proc; idle {i2['postgresql']:.1f}% of a core; without it "
+            f"{m2['postgresql']:.3f}",
+        )
+        row(
+            f"Redis CPU-s per 1,000 {unit}",
+            c2["redis"],
+            None,
+            digits=3,
+            note=f"idle {i2['redis']:.1f}% of a core; without it {m2['redis']:.3f}",
+        )
+        row(
+            f"server side CPU-s per 1,000 {unit}",
+            sum(c2.values()),
+            c1["a"],
+            note="share of the server core during the load: two "
+            f"{two['window']['server_cpu_pct']:.0f}%, one {one['window']['server_cpu_pct']:.0f}%;"
+            f" without the idle cost two {sum(m2.values()):.3f}, one {m1['a']:.3f}",
+            digits=3,
+        )
+
+    async def s_cluster_chats(self) -> None:
+        z = self.z
+        n, hot, rate = z["cl_chats"], z["cl_hot"], z["cl_rate"]
+        one, two = await self.cluster_sides("cluster_chats", self.cluster_chat_side)
+        sc = f"cluster chats ({n:,}; {rate:,} msg/s over {hot})"
+        row, g, lag = self.cluster_row_writer(sc, two, one)
 
         for key in ("p50", "p99", "p999"):
             row(
@@ -1516,47 +1606,7 @@ class Bench:
             f"{two['streams_opening']['dups']}, one {one['streams_opening']['gaps']} / "
             f"{one['streams_opening']['syncs']} / {one['streams_opening']['dups']}",
         )
-        c2, c1 = two["cpu_s_per_1000"], one["cpu_s_per_1000"]
-        m2, m1 = two["marginal_cpu_s_per_1000"], one["marginal_cpu_s_per_1000"]
-        i2, i1 = two["idle_cpu_pct"], one["idle_cpu_pct"]
-        row(
-            "app CPU-s per 1,000 messages",
-            c2["a"] + c2["b"],
-            c1["a"],
-            note=f"two: a {c2['a']:.3f} + b {c2['b']:.3f}; {two['sent_total']:,} messages over "
-            f"{two['wall_s']:.0f} s (one: {one['sent_total']:,} over {one['wall_s']:.0f} s), with "
-            f"the server side quiet first (after opening: {two['settle_s']:.0f} s, one "
-            f"{one['settle_s']:.0f} s), with "
-            f"the {n:,} open chats' idle cost; without it (idle: two a {i2['a']:.1f}% + b "
-            f"{i2['b']:.1f}% of a core, one {i1['a']:.1f}%): two {m2['a'] + m2['b']:.3f}, one "
-            f"{m1['a']:.3f}",
-            digits=3,
-        )
-        row(
-            "PostgreSQL CPU-s per 1,000 messages",
-            c2["postgresql"],
-            None,
-            digits=3,
-            note="the postmaster and all its processes (backends, writers, reaped children), "
-            f"from /proc; idle {i2['postgresql']:.1f}% of a core; without it "
-            f"{m2['postgresql']:.3f}",
-        )
-        row(
-            "Redis CPU-s per 1,000 messages",
-            c2["redis"],
-            None,
-            digits=3,
-            note=f"idle {i2['redis']:.1f}% of a core; without it {m2['redis']:.3f}",
-        )
-        row(
-            "server side CPU-s per 1,000 messages",
-            sum(c2.values()),
-            c1["a"],
-            note="share of the server core during the load: two "
-            f"{two['window']['server_cpu_pct']:.0f}%, one {one['window']['server_cpu_pct']:.0f}%;"
-            f" without the idle cost two {sum(m2.values()):.3f}, one {m1['a']:.3f}",
-            digits=3,
-        )
+        self.cluster_cpu_rows(row, two, one, "messages", "after opening", f"the {n:,} open chats'")
 
     # -- scenario: long-poll ------------------------------------------------------------------
 
@@ -2060,14 +2110,17 @@ class Bench:
     #: monitor flushes the rows that changed 150 ms after the first change of a window).
     COALESCE_MS = 150
 
-    async def beacon_load(self, srv: Proc, path: str, watch: MonitorWatch, consoles: int) -> dict:
+    async def beacon_load(
+        self, srv: Proc, path: str, watch: MonitorWatch, consoles: int, parts=None, rate=None
+    ) -> dict:
         """Open loop: beacon k (visitor k mod V, its round k div V) is due at t0 + k/rate,
         whatever happened to the ones before. Then waits for every answer and until every
-        console lists every visitor at its last accepted page (at most 10 s)."""
+        console lists every visitor at its last accepted page (at most 10 s). The beacons go
+        to ``srv``; ``parts`` as in ``Window`` (the server side is several processes)."""
         z = self.z
-        rate, secs, nv = z["fan_rate"], z["fan_secs"], watch.nv
+        rate, secs, nv = rate or z["fan_rate"], z["fan_secs"], watch.nv
         toks = self.tokens[:nv]
-        pool = BeaconPool("127.0.0.1", self.port, path, z["wrk_conns"]).start()
+        pool = BeaconPool("127.0.0.1", srv.port, path, z["wrk_conns"]).start()
         # As in message_load: no garbage collection in this process during the load, and its
         # own loop lag is watched (it would count as the server's latency).
         gc.collect()
@@ -2086,7 +2139,7 @@ class Bench:
         t_rec = t0 + z["warmup"]
         t_end = t_rec + secs
         watch.window = (t_rec, t_end)
-        w = self.Window(srv)
+        w = self.Window(None if parts else srv, parts=parts)
         k = 0
         while True:
             d_k = t0 + k / rate
@@ -2151,6 +2204,19 @@ class Bench:
             gap_min_ms=min(gaps, default=None),
         )
 
+    @staticmethod
+    def fan_mix(r: dict, nc: int, nv: int) -> tuple[str, str]:
+        measured = f"{r['recorded']:,} beacons measured × {nc} consoles"
+        mix = (
+            f"{r['sent']:,} beacons of {nv:,} visitors: {r['arrivals']:,} arrivals (a first "
+            f"beacon starts a visit), {r['sent'] - r['arrivals']:,} page changes"
+        )
+        return measured, mix
+
+    @staticmethod
+    def fan_latency(lat: list[float]) -> dict:
+        return {k: pct(lat, p) for k, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
+
     async def s_fanout(self) -> None:
         z = self.z
         nc, rate, nv, secs = z["fan_consoles"], z["fan_rate"], z["fan_visitors"], z["fan_secs"]
@@ -2192,8 +2258,7 @@ class Bench:
         await bnet.close()
         await bl.stop()
         await drain_time_wait(self.log)
-        lat = {k: pct(r["lat"], p) for k, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
-        blat = {k: pct(br["lat"], p) for k, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
+        lat, blat = self.fan_latency(r["lat"]), self.fan_latency(br["lat"])
         ev, bev = self.per_console(watch, nc, secs), self.per_console(bwatch, nc, secs)
         win, bwin = r.pop("window"), br.pop("window")
         r.pop("lat"), br.pop("lat")
@@ -2207,11 +2272,7 @@ class Bench:
         if bnote:
             note += ("; " if note else "") + f"baseline run: {bnote}"
         lag = self.lag(m)
-        measured = f"{r['recorded']:,} beacons measured × {nc} consoles"
-        mix = (
-            f"{r['sent']:,} beacons of {nv:,} visitors: {r['arrivals']:,} arrivals (a first "
-            f"beacon starts a visit), {r['sent'] - r['arrivals']:,} page changes"
-        )
+        measured, mix = self.fan_mix(r, nc, nv)
         coalesce = (
             f"the server coalesces visitors_changed over {self.COALESCE_MS} ms (PROTOCOL §6), "
             f"so up to ~{self.COALESCE_MS} ms is expected; the baseline sends each beacon at "
@@ -2289,6 +2350,123 @@ class Bench:
             lag,
             f"over the {z['warmup'] + secs:g} s of beacons; generator "
             f"{win['gen_cpu_pct']:.0f}% here, {bwin['gen_cpu_pct']:.0f}% for the baseline",
+        )
+
+    # -- scenario: the monitor fan-out across processes ----------------------------------------
+
+    async def cluster_fanout_side(self, kind: str) -> dict:
+        """The monitor fan-out with every beacon going to process a and every console on b, so
+        each change crosses processes: the consoles connect, the server side settles, an idle
+        window (the consoles' own cost), then the fan-out's beacon load (``beacon_load``):
+        latency until every console has the row, lost pairs, and the CPU of each part from the
+        first beacon until every console had every change (at most 10 s after the last)."""
+        z = self.z
+        nc, nv, secs, rate = z["fan_consoles"], z["clf_visitors"], z["fan_secs"], z["clf_rate"]
+        a, b = await self.cluster_servers(kind)
+        base_b = f"http://127.0.0.1:{b.port}"
+        watch = MonitorWatch(nv)
+        ops = await self.operators(watch.on_event, n=nc, base=base_b)
+        await self.pause(1)
+        settle_s = await self.settle(a, b, kind)
+        idle = await self.idle_rate(a, b, kind, z["cl_idle"])
+        ports = sorted({a.port, b.port})
+        for port in ports:
+            await self.metrics(reset=True, port=port)
+
+        def parts():
+            return self.server_cpu(a, b, kind)
+
+        c0, w0 = parts(), now()
+        r = await self.beacon_load(a, "/api/visitor/track", watch, nc, parts=parts, rate=rate)
+        wall = now() - w0
+        c1 = parts()
+        cpu = {k: c1[k] - c0[k] for k in c1}
+        m = {port: await self.metrics(port=port) for port in ports}
+        async with self.op_sessions[0].get(base_b + "/api/console/visitors") as resp:
+            listed = len((await resp.json(content_type=None))["visitors"])
+        drops = sum(len(c.close_codes) for c in ops)
+        for c in ops:
+            c.abort()
+        exits = [(await p.stop())[0] for p in {id(a): a, id(b): b}.values()]
+        await drain_time_wait(self.log)
+        lat = self.fan_latency(r.pop("lat"))
+        self.log(
+            f"  {kind}: {r['sent']:,} beacons, p99 {fmt(lat['p99'])} ms, lost {r['lost']}, "
+            f"errors {r['errors']}"
+        )
+        return dict(
+            r,
+            kind=kind,
+            ports=dict(a=a.port, b=b.port),
+            settle_s=round(settle_s, 1),
+            sent_total=r["sent"],
+            latency_ms=lat,
+            per_console=self.per_console(watch, nc, secs),
+            console_disconnects=drops,
+            listed=listed,
+            **self.cpu_per_1000(cpu, idle, wall, r["sent"]),
+            wall_s=round(wall, 2),
+            metrics={str(p): mm for p, mm in m.items()},
+            lag=" · ".join(self.lag(m[p]) for p in ([a.port, b.port] if b is not a else [a.port])),
+            exit=exits,
+        )
+
+    async def s_cluster_fanout(self) -> None:
+        z = self.z
+        nc, nv, rate = z["fan_consoles"], z["clf_visitors"], z["clf_rate"]
+        one, two = await self.cluster_sides("cluster_fanout", self.cluster_fanout_side)
+        sc = f"cluster fan-out ({nc} consoles; {rate} visitor events/s)"
+        row, g, lag = self.cluster_row_writer(sc, two, one)
+        l2, l1 = two["latency_ms"], one["latency_ms"]
+        measured, mix = self.fan_mix(two, nc, nv)
+        row(
+            "change on every console p50, ms (a → b)",
+            l2["p50"],
+            l1["p50"],
+            note="value: two processes on PostgreSQL + Redis, every beacon to a, every console "
+            "on b (each change crosses Redis); baseline column: one process on SQLite, same "
+            f"run; {measured}; {mix}",
+            digits=1,
+        )
+        row(
+            "change on every console p99, ms (a → b)",
+            l2["p99"],
+            l1["p99"],
+            note="from the beacon's due time until the console has the row; each process "
+            f"coalesces visitors_changed over {self.COALESCE_MS} ms (PROTOCOL §6); max "
+            f"{fmt(l2['max'], 0)} ms (one {fmt(l1['max'], 0)} ms)",
+            digits=1,
+        )
+        e2, e1 = two["per_console"], one["per_console"]
+        row(
+            "visitors_changed per console per s",
+            e2["mean"],
+            e1["mean"],
+            note=f"rows per event: two {e2['rows_per_event']:.1f}, one {e1['rows_per_event']:.1f}"
+            f"; gap p50 two {fmt(e2['gap_p50_ms'], 0)} ms, one {fmt(e1['gap_p50_ms'], 0)} ms",
+            digits=1,
+        )
+        bad = two["lost"] + two["errors"] + two["console_disconnects"]
+        self.row(
+            sc,
+            "lost / beacon errors / console drops",
+            f"{two['lost']} / {two['errors']} / {two['console_disconnects']}",
+            "0 / 0 / 0",
+            bad == 0,
+            f"{one['lost']} / {one['errors']} / {one['console_disconnects']}",
+            None,
+            g,
+            lag,
+            "lost = (console, visitor) pairs where the console does not list the visitor at its "
+            f"last page {two['converged_s']:.1f} s after the last beacon was due (one "
+            f"{one['converged_s']:.1f} s); GET /api/console/visitors on b lists "
+            f"{two['listed']:,} of {nv:,} (one {one['listed']:,}); statuses two "
+            + ", ".join(f"{s} {v:,}" for s, v in sorted(two["statuses"].items()))
+            + ", one "
+            + ", ".join(f"{s} {v:,}" for s, v in sorted(one["statuses"].items())),
+        )
+        self.cluster_cpu_rows(
+            row, two, one, "visitor events", "after the consoles connected", f"the {nc} consoles'"
         )
 
     # -- scenario: cold start and widget weight -----------------------------------------------
@@ -2466,9 +2644,10 @@ class Bench:
         "coldstart",
         "widget",
         "cluster_chats",
+        "cluster_fanout",
     ]
     #: Run only when named (``--cluster``, or ``--only``): they need PostgreSQL and Redis.
-    CLUSTER = ["cluster_chats"]
+    CLUSTER = ["cluster_chats", "cluster_fanout"]
 
     async def run(self) -> int:
         try:
@@ -2552,6 +2731,9 @@ class Bench:
             f"Python {platform.python_version()}, server on CPU {SERVER_CPU}, "
             f"generators on CPU {GEN_CPU}, run took {now() - self.started:.0f} s",
             f"load average at the end: {os.getloadavg()[0]:.2f}",
+            f"one run on a shared machine (other people's work may use the same "
+            f"{os.cpu_count()} cores): a row's notes say noisy when the rest of the machine used "
+            "more than 15 % of a core during its measurement",
             "bench/bench.ini:",
             *["    " + line for line in self.ini.read_text().splitlines() if line.strip()],
             "",
