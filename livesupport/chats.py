@@ -9,7 +9,6 @@ is online to take it, and otherwise stays assigned as *pending* until it is ende
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from .clock import Clock
@@ -264,7 +263,7 @@ class Chats:
                 else None
             )
             if first is not None:
-                return {"chat": await self.summary(chat, "visitor"), "message": json.loads(first)}
+                return {"chat": await self.summary(chat, "visitor"), "message": first}
             raise ApiError(
                 "chat_already_open",
                 f"chat {chat.id} is still open; send messages there",
@@ -364,14 +363,9 @@ class Chats:
         if chat.operator_id != party.operator_id:
             raise not_assigned(chat.id)
 
-    async def stored(self, chat: Chat, client_id: str, role: str) -> dict | None:
-        """The event a party sent with this client id, as that party sees it (a retry)."""
-        existing = await self.store.event_by_client_id(chat.id, client_id, role)
-        return json.loads(existing) if existing is not None else None
-
     async def message(self, party: Party, chat_id: int, text: str, client_id: str) -> dict:
         chat = await self.chat_for(party, chat_id)
-        existing = await self.stored(chat, client_id, party.role)
+        existing = await self.store.event_by_client_id(chat.id, client_id, party.role)
         if existing is not None:
             return {"message": existing}
         if party.role == "visitor":
@@ -388,7 +382,7 @@ class Chats:
         try:
             pairs = await self.store.append_events(chat, [event])
         except Duplicate:  # sent again (another connection) before the first send finished
-            return {"message": await self.stored(chat, client_id, party.role)}
+            return {"message": await self.store.event_by_client_id(chat.id, client_id, party.role)}
         await self.publish(chat, pairs)
         self.typing.stop(chat, party.role)
         if party.role == "operator":

@@ -198,7 +198,7 @@ class Files:
         client_id = self.validate.kind("client_id", "client_id", client_id)
         if not isinstance(name, str) or not name.strip():
             raise invalid_field("name", "'name' (the file's name) is required")
-        existing = await self.chats.stored(chat, client_id, party.role)
+        existing = await self.chats.store.event_by_client_id(chat.id, client_id, party.role)
         if existing is not None:
             return {"file": existing}
         if chat.status not in OPEN_STATUSES:
@@ -233,7 +233,8 @@ class Files:
         try:
             pairs = await self.chats.store.append_events(chat, [event], also=also)
         except Duplicate:  # uploaded again meanwhile: that one stands, this copy is purged
-            return {"file": await self.chats.stored(chat, upload.client_id, party.role)}
+            first = self.chats.store.event_by_client_id(chat.id, upload.client_id, party.role)
+            return {"file": await first}
         await self.chats.publish(chat, pairs)
         self.chats.typing.stop(chat, party.role)
         if party.role == "operator":

@@ -7,7 +7,6 @@ An internal note is a chat event only operators receive (docs/PROTOCOL.md §5.5)
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -216,7 +215,7 @@ class Transfers:
         chat = await self.chats.chat_for(party, chat_id)
         existing = await self.chats.store.event_by_client_id(chat.id, client_id)
         if existing is not None:
-            return {"note": json.loads(existing)}
+            return {"note": existing}
         event = {
             "type": "note",
             "ts": self.clock.now_ms(),

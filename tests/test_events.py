@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 
-from conftest import Recorder
+from inprocess import Recorder
 
 from livesupport.protocol import EVENTS
 

@@ -127,7 +127,7 @@ def test_modules_and_classes_stay_small():
 
 def test_the_storage_guard_catches_a_query_from_elsewhere(app):
     """The ``app`` fixture's hook would fail a test whose code queries the database directly."""
-    from conftest import _storage_only
+    from inprocess import _storage_only
 
     db = app.storage.db
     seen: list[str] = []

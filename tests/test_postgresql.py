@@ -189,7 +189,7 @@ def test_sends_that_overlap_are_numbered_once_each_and_a_retry_stays_one_message
     with it."""
     import asyncio
 
-    from conftest import InProcessApp
+    from inprocess import InProcessApp
 
     app = InProcessApp(tmp_path / "a", {"database": {"url": postgres.new_database()}})
     try:

@@ -40,7 +40,7 @@ def test_appearance_is_pushed_to_connected_visitors(app):
 
 def test_bad_settings_are_refused_and_change_nothing(app):
     """(That operators may not change settings at all is walked for every administrator
-    route in test_bad_input.py.)"""
+    route in test_access.py.)"""
     site = app.services.site
     ann = app.visitor()
     ann.connect()

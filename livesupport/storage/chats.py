@@ -160,7 +160,7 @@ class ChatStore:
 
     async def event_by_client_id(
         self, chat_id: int, client_id: str, role: str = "operator"
-    ) -> str | None:
+    ) -> dict | None:
         """A stored message (or note) by its client id, as the party of ``role`` sees it; a
         visitor never sees an operator-only event."""
         cur = await self._storage.run(
@@ -172,8 +172,8 @@ class ChatStore:
         if row is None:
             return None
         if role == "operator":
-            return row[2]
-        return _as_visitor_sees(*row) if row[1] is not None else None
+            return json.loads(row[2])
+        return json.loads(_as_visitor_sees(*row)) if row[1] is not None else None
 
     def _append(self, chat: Chat, events: list[dict], chat_changes: dict) -> list[StoredEvent]:
         execute = self._storage.execute
