@@ -248,8 +248,8 @@ class BenchBase:
             n_ops = z["cl_ops"] if cluster_only else max(z["ops"], z["cl_ops"])
             self.op_sessions = [admin] + await gather_limited(n_ops - 1, create, 8)
             need = z["cl_chats"]
-            if "cluster_fanout" in (self.only or self.SCENARIOS):
-                need = max(need, z["clf_visitors"])
+            if "cluster_fanout" in (self.only or ()):
+                need += z["clf_visitors"]  # visitors of their own: the chats' stay open
             if not cluster_only:
                 need = max(
                     need,

@@ -181,15 +181,23 @@ class MonitorScenarios:
     COALESCE_MS = 150
 
     async def beacon_load(
-        self, srv: Proc, path: str, watch: MonitorWatch, consoles: int, parts=None, rate=None
+        self,
+        srv: Proc,
+        path: str,
+        watch: MonitorWatch,
+        consoles: int,
+        parts=None,
+        rate=None,
+        first: int = 0,
     ) -> dict:
         """Open loop: beacon k (visitor k mod V, its round k div V) is due at t0 + k/rate,
         whatever happened to the ones before. Then waits for every answer and until every
         console lists every visitor at its last accepted page (at most 10 s). The beacons go
-        to ``srv``; ``parts`` as in ``Window`` (the server side is several processes)."""
+        to ``srv``; ``parts`` as in ``Window`` (the server side is several processes); the
+        visitors are the tokens from ``first`` on."""
         z = self.z
         rate, secs, nv = rate or z["fan_rate"], z["fan_secs"], watch.nv
-        toks = self.tokens[:nv]
+        toks = self.tokens[first : first + nv]
         pool = BeaconPool("127.0.0.1", srv.port, path, z["wrk_conns"]).start()
         # As in message_load: no garbage collection in this process during the load, and its
         # own loop lag is watched (it would count as the server's latency).
