@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import errno
 import gc
-import getpass
 import logging
 import os
 import select
@@ -28,8 +27,7 @@ from .cluster import ClusterUnusable
 from .config import Config, ConfigError, load_config, parse_database_url
 from .protocol import ApiError, invalid_field, not_found
 from .services import Services
-from .storage import DatabaseUnusable, Storage, pgtools, safe_url
-from .storage.copy import copy_sqlite_to_postgresql
+from .storage import DatabaseUnusable, Storage, safe_url
 from .web.app import GuardedHTTPServer, make_app
 
 log = logging.getLogger("cutelive")
@@ -403,6 +401,8 @@ def backup_cmd(config: Config, args) -> int:
     if os.path.exists(dest) and not args.force:
         raise ConfigError(f"{dest} exists; use --force to overwrite it")
     if config.database_url:
+        from .storage import pgtools  # only here and in restore: not imported by serve
+
         pgtools.dump(config.database_url, dest)
         print(f"backed up {safe_url(config.database_url)} to {dest} (pg_dump, custom format)")
         return 0
@@ -441,6 +441,8 @@ async def _postgresql_restore(config: Config, args) -> int:
             f"the database {storage.where()} holds {_held(held)}; stop every server using it "
             "and use --force to replace them with the backup"
         )
+    from .storage import pgtools
+
     pgtools.restore(args.file, config.database_url)
     storage = Storage.for_config(config, Clock())
     await storage.open()  # a backup of an older version is migrated now
@@ -498,6 +500,8 @@ async def migrate_db_cmd(config: Config, args) -> int:
             "--to: expected the URL of an empty PostgreSQL database, such as "
             "postgresql://user:password@localhost:5432/cutelive"
         )
+    from .storage.copy import copy_sqlite_to_postgresql
+
     source = Storage(src_path, Clock(), busy_timeout=config.database_busy_timeout)
     dest = Storage(src_path, Clock(), url=url)
     await source.open()
@@ -523,6 +527,8 @@ async def migrate_db_cmd(config: Config, args) -> int:
 def _read_password(args) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
     first = getpass.getpass("Password: ")
     if getpass.getpass("Repeat password: ") != first:
         raise invalid_field("password", "the passwords do not match")
