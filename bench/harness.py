@@ -62,8 +62,8 @@ _SIZE_TABLE = [
     ("cl_idle", 10, 3, 1),
     ("cl_step", 6, 3, 1),
     ("cl_steps", 8, 2, 1),
-    ("clf_rate", 250, 250, 50),
-    ("clf_visitors", 2_500, 1_000, 50),
+    ("clf_rate", 100, 100, 50),
+    ("clf_visitors", 1_000, 500, 50),
 ]
 SIZES = {
     mode: {row[0]: row[i] for row in _SIZE_TABLE}
