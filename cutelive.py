@@ -58,7 +58,14 @@ format in ``protocol``, its behaviour in a domain module of its own (wired in ``
 its routes in ``web/``.
 """
 
+import gc
 import sys
+
+# Start-up allocates tens of thousands of objects (modules, classes, functions, tables) and
+# hardly any garbage, yet the collector would walk them again and again while the modules load:
+# a fifth of the time to the first answer (measured). So it is off until the command starts:
+# ``serve`` then freezes what start-up made and turns it on (livesupport/cli.py).
+gc.disable()
 
 from livesupport.cli import main
 

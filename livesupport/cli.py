@@ -84,9 +84,10 @@ async def serve(
     # collection walks the whole heap, up to a second of stalled event loop at 15,000 visitors.
     # What start-up loaded is never garbage, so it is frozen out of all collections; young
     # collections run less often, so short-lived objects die before they are promoted towards
-    # the full ones.
+    # the full ones. cutelive.py keeps the collector off until here.
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
+    gc.enable()
     ssl_ctx = None
     if config.server_certfile:
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -661,6 +662,11 @@ def main(argv: list[str] | None = None) -> int:
     for w in config.warnings:
         log.warning("%s", w)
     command = args.command or "serve"
+    if command != "serve" or workers > 1:
+        # cutelive.py started with the collector off; serve turns it on once started, the
+        # other commands (and the parent of --workers, before it forks) now.
+        gc.freeze()
+        gc.enable()
     try:
         if command == "serve" and workers > 1:
             forked = Workers(workers, _listen(config)).run()

@@ -7,6 +7,7 @@ import re
 import socket
 import sqlite3
 import subprocess
+import sys
 import tomllib
 
 import requests
@@ -175,3 +176,43 @@ def test_a_server_started_from_the_command_line_stores_argon2id_hashes(server):
     for username, hashed in hashes.items():
         assert hashed.startswith("$argon2id$"), (username, hashed[:12])
     assert login(server, "carol", "carol's horse 3")[1].status_code == 200
+
+
+def test_the_collector_is_off_while_starting_and_on_once_serving(tmp_path):
+    """cutelive.py keeps the garbage collector off while the modules load and the server starts
+    (it would walk the start-up objects again and again), and ``serve`` turns it on: a server
+    left without it would never free reference cycles."""
+    probe = """
+import asyncio, gc, os, runpy, signal, sys
+import livesupport.cli as cli
+
+make_app = cli.make_app
+
+async def probed(config):
+    print("starting, collector on:", gc.isenabled(), flush=True)
+    app = await make_app(config)
+
+    def later():
+        print("serving, collector on:", gc.isenabled(), flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    asyncio.get_running_loop().call_later(0.2, later)
+    return app
+
+cli.make_app = probed
+script, data = sys.argv[1:]
+sys.argv = [script, "serve", "--port", "0", "--data-dir", data]
+runpy.run_path(script, run_name="__main__")
+"""
+    r = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT / "cutelive.py"), str(tmp_path / "data")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "starting, collector on: False",
+        "serving, collector on: True",
+    ], (r.stdout, r.stderr)
