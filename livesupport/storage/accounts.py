@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from .records import Operator, Session, Visitor
+from .records import Operator, Session, Visitor, from_row
 from .schema import OperatorRow, SessionRow
 
 if TYPE_CHECKING:
@@ -25,17 +25,7 @@ def token_hash(token: str) -> str:
 
 
 def _operator(row: OperatorRow) -> Operator:
-    return Operator(
-        id=row.id,
-        username=row.username,
-        display_name=row.display_name,
-        password_hash=row.password_hash,
-        is_admin=bool(row.is_admin),
-        disabled=bool(row.disabled),
-        status=row.status,
-        created_at=row.created_at,
-        max_chats=row.max_chats,
-    )
+    return from_row(Operator, row, is_admin=bool(row.is_admin), disabled=bool(row.disabled))
 
 
 class AccountStore:

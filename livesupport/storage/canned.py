@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .accounts import Duplicate
-from .records import CannedReply
+from .records import CannedReply, from_row
 from .schema import CannedReplyRow
 
 if TYPE_CHECKING:
@@ -13,15 +13,7 @@ if TYPE_CHECKING:
 
 
 def _reply(row: CannedReplyRow) -> CannedReply:
-    return CannedReply(
-        id=row.id,
-        operator_id=row.operator_id,
-        department_id=row.department_id,
-        shortcut=row.shortcut,
-        text=row.text,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return from_row(CannedReply, row)
 
 
 class CannedStore:

@@ -9,7 +9,7 @@ import peewee
 
 from ..protocol import ACTIVE, OPEN_STATUSES, OPERATOR_ONLY_EVENTS, PENDING, WAITING
 from .accounts import Duplicate, token_hash
-from .records import CHAT_COLUMNS, Chat, OfflineMessage, OutboxMail
+from .records import CHAT_COLUMNS, Chat, OfflineMessage, OutboxMail, from_row
 from .schema import OfflineMessageRow
 
 if TYPE_CHECKING:
@@ -17,11 +17,10 @@ if TYPE_CHECKING:
 
 _CHAT_SQL = ", ".join(CHAT_COLUMNS)
 _OPEN = "status IN (" + ", ".join("?" * len(OPEN_STATUSES)) + ")"
-_OFFLINE_FIELDS = tuple(OfflineMessage.__dataclass_fields__)
 
 
 def _offline(row: OfflineMessageRow) -> OfflineMessage:
-    return OfflineMessage(**{k: getattr(row, k) for k in _OFFLINE_FIELDS})
+    return from_row(OfflineMessage, row)
 
 
 def _dumps(ev: dict) -> str:

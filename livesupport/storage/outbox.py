@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import MAIL_FAILED, MAIL_QUEUED, MAIL_SENT
-from .records import OutboxMail
+from .records import OutboxMail, from_row
 from .schema import OutboxRow
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ _COLUMNS = [getattr(OutboxRow, f) for f in _FIELDS]
 
 
 def _mail(row: OutboxRow) -> OutboxMail:
-    return OutboxMail(**{f: getattr(row, f) for f in _FIELDS})
+    return from_row(OutboxMail, row)
 
 
 class OutboxStore:

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..protocol import MAIL_QUEUED
+
+_R = TypeVar("_R")
+
+
+def from_row(record: type[_R], row: Any, **converted: Any) -> _R:
+    """A ``record`` (a dataclass) from a database row whose attributes have its fields' names;
+    ``converted`` gives the fields whose stored value needs converting."""
+    fields = {name: getattr(row, name) for name in record.__dataclass_fields__}
+    return record(**(fields | converted))
 
 
 @dataclass(eq=False)
