@@ -311,6 +311,17 @@ class InProcessApp:
             return dict(e.event(None), status=e.status)
         raise AssertionError(f"no error; got {result!r}")
 
+    def bob_answers_ann(self, text: str = "Hello, I need help"):
+        """Ann's chat, started with ``text`` and accepted by Bob, both connected; returns
+        (bob, ann, chat id)."""
+        bob = self.operator("bob", display_name="Bob")
+        bob.connect()
+        ann = self.visitor()
+        ann.connect()
+        chat_id = ann.start_chat(text)["chat"]["id"]
+        bob.ok({"type": "accept", "chat_id": chat_id})
+        return bob, ann, chat_id
+
     def inbox(self) -> list[dict]:
         """The offline messages as ``GET /api/console/offline-messages`` lists them."""
         return [m.public() for m in self.run(self.services.offline.inbox())]

@@ -17,12 +17,7 @@ def ended(stream, reason: str) -> None:
 def test_disabling_an_operator_ends_his_sessions(app):
     admin = app.operator("admin", admin=True)
     admin.connect()  # online: there is a colleague to hand Bob's chat to
-    bob = app.operator("bob", display_name="Bob")
-    bob.connect()
-    ann = app.visitor()
-    ann.connect()
-    chat_id = ann.start_chat()["chat"]["id"]
-    bob.ok({"type": "accept", "chat_id": chat_id})
+    bob, ann, chat_id = app.bob_answers_ann()
     accounts = app.services.accounts
 
     op = app.run(accounts.update_operator(admin.party, bob.id, {"disabled": True}))

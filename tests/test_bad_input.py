@@ -141,6 +141,18 @@ def test_field_limits_are_configurable(make_server):
 # -- sizes of bodies and frames ---------------------------------------------------------------
 
 
+def _json_posts(visitor, operator, admin) -> list[tuple[str, requests.Session]]:
+    """Routes that read a JSON body from a POST, each with a session allowed to call it."""
+    return [
+        ("/api/visitor/send", visitor.http),
+        ("/api/visitor/poll", visitor.http),
+        ("/api/visitor/token", visitor.http),
+        ("/api/console/send", operator.http),
+        ("/api/console/poll", operator.http),
+        ("/api/console/operators", admin.http),
+    ]
+
+
 def _padded(obj: dict, size: int) -> bytes:
     """``obj`` as JSON, padded with insignificant whitespace to exactly ``size`` bytes."""
     raw = json.dumps(obj).encode()
@@ -154,14 +166,7 @@ def test_bodies_over_64_kib_get_413_and_nothing_is_stored(server):
     before = console_state(admin)
     start = {"type": "start_chat", "name": "Ann", "text": "Hi", "client_id": cid()}
     over = _padded(start, KIB64 + 1)
-    for path, session in (
-        ("/api/visitor/send", v.http),
-        ("/api/visitor/poll", v.http),
-        ("/api/visitor/token", v.http),
-        ("/api/console/send", admin.http),
-        ("/api/console/poll", admin.http),
-        ("/api/console/operators", admin.http),
-    ):
+    for path, session in _json_posts(v, admin, admin):
         r = raw_post(session, server.url + path, over)
         assert_error(r, 413, "body_too_large", limit="max_body")
     r = admin.http.patch(
@@ -549,14 +554,7 @@ def test_invalid_utf8_body_is_refused(server):
         b'{"type": "ping"}\xc0\xaf',
     ]
     for body in bodies:
-        for path, session in (
-            ("/api/visitor/send", v.http),
-            ("/api/visitor/poll", v.http),
-            ("/api/visitor/token", v.http),
-            ("/api/console/send", bob.http),
-            ("/api/console/poll", bob.http),
-            ("/api/console/operators", admin.http),
-        ):
+        for path, session in _json_posts(v, bob, admin):
             assert_error(raw_post(session, server.url + path, body), 400, "invalid_utf8")
     assert console_state(admin) == before
 

@@ -348,19 +348,8 @@ def test_deleting_a_chat_through_storage_deletes_its_files(app):
     assert b"".join([app.run(storage.files.chunk(kept, 0))]) == png()
 
 
-def bob_answers_ann(app):
-    """In-process: Ann's chat, accepted by Bob; (bob, ann, chat id)."""
-    bob = app.operator("bob", display_name="Bob")
-    bob.connect()
-    ann = app.visitor()
-    ann.connect()
-    chat_id = ann.start_chat()["chat"]["id"]
-    bob.ok({"type": "accept", "chat_id": chat_id})
-    return bob, ann, chat_id
-
-
 def test_an_upload_in_pieces_is_whole_and_counts_as_a_reply(app):
-    bob, ann, chat_id = bob_answers_ann(app)
+    bob, ann, chat_id = app.bob_answers_ann()
     data = bytes(range(256)) * 2000
     ev = upload_in_process(app, bob, chat_id, data, name="Price list.pdf", client_id="b")
     assert ev["from"] == "operator" and ev["operator"]["name"] == "Bob"
@@ -373,7 +362,7 @@ def test_an_upload_in_pieces_is_whole_and_counts_as_a_reply(app):
 
 
 def test_an_upload_that_ends_after_its_chat_ended_keeps_nothing(app):
-    bob, ann, chat_id = bob_answers_ann(app)
+    bob, ann, chat_id = app.bob_answers_ann()
     up = app.run(app.services.files.start(ann.party, chat_id, "late.png", "late", None))
     app.run(up.write(png() + bytes(200_000)))
     bob.ok({"type": "close", "chat_id": chat_id})

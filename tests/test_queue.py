@@ -158,21 +158,16 @@ def test_accept_race_exactly_one_operator_wins(app):
 
 
 def _bob_leaves_anns_chat(app):
-    """Bob accepts Ann's chat, then his console goes away; returns (bob, ann, chat)."""
-    bob = app.operator("bob")
-    bob.connect()
-    ann = app.visitor()
-    ann.connect()
-    chat = ann.start_chat()["chat"]
-    bob.ok({"type": "accept", "chat_id": chat["id"]})
+    """Bob accepts Ann's chat, then his console goes away; returns (bob, ann, chat id)."""
+    bob, ann, chat_id = app.bob_answers_ann()
     bob.disconnect()
-    return bob, ann, chat
+    return bob, ann, chat_id
 
 
 def test_an_operator_gone_past_the_grace_hands_the_chat_over_at_the_head_of_the_queue(app):
     carol = app.operator("carol", display_name="Carol")
     carol.connect()
-    _bob, ann, chat = _bob_leaves_anns_chat(app)
+    _bob, ann, chat_id = _bob_leaves_anns_chat(app)
     newer = app.visitor()
     newer.connect()
     newer_chat = newer.start_chat(name="Newer")["chat"]
@@ -183,27 +178,27 @@ def test_an_operator_gone_past_the_grace_hands_the_chat_over_at_the_head_of_the_
     assert requeued["reason"] == "handed_over" and requeued["operator"]["name"] == "Bob"
     # Handed over: first in the queue, ahead of a chat that waited longer, marked "from Bob".
     queue = carol.stream.last("queue")["chats"]
-    assert [c["id"] for c in queue] == [chat["id"], newer_chat["id"]]
+    assert [c["id"] for c in queue] == [chat_id, newer_chat["id"]]
     assert queue[0]["handed_over_by"]["name"] == "Bob" and "handed_over_by" not in queue[1]
     assert queue[0]["answered"] is True and queue[1]["answered"] is False
 
 
 def test_an_operator_gone_past_the_grace_with_nobody_online_keeps_the_chat_pending(app):
-    _bob, ann, chat = _bob_leaves_anns_chat(app)
+    _bob, ann, chat_id = _bob_leaves_anns_chat(app)
     app.advance(31)
     assert not ann.stream.of_type("chat_requeued")
     assert ann.stream.last("chat_pending")["operator"]["name"] == "Bob"
     carol = app.operator("carol")
     carol.connect()
     assert carol.stream.last("queue")["chats"] == []
-    assert carol.transcript(chat["id"])["chat"]["status"] == "pending"
+    assert carol.transcript(chat_id)["chat"]["status"] == "pending"
 
 
 def test_reconnecting_within_the_grace_keeps_the_chat(app):
-    bob, ann, chat = _bob_leaves_anns_chat(app)
+    bob, ann, chat_id = _bob_leaves_anns_chat(app)
     app.advance(20)
     bob.connect()
     app.advance(60)
     assert not ann.stream.of_type("chat_requeued")
-    bob.ok({"type": "message", "chat_id": chat["id"], "text": "Still here", "client_id": "m1"})
+    bob.ok({"type": "message", "chat_id": chat_id, "text": "Still here", "client_id": "m1"})
     assert ann.stream.last("message")["text"] == "Still here"

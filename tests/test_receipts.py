@@ -4,13 +4,7 @@ visitor's text reaches operators only when the site switched the preview on."""
 
 
 def _chat(app):
-    bob = app.operator("bob", display_name="Bob")
-    bob.connect()
-    ann = app.visitor()
-    ann.connect()
-    chat_id = ann.start_chat("Hello there")["chat"]["id"]
-    bob.ok({"type": "accept", "chat_id": chat_id})
-    return bob, ann, chat_id
+    return app.bob_answers_ann("Hello there")
 
 
 def test_read_cursors_move_forward_and_reach_both_parties(app):

@@ -10,12 +10,7 @@ from conftest import seqs
 
 
 def chat_with_operator(app):
-    bob = app.operator("bob", display_name="Bob")
-    bob.connect()
-    ann = app.visitor()
-    ann.connect()
-    chat_id = ann.start_chat("first")["chat"]["id"]
-    bob.ok({"type": "accept", "chat_id": chat_id})
+    bob, ann, chat_id = app.bob_answers_ann("first")
     assert ann.stream.last("chat_accepted")
     return bob, ann, chat_id
 
