@@ -13,13 +13,12 @@ def test_offline_message_is_stored_and_mailed_with_reply_to(make_server, smtp):
     server.create_operator("admin", admin=True)
     ann = server.visitor()
     r = ann.send(
-        {
-            "type": "leave_message",
-            "name": "Ann Smith",
-            "email": "ann@example.org",
-            "text": "Please call me back.\nThanks",
-            "page_url": "https://shop.example/p",
-        }
+        dict(
+            LEAVE,
+            name="Ann Smith",
+            text="Please call me back.\nThanks",
+            page_url="https://shop.example/p",
+        )
     )
     assert r.status_code == 200, r.text
     assert r.json()["offline_message"]["id"] > 0
@@ -47,12 +46,10 @@ def test_header_injection_is_impossible(make_server, smtp):
         ("Ann", "ann@example.org\r\nBcc: victim@example.org"),
         ("Ann\nSubject: spam", "ann@example.org"),
     ]:
-        r = ann.send({"type": "leave_message", "name": name, "email": addr, "text": "hi"})
+        r = ann.send(dict(LEAVE, name=name, email=addr))
         assert r.status_code == 400 and r.json()["error"] == "invalid_field", r.text
     # A real one after them goes through, and it is the only mail.
-    r = ann.send(
-        {"type": "leave_message", "name": "Ann", "email": "ann@example.org", "text": "real"}
-    )
+    r = ann.send(dict(LEAVE, text="real"))
     assert r.status_code == 200
     wait_for(lambda: smtp.messages, what="the e-mail")
     assert len(smtp.messages) == 1
@@ -63,36 +60,21 @@ def test_header_injection_is_impossible(make_server, smtp):
 def test_encoded_words_cannot_smuggle_headers_into_the_mail(make_server, smtp):
     server = make_server(config=mail_config(smtp))
     ann = server.visitor()
-    r = ann.send(
-        {
-            "type": "leave_message",
-            "name": "=?utf-8?q?=0D=0ABcc:_x@evil.example?=",
-            "email": "ann@example.org",
-            "text": "hi",
-        }
-    )
+    r = ann.send(dict(LEAVE, name="=?utf-8?q?=0D=0ABcc:_x@evil.example?="))
     assert r.status_code == 200, r.text
     wait_for(lambda: smtp.messages, what="the mail")
     _, rcpt, msg = smtp.messages[0]
     assert rcpt == ["support@shop.example"] and msg["Bcc"] is None
     # Addresses that cannot be mailed are refused before anything is stored.
     for addr in ["é@example.com", "a@[x.com", "a,b@example.com"]:
-        r = ann.send({"type": "leave_message", "name": "Ann", "email": addr, "text": "hi"})
+        r = ann.send(dict(LEAVE, email=addr))
         assert r.status_code == 400 and r.json()["field"] == "email", (addr, r.text)
     server.create_operator("admin", admin=True)
     admin = server.console("admin")
     assert len(admin.get("/api/console/offline-messages").json()["messages"]) == 1
     # A retry with the same client id stores nothing new.
     for _ in range(2):
-        r = ann.send(
-            {
-                "type": "leave_message",
-                "name": "Ann",
-                "email": "ann@example.org",
-                "text": "again",
-                "client_id": "lm-1",
-            }
-        )
+        r = ann.send(dict(LEAVE, text="again", client_id="lm-1"))
         assert r.status_code == 200
     assert len(admin.get("/api/console/offline-messages").json()["messages"]) == 2
 
@@ -103,14 +85,7 @@ def test_offline_messages_reach_the_inbox_once_and_are_marked_read(app):
     bob.connect()
     ann = app.visitor()
     ann.connect()
-    leave = {
-        "type": "leave_message",
-        "name": "Ann",
-        "email": "ann@example.org",
-        "text": "Call me",
-        "page_url": "https://shop.example/p",
-        "client_id": "lm-1",
-    }
+    leave = dict(LEAVE, text="Call me", page_url="https://shop.example/p", client_id="lm-1")
     first = ann.ok(leave)["offline_message"]
     assert ann.ok(leave)["offline_message"] == first  # a retry stores nothing new
     (msg,) = app.inbox()

@@ -6,12 +6,19 @@ from __future__ import annotations
 from conftest import queue_lists, seqs
 
 
-def test_operator_going_offline_hands_the_chat_to_an_online_colleague(make_app_in_process):
-    app = make_app_in_process({"operators": {"offline_grace": "1s"}})
+def _bob_and_carol_online(make_app_in_process, grace: str):
+    """An app whose operators go offline ``grace`` after their last connection is lost, and
+    Bob and Carol connected to it; returns (app, bob, carol)."""
+    app = make_app_in_process({"operators": {"offline_grace": grace}})
     bob = app.operator("bob", display_name="Bob")
     carol = app.operator("carol", display_name="Carol")
     bob.connect()
     carol.connect()
+    return app, bob, carol
+
+
+def test_operator_going_offline_hands_the_chat_to_an_online_colleague(make_app_in_process):
+    app, bob, carol = _bob_and_carol_online(make_app_in_process, grace="1s")
     ann = app.visitor()
     ann.connect()
     assert ann.stream.events[0]["online"] is True
@@ -66,11 +73,7 @@ def test_operator_going_offline_hands_the_chat_to_an_online_colleague(make_app_i
 
 
 def test_operator_reconnecting_within_the_grace_keeps_the_chat(make_app_in_process):
-    app = make_app_in_process({"operators": {"offline_grace": "5s"}})
-    bob = app.operator("bob", display_name="Bob")
-    carol = app.operator("carol", display_name="Carol")
-    bob.connect()
-    carol.connect()
+    app, bob, carol = _bob_and_carol_online(make_app_in_process, grace="5s")
     ann, ben = app.visitor(), app.visitor()
     ann.connect()
     ben.connect()
@@ -103,13 +106,8 @@ def test_operator_reconnecting_within_the_grace_keeps_the_chat(make_app_in_proce
 
 
 def test_status_offline_keeps_the_chat_pending_and_away_takes_no_new_chats(app):
-    bob = app.operator("bob", display_name="Bob")
-    bob.connect()
-    ann = app.visitor()
-    ann.connect()
-    assert ann.stream.events[0]["online"] is True
-    chat_id = ann.start_chat()["chat"]["id"]
-    bob.ok({"type": "accept", "chat_id": chat_id})
+    bob, ann, chat_id = app.bob_answers_ann()
+    assert ann.stream.events[0]["online"] is True  # the welcome
 
     # offline, with nobody else online: the chat is not requeued for nobody; it stays Bob's,
     # pending, at once, with no grace; visitors see nobody.
