@@ -217,6 +217,16 @@ class Server:
         assert ws.request({"type": "status", "status": "online"})["type"] == "ack"
         return client, ws
 
+    def bob_answers_ann(self, text: str = "Hello, I need help") -> tuple[WS, VisitorClient, int]:
+        """Bob online (``online``) and accepting Ann's new chat, started with ``text``: (Bob's
+        WebSocket, Ann, the chat's id)."""
+        _bob, bob_ws = self.online("bob")
+        ann = self.visitor()
+        ann.connect()
+        chat_id = ann.start_chat(text)["chat"]["id"]
+        assert bob_ws.request({"type": "accept", "chat_id": chat_id})["type"] == "ack"
+        return bob_ws, ann, chat_id
+
     def run_cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             SERVER_CMD + list(args) + ["-c", str(self.ini), "--data-dir", str(self.data_dir)],

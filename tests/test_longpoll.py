@@ -29,12 +29,7 @@ def test_a_second_poll_on_the_same_conn_is_answered_promptly(make_server):
     # Polls are held for ten minutes here, so any answer within the test's waits is prompt.
     server = make_server(config={"realtime": {"poll_timeout": "10m"}})
     server.create_operator("bob", display_name="Bob")
-    bob = server.console("bob")
-    bob_ws = bob.connect()
-    ann = server.visitor()
-    ann.connect()
-    chat_id = ann.start_chat("hi")["chat"]["id"]
-    bob_ws.request({"type": "accept", "chat_id": chat_id})
+    bob_ws, ann, chat_id = server.bob_answers_ann("hi")
     p = ann.poller()
     p.poll()
     answers = []

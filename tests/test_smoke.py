@@ -45,12 +45,7 @@ def test_version():
 
 
 def test_backup_while_running(server, tmp_path):
-    bob = server.console("bob")
-    bob_ws = bob.connect()
-    ann = server.visitor()
-    ann.connect()
-    chat_id = ann.start_chat("backup me")["chat"]["id"]
-    bob_ws.request({"type": "accept", "chat_id": chat_id})
+    bob_ws, ann, chat_id = server.bob_answers_ann("backup me")
     for i in range(15):
         ann.say(chat_id, f"m{i}")
     dest = tmp_path / "copy.db"
