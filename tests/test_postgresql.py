@@ -11,7 +11,9 @@ import subprocess
 import urllib.parse
 import uuid
 
+import requests
 from backends import Postgres
+from common import upload
 from conftest import PASSWORD, SERVER_CMD, TIMEOUT, Server, wait_for
 
 COUNTED = ("operator", "visitor", "chat", "event", "file", "file_chunk", "session", "meta")
@@ -62,16 +64,6 @@ def test_a_database_written_by_a_newer_version_is_refused(tmp_path, postgres):
     assert postgres.fetch(url, "SELECT version FROM schema_version") == [(999,)]
 
 
-def _chat_with_bob(server: Server, first: str):
-    """Bob online and accepting Ann's new chat: (bob's socket, ann, the chat's id)."""
-    _bob, bob_ws = server.online("bob")
-    ann = server.visitor()
-    ann.connect()
-    chat_id = ann.start_chat(first)["chat"]["id"]
-    assert bob_ws.request({"type": "accept", "chat_id": chat_id})["type"] == "ack"
-    return bob_ws, ann, chat_id
-
-
 def _counts(server: Server) -> dict[str, int]:
     return {t: server.rows(f"SELECT COUNT(*) FROM {t}")[0][0] for t in COUNTED}
 
@@ -85,15 +77,10 @@ def test_migrate_db_moves_an_installation_with_identical_counts_and_working_curs
     try:
         old.create_operator("admin", admin=True)
         old.create_operator("bob", display_name="Bob")
-        _bob_ws, ann, chat_id = _chat_with_bob(old, "Hello from SQLite")
+        _bob_ws, ann, chat_id = old.bob_answers_ann("Hello from SQLite")
         for i in range(5):
             assert ann.say(chat_id, f"message {i}")["type"] == "ack"
-        r = ann.http.post(
-            f"{old.url}/api/visitor/chats/{chat_id}/files",
-            params={"name": "notes.txt", "client_id": "f1"},
-            data=b"some notes " * 10_000,
-            timeout=TIMEOUT,
-        )
+        r = upload(ann, chat_id, b"some notes " * 10_000, name="notes.txt", client_id="f1")
         assert r.status_code == 201, r.text
         last = ann.say(chat_id, "the last one before the move")["message"]["seq"]
     finally:
@@ -143,7 +130,7 @@ def test_a_database_restart_mid_chat_loses_and_duplicates_nothing_acknowledged(t
         s.start()
         try:
             s.create_operator("bob", display_name="Bob")
-            bob_ws, ann, chat_id = _chat_with_bob(s, "before the restart")
+            bob_ws, ann, chat_id = s.bob_answers_ann("before the restart")
             acked = [ann.say(chat_id, f"before {i}")["message"]["seq"] for i in range(3)]
 
             pg.stop_server()
@@ -232,3 +219,27 @@ def test_sends_that_overlap_are_numbered_once_each_and_a_retry_stays_one_message
         assert [r["direct"]["seq"] for r in twice] == [7, 7, 7]
     finally:
         app.close()
+
+
+def test_processes_starting_together_on_an_empty_database_create_it_once(tmp_path, postgres):
+    """Several processes started at the same moment on a new database: one creates the
+    schema while the others wait for it, and all of them serve."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backends import fetch
+
+    from livesupport.storage.schema import SCHEMA_VERSION
+
+    url = postgres.new_database()
+    servers = [Server(tmp_path / f"p{i}", database_url=url) for i in range(4)]
+    try:
+        with ThreadPoolExecutor(len(servers)) as pool:
+            list(pool.map(Server.start, servers))
+        for s in servers:
+            assert requests.get(s.url + "/api/status", timeout=TIMEOUT).status_code == 200
+        assert fetch(url, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+        created = [s for s in servers if any("database created" in x for x in s.log_lines)]
+        assert len(created) == 1
+    finally:
+        for s in servers:
+            s.stop()

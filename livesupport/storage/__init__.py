@@ -529,10 +529,12 @@ class Storage:
 
     def migrate(self) -> None:
         with self.db.atomic():
-            for sql in self.dialect["version_table"]:
-                self.execute(sql)
+            # The lock first: processes starting together on an empty database would otherwise
+            # race to create the version table (PostgreSQL's IF NOT EXISTS is not atomic).
             if self.dialect["migration_lock"]:
                 self.execute(self.dialect["migration_lock"])
+            for sql in self.dialect["version_table"]:
+                self.execute(sql)
             version = self.execute(self.dialect["get_version"]).fetchone()[0]
         if version > SCHEMA_VERSION:
             raise DatabaseUnusable(
