@@ -32,6 +32,18 @@ def with_generous_limits(config: dict | None) -> dict[str, dict[str, str]]:
     return base
 
 
+def upload(client, chat_id: int, data, name="f.bin", client_id="u1", role="visitor", **kw):
+    """``data`` posted as a file to the chat by ``client`` (a visitor, or with ``role``
+    "console" an operator); the response."""
+    return client.http.post(
+        f"{client.server.url}/api/{role}/chats/{chat_id}/files",
+        params={"name": name, "client_id": client_id},
+        data=data,
+        timeout=TIMEOUT,
+        **kw,
+    )
+
+
 def wait_for(predicate, timeout=TIMEOUT, interval=0.02, what="condition"):
     """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 import requests
+from common import upload
 from conftest import TIMEOUT, wait_for
 from conftest import png as png_image
 
@@ -23,16 +24,6 @@ def png(width: int = 3, height: int = 2) -> bytes:
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>'
 HTML = b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>"
-
-
-def upload(client, chat_id: int, data, name="f.bin", client_id="u1", role="visitor", **kw):
-    return client.http.post(
-        f"{client.server.url}/api/{role}/chats/{chat_id}/files",
-        params={"name": name, "client_id": client_id},
-        data=data,
-        timeout=TIMEOUT,
-        **kw,
-    )
 
 
 def fetch(client, file_id: int, role="visitor") -> requests.Response:

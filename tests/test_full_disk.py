@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from common import upload
 from conftest import (
     PASSWORD,
     TIMEOUT,
@@ -147,12 +148,7 @@ def test_a_full_disk_gives_a_retryable_error_keeps_nothing_partial_and_recovers_
     assert int(error["headers"]["Retry-After"]) >= error["retry_after"]
 
     # A new upload gets the same error.
-    up = ann.http.post(
-        f"{server.url}/api/visitor/chats/{chat_id}/files",
-        params={"name": "big.bin", "client_id": "f1"},
-        data=b"\x01" * (1024 * 1024),
-        timeout=TIMEOUT,
-    )
+    up = upload(ann, chat_id, b"\x01" * (1024 * 1024), name="big.bin", client_id="f1")
     assert up.status_code == 503 and up.json()["error"] == "storage_full", up.text
 
     # The upload under way gets it too when its next piece finds no room.
@@ -184,12 +180,7 @@ def test_a_full_disk_gives_a_retryable_error_keeps_nothing_partial_and_recovers_
     assert ann.say(chat_id, "the disk has room again")["type"] == "ack"
     r = ann.send({"type": "message", "chat_id": chat_id, "text": "and over HTTP", "client_id": "h"})
     assert r.status_code == 200, r.text
-    up = ann.http.post(
-        f"{server.url}/api/visitor/chats/{chat_id}/files",
-        params={"name": "small.bin", "client_id": "f2"},
-        data=b"\x02" * 1000,
-        timeout=TIMEOUT,
-    )
+    up = upload(ann, chat_id, b"\x02" * 1000, name="small.bin", client_id="f2")
     assert up.status_code == 201, up.text
 
     def views() -> int:
