@@ -233,8 +233,8 @@ class Files:
         try:
             pairs = await self.chats.store.append_events(chat, [event], also=also)
         except Duplicate:  # uploaded again meanwhile: that one stands, this copy is purged
-            first = self.chats.store.event_by_client_id(chat.id, upload.client_id, party.role)
-            return {"file": await first}
+            events = self.chats.store
+            return {"file": await events.event_by_client_id(chat.id, upload.client_id, party.role)}
         await self.chats.publish(chat, pairs)
         self.chats.typing.stop(chat, party.role)
         if party.role == "operator":
