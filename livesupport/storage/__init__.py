@@ -67,23 +67,29 @@ class StorageUnavailable(ApiError):
 
     #: Seconds a client (or a timer) waits before trying again.
     RETRY_AFTER = 10
+    #: The warning in the log comes at most once in this many seconds, not once a request.
+    LOG_EVERY = 60
+    #: The warning logged when it happens: a format string, given its arguments by ``run``.
+    WARNING = ""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message, 503, retry_after=self.RETRY_AFTER)
 
 
 class StorageFull(StorageUnavailable):
     """A write found the disk full. Nothing of it was stored (its transaction rolled back),
     and the same write succeeds once there is space again: a client retries it."""
 
-    #: Seconds a client is told to wait before trying again.
-    RETRY_AFTER = 10
-    #: The warning in the log comes at most once in this many seconds, not once a request.
-    LOG_EVERY = 60
+    #: The warning; its arguments: the data directory and the error.
+    WARNING = (
+        "the disk of the data directory %s is full (%s): nothing new can be stored, and "
+        "clients get storage_full until there is space. Free space on that disk (or move "
+        "the data directory to a larger one); the server resumes by itself, no restart needed"
+    )
 
     def __init__(self) -> None:
         super().__init__(
-            "storage_full",
-            "the server's disk is full; nothing was stored, try again shortly",
-            503,
-            retry_after=self.RETRY_AFTER,
+            "storage_full", "the server's disk is full; nothing was stored, try again shortly"
         )
 
 
@@ -93,15 +99,17 @@ class StorageBusy(StorageUnavailable):
     same write succeeds once the lock is released: a client retries it."""
 
     RETRY_AFTER = 2
-    LOG_EVERY = 60
+    #: The warning; its arguments: the database file and the seconds waited.
+    WARNING = (
+        "the database %s stayed locked by another program for %.1f s ([database] "
+        "busy_timeout): writes get storage_busy until it lets go"
+    )
 
     def __init__(self, waited: float) -> None:
         super().__init__(
             "storage_busy",
             f"the database is locked by another program (waited {waited:.1f} s, [database] "
             "busy_timeout); nothing was stored, try again shortly",
-            503,
-            retry_after=self.RETRY_AFTER,
         )
 
 
@@ -111,14 +119,16 @@ class StorageDown(StorageUnavailable):
     is back, usually within seconds."""
 
     RETRY_AFTER = 2
-    LOG_EVERY = 60
+    #: The warning; its arguments: where the database is and the error.
+    WARNING = (
+        "the database server %s cannot be reached (%s): clients get storage_unavailable "
+        "until it is back; the server resumes by itself"
+    )
 
     def __init__(self) -> None:
         super().__init__(
             "storage_unavailable",
             "the database server cannot be reached; nothing was stored, try again shortly",
-            503,
-            retry_after=self.RETRY_AFTER,
         )
 
 
@@ -320,9 +330,8 @@ class Storage:
                 },
             )
         self._checkpointer: Checkpointer | None = None
-        self._full_logged_at: float | None = None
-        self._busy_logged_at: float | None = None
-        self._down_logged_at: float | None = None
+        #: When a warning about each kind of StorageUnavailable was last logged (monotonic).
+        self._warned_at: dict[type[StorageUnavailable], float] = {}
         self._serving = False
         self.accounts = AccountStore(self)
         self.chats = ChatStore(self)
@@ -378,13 +387,13 @@ class Storage:
                 # retryable error for the client instead of a bug.
                 full = _disk_full(e)
                 if full is not None:
-                    self._warn_full(full)
+                    self._warn(StorageFull, os.path.dirname(os.path.abspath(self.path)), full)
                     raise StorageFull() from None
                 busy = _sqlite_error(e, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
                 if busy is None or not self._serving or self._changes() != before:
                     raise
                 if waited >= self.busy_timeout:
-                    self._warn_busy(waited)
+                    self._warn(StorageBusy, os.path.abspath(self.path), waited)
                     raise StorageBusy(waited) from None
             await asyncio.sleep(pause)
             waited += pause
@@ -398,7 +407,7 @@ class Storage:
         except Exception as e:
             if not self._serving or not _network_failure(e):
                 raise
-            self._warn_down(e)
+            self._warn(StorageDown, self.where(), e)
             raise StorageDown() from None
         finally:
             # The connection goes back to the pool: a socket's task lives for hours.
@@ -419,48 +428,24 @@ class Storage:
             self.execute("PRAGMA busy_timeout = 0")
         self._serving = True
 
-    def _warn_down(self, e: BaseException) -> None:
+    def _warn(self, error: type[StorageUnavailable], *args: Any) -> None:
+        """Log ``error.WARNING`` with ``args``, at most once every ``error.LOG_EVERY`` seconds."""
         now = self.clock.monotonic()
-        if self._down_logged_at is not None and now - self._down_logged_at < StorageDown.LOG_EVERY:
+        last = self._warned_at.get(error)
+        if last is not None and now - last < error.LOG_EVERY:
             return
-        self._down_logged_at = now
-        log.warning(
-            "the database server %s cannot be reached (%s): clients get storage_unavailable "
-            "until it is back; the server resumes by itself",
-            self.where(),
-            e,
-        )
-
-    def _warn_busy(self, waited: float) -> None:
-        now = self.clock.monotonic()
-        if self._busy_logged_at is not None and now - self._busy_logged_at < StorageBusy.LOG_EVERY:
-            return
-        self._busy_logged_at = now
-        log.warning(
-            "the database %s stayed locked by another program for %.1f s ([database] "
-            "busy_timeout): writes get storage_busy until it lets go",
-            os.path.abspath(self.path),
-            waited,
-        )
-
-    def _warn_full(self, e: BaseException) -> None:
-        now = self.clock.monotonic()
-        if self._full_logged_at is not None and now - self._full_logged_at < StorageFull.LOG_EVERY:
-            return
-        self._full_logged_at = now
-        log.warning(
-            "the disk of the data directory %s is full (%s): nothing new can be stored, and "
-            "clients get storage_full until there is space. Free space on that disk (or move "
-            "the data directory to a larger one); the server resumes by itself, no restart needed",
-            os.path.dirname(os.path.abspath(self.path)),
-            e,
-        )
+        self._warned_at[error] = now
+        log.warning(error.WARNING, *args)
 
     def execute(self, sql: str, params: tuple | list = ()):
         """One statement with ``?`` placeholders; returns the cursor."""
         if self.networked:
             sql = _pyformat(sql)
         return self.db.execute_sql(sql, params)
+
+    def fetchone(self, sql: str, params: tuple | list = ()) -> tuple | None:
+        """One query with ``?`` placeholders; returns its first row, or None."""
+        return self.execute(sql, params).fetchone()
 
     def insert(self, sql: str, params: tuple | list = ()) -> int:
         """One ``INSERT`` with ``?`` placeholders; returns the new row's id."""

@@ -148,13 +148,12 @@ class ChatStore:
         return [_as_visitor_sees(*row) for row in cur.fetchall()]
 
     async def last_message(self, chat_id: int) -> dict | None:
-        cur = await self._storage.run(
-            self._storage.execute,
+        row = await self._storage.run(
+            self._storage.fetchone,
             "SELECT data FROM event WHERE chat_id = ? AND type = 'message' "
             "ORDER BY seq DESC LIMIT 1",
             (chat_id,),
         )
-        row = cur.fetchone()
         return json.loads(row[0]) if row else None
 
     async def event_by_client_id(
@@ -162,12 +161,11 @@ class ChatStore:
     ) -> dict | None:
         """A stored message (or note) by its client id, as the party of ``role`` sees it; a
         visitor never sees an operator-only event."""
-        cur = await self._storage.run(
-            self._storage.execute,
+        row = await self._storage.run(
+            self._storage.fetchone,
             "SELECT seq, vseq, data FROM event WHERE chat_id = ? AND client_id = ?",
             (chat_id, client_id),
         )
-        row = cur.fetchone()
         if row is None:
             return None
         if role == "operator":
@@ -332,22 +330,20 @@ class ChatStore:
 
     async def seq_of_vseq(self, chat_id: int, vseq: int) -> int:
         """The chat's ``seq`` of the event the visitor numbers ``vseq``."""
-        cur = await self._storage.run(
-            self._storage.execute,
+        row = await self._storage.run(
+            self._storage.fetchone,
             "SELECT seq FROM event WHERE chat_id = ? AND vseq = ?",
             (chat_id, vseq),
         )
-        row = cur.fetchone()
         return row[0] if row else 0
 
     async def vseq_at(self, chat_id: int, seq: int) -> int:
         """The visitor's number of its last event at or before the chat's ``seq``."""
-        cur = await self._storage.run(
-            self._storage.execute,
+        row = await self._storage.run(
+            self._storage.fetchone,
             "SELECT MAX(vseq) FROM event WHERE chat_id = ? AND seq <= ?",
             (chat_id, seq),
         )
-        row = cur.fetchone()
         return row[0] or 0 if row else 0
 
     # -- links that reopen a conversation ----------------------------------------------------

@@ -69,21 +69,19 @@ class FileStore:
 
     async def file(self, file_id: int) -> StoredFile | None:
         """A complete file's record."""
-        cur = await self._storage.run(
-            self._execute,
+        row = await self._storage.run(
+            self._storage.fetchone,
             "SELECT id, chat_id, name, type, size, created_at FROM file "
             "WHERE id = ? AND complete = 1",
             (file_id,),
         )
-        row = cur.fetchone()
         return StoredFile(*row) if row else None
 
     async def chunk(self, file_id: int, n: int) -> bytes | None:
         """Piece ``n`` of a file, or None past its end."""
-        cur = await self._storage.run(
-            self._execute,
+        row = await self._storage.run(
+            self._storage.fetchone,
             "SELECT data FROM file_chunk WHERE file_id = ? AND n = ?",
             (file_id, n),
         )
-        row = cur.fetchone()
         return bytes(row[0]) if row else None

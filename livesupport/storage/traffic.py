@@ -72,8 +72,8 @@ class TrafficStore:
 
     async def resumable_visit(self, visitor_id: int) -> Visit | None:
         """The visitor's newest visit that never ended (a restart cut it), if any."""
-        cur = await self._storage.run(
-            self._storage.execute,
+        row = await self._storage.run(
+            self._storage.fetchone,
             "SELECT v.id, v.number, v.started_at, v.last_seen, v.landing_url, v.referrer, "
             "v.search_terms, v.ip, v.user_agent, v.browser, v.os, v.device, v.country, v.pages, "
             "r.created_at, (SELECT COUNT(*) FROM chat WHERE visitor_id = ?) "
@@ -81,7 +81,6 @@ class TrafficStore:
             "WHERE v.visitor_id = ? AND v.ended_at IS NULL ORDER BY v.id DESC LIMIT 1",
             (visitor_id, visitor_id),
         )
-        row = cur.fetchone()
         return Visit(*row) if row else None
 
     async def write_views(
