@@ -115,6 +115,13 @@ def watch(page, dialogs):
     return page
 
 
+def assert_quiet(dialogs, *pages) -> None:
+    """No JavaScript error on any of the watched ``pages``, and no dialog opened."""
+    for page in pages:
+        assert page.js_errors == [], page.js_errors
+    assert dialogs == []
+
+
 def new_context(browser, width=1280, height=800, **kw):
     """A fresh browser context (its own storage and cookies: another person)."""
     return browser.new_context(viewport={"width": width, "height": height}, **kw)
@@ -140,17 +147,29 @@ def sign_in(page, server, username, password="correct horse 1", online=True, tim
     return page
 
 
-def visitor_start_chat(page, name="Ann", text="Hello, I need help", email=None, timeout=20_000):
-    """The visitor opens the widget, fills in the pre-chat form and starts a chat."""
+def open_widget(page, status="online", view="prechat", timeout=20_000):
+    """The widget's button shows ``status``; a click on it opens the window on ``view``."""
     from playwright.sync_api import expect
 
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=timeout)
+    expect(page.locator(f".cl-launcher[data-status={status}]")).to_be_visible(timeout=timeout)
     page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=timeout)
+    expect(page.locator(f".cl-window[data-view={view}]")).to_be_visible(timeout=timeout)
+
+
+def fill_form(page, name="Ann", text="Hello, I need help", email=None):
+    """The widget's pre-chat (or leave-a-message) form, filled in."""
     page.fill(".cl-in-name", name)
     if email:
         page.fill(".cl-in-email", email)
     page.fill(".cl-in-text", text)
+
+
+def visitor_start_chat(page, name="Ann", text="Hello, I need help", email=None, timeout=20_000):
+    """The visitor opens the widget, fills in the pre-chat form and starts a chat."""
+    from playwright.sync_api import expect
+
+    open_widget(page, timeout=timeout)
+    fill_form(page, name, text, email)
     page.click(".cl-submit")
     expect(page.locator(".cl-window[data-view=chat]")).to_be_visible(timeout=timeout)
 
@@ -163,6 +182,36 @@ def accept_in_console(op, name, timeout=20_000):
     expect(card).to_be_visible(timeout=timeout)
     card.locator(".accept").click()
     expect(op.locator(".tab.on", has_text=name)).to_be_visible(timeout=timeout)
+
+
+def accepted_chat_page(
+    browser, dialogs, op, url, name="Ann", text="Hello, I need help", email=None, timeout=20_000
+):
+    """A visitor's watched page at ``url`` starting a chat that the operator (the console page
+    ``op``) accepts: the visitor's page."""
+    page = watched_page(browser, dialogs)
+    page.goto(url)
+    visitor_start_chat(page, name, text, email=email, timeout=timeout)
+    accept_in_console(op, name, timeout=timeout)
+    return page
+
+
+def end_chat_in_console(op):
+    """The operator ends the open chat, and confirms."""
+    op.locator(".end-chat").click()
+    op.locator(".confirm-end").click()
+
+
+def request_transcript(page, email, timeout=20_000):
+    """The visitor, whose chat has ended, asks for its transcript at ``email`` (the address the
+    form offers); the form says it is on its way."""
+    from playwright.sync_api import expect
+
+    form = page.locator(".cl-transcript")
+    expect(form).to_be_visible(timeout=timeout)
+    expect(form.locator(".cl-transcript-email")).to_have_value(email)
+    form.locator(".cl-transcript-send").click()
+    expect(form.locator(".cl-transcript-note")).to_contain_text("on its way", timeout=timeout)
 
 
 #: Records which regions of the console (``data-region``) had nodes added or removed.

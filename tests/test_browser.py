@@ -15,6 +15,9 @@ import threading
 from browser_helpers import (
     HostSite,
     accept_in_console,
+    accepted_chat_page,
+    fill_form,
+    open_widget,
     screenshot,
     sign_in,
     visitor_start_chat,
@@ -80,10 +83,9 @@ def test_cross_origin_chat_with_two_tabs_navigation_and_reload(server, host, bro
     expect(ann_tab.locator(".tab-typing")).to_be_hidden(timeout=T)
 
     # Visitor B: a second chat in a second tab.
-    carl = watched_page(browser, dialogs)
-    carl.goto(host.page("page3", "Gift cards"))
-    visitor_start_chat(carl, "Carl", "Do you sell gift cards?")
-    accept_in_console(op, "Carl")
+    carl = accepted_chat_page(
+        browser, dialogs, op, host.page("page3", "Gift cards"), "Carl", "Do you sell gift cards?"
+    )
     expect(op.locator(".tab")).to_have_count(2)
     op.locator(".compose-input").fill("Yes, from 10 euros.")
     op.locator(".compose-input").press("Enter")
@@ -210,8 +212,7 @@ def test_offline_visitor_leaves_a_message(make_server, tmp_path, browser, dialog
         screenshot(page, "offline-button")
         page.click(".cl-launcher")
         expect(page.locator(".cl-window[data-view=offline]")).to_be_visible(timeout=T)
-        page.fill(".cl-in-name", "Olga")
-        page.fill(".cl-in-text", "Please call me back about a wholesale order.")
+        fill_form(page, "Olga", "Please call me back about a wholesale order.")
         page.click(".cl-submit")
         # required offline, and said beside the e-mail field
         expect(page.locator(".cl-err-email")).to_contain_text("e-mail")
@@ -454,9 +455,7 @@ def test_administrator_changes_the_widget_look(server, host, browser, dialogs):
     server.online("admin")
     page = watched_page(browser, dialogs)
     page.goto(host.page("look", "Look"))
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    open_widget(page, timeout=T)
 
     admin = console_login(browser, server, dialogs, username="admin", online=False)
     admin.click("[data-nav=widget]")
@@ -488,10 +487,9 @@ def test_administrator_changes_the_widget_look(server, host, browser, dialogs):
 
 def test_pop_out_gets_the_token_by_postmessage(server, host, browser, dialogs):
     op = console_login(browser, server, dialogs)
-    page = watched_page(browser, dialogs)
-    page.goto(host.page("pop", "Pop"))
-    visitor_start_chat(page, "Pete", "Can I continue in a window?")
-    accept_in_console(op, "Pete")
+    page = accepted_chat_page(
+        browser, dialogs, op, host.page("pop", "Pop"), "Pete", "Can I continue in a window?"
+    )
     with page.expect_popup() as info:
         page.click(".cl-popout")
     popup = info.value
@@ -589,10 +587,9 @@ def test_minimised_window_badge_title_flash_and_ending(server, host, browser, di
 
 def test_widget_and_console_recover_after_a_server_restart(server, host, browser, dialogs):
     op = console_login(browser, server, dialogs)
-    page = watched_page(browser, dialogs)
-    page.goto(host.page("restart", "Restart"))
-    visitor_start_chat(page, "Rhea", "Before the restart")
-    accept_in_console(op, "Rhea")
+    page = accepted_chat_page(
+        browser, dialogs, op, host.page("restart", "Restart"), "Rhea", "Before the restart"
+    )
     expect(page.locator(".cl-title")).to_have_text("Bob", timeout=T)
 
     server.stop()

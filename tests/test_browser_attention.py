@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from browser_helpers import screenshot, sign_in, visitor_start_chat, watched_page
+from browser_helpers import open_widget, screenshot, sign_in, visitor_start_chat, watched_page
 from conftest import PASSWORD, wait_for
 from playwright.sync_api import expect
 
@@ -19,9 +19,7 @@ def test_availability_flips_both_ways_while_the_window_is_open(server, host, bro
     _bob, ws = server.online()
     page = watched_page(browser, dialogs)
     page.goto(host.page("avail", "Availability"))
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    open_widget(page, timeout=T)
     page.fill(".cl-in-text", "typed before the change")
 
     ws.request({"type": "status", "status": "offline"})
@@ -34,9 +32,7 @@ def test_availability_flips_both_ways_while_the_window_is_open(server, host, bro
     # Minimised, the change happens; opening the window shows the server's state at once.
     page.click(".cl-minimize")
     ws.request({"type": "status", "status": "away"})
-    expect(page.locator(".cl-launcher[data-status=offline]")).to_be_visible(timeout=FLIP)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=offline]")).to_be_visible(timeout=FLIP)
+    open_widget(page, status="offline", view="offline", timeout=FLIP)
     assert page.evaluate("CuteLive.status().online") is False
 
 
@@ -44,9 +40,7 @@ def test_an_invitation_waits_while_the_window_is_open(server, host, browser, dia
     _bob, ws = server.online()
     page = watched_page(browser, dialogs)
     page.goto(host.page("inv", "Invitation"))
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    open_widget(page, timeout=T)
     vid = wait_for(lambda: page.evaluate("CuteLive._k.welcome && CuteLive._k.welcome.visitor_id"))
     ack = ws.request({"type": "invite", "visitor_id": vid, "message": "Can I help?"})
     assert ack["type"] == "ack", ack
@@ -150,9 +144,7 @@ def test_the_pre_chat_form_is_set_in_widget_settings(server, host, browser, dial
     admin = sign_in(watched_page(browser, dialogs), server, "admin", PASSWORD, False)
     page = watched_page(browser, dialogs)
     page.goto(host.page("prechat", "Pre-chat"))
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    open_widget(page, timeout=T)
     # By default: name required, e-mail optional; an error stands beside its own field.
     page.fill(".cl-in-text", "Hello")
     page.click(".cl-submit")

@@ -5,7 +5,12 @@ The visitor is on a host page of another origin; screenshots go to ``test-artifa
 
 from __future__ import annotations
 
-from browser_helpers import accept_in_console, screenshot, sign_in, visitor_start_chat, watched_page
+from browser_helpers import (
+    accepted_chat_page,
+    screenshot,
+    sign_in,
+    watched_page,
+)
 from playwright.sync_api import expect
 
 T = 20_000  # ms
@@ -24,10 +29,7 @@ def test_a_shortcut_inserts_the_reply_with_the_names_as_text(server, host, brows
     me = bob_api.operator["display_name"]
 
     op = sign_in(watched_page(browser, dialogs), server, "bob")
-    ann = watched_page(browser, dialogs)
-    ann.goto(host.page("canned", "Shop"))
-    visitor_start_chat(ann, name=NAME)
-    accept_in_console(op, NAME)
+    ann = accepted_chat_page(browser, dialogs, op, host.page("canned", "Shop"), name=NAME)
 
     box = op.locator(".compose-input")
     items = op.locator(".canned-list:not(.hidden) .canned-item")

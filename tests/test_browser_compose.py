@@ -11,7 +11,7 @@ the real clipboard (Ctrl+V). Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import requests
-from browser_helpers import screenshot, sign_in, visitor_start_chat, watched_page
+from browser_helpers import open_widget, screenshot, sign_in, visitor_start_chat, watched_page
 from conftest import TIMEOUT, wait_for
 from playwright.sync_api import expect
 
@@ -50,9 +50,7 @@ def test_a_counter_near_the_limit_and_an_over_long_paste_refused_in_widget_and_c
     page.goto(host.page("limits", "Long messages"))
 
     # The widget's first message, in the pre-chat form: the paste is refused, nothing is cut.
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    open_widget(page, timeout=T)
     paste(page, ".cl-in-text", huge)
     form_note = page.locator(".cl-form .cl-len")
     expect(form_note).to_have_text(refused, timeout=T)

@@ -16,10 +16,10 @@ import re
 
 import requests
 from browser_helpers import (
-    accept_in_console,
+    accepted_chat_page,
+    assert_quiet,
     screenshot,
     sign_in,
-    visitor_start_chat,
     watch,
     watched_page,
 )
@@ -55,10 +55,14 @@ def loaded_width(img) -> int:
 def start(browser, server, host, dialogs, name: str):
     """Bob in the console and a visitor in a chat he has accepted: (console, widget page)."""
     op = sign_in(watched_page(browser, dialogs), server, "bob")
-    page = watched_page(browser, dialogs)
-    page.goto(host.page("shop", "Tea shop", "<p>Green, black and white teas.</p>"))
-    visitor_start_chat(page, name, "Hello, I have a question about my order")
-    accept_in_console(op, name)
+    page = accepted_chat_page(
+        browser,
+        dialogs,
+        op,
+        host.page("shop", "Tea shop", "<p>Green, black and white teas.</p>"),
+        name,
+        "Hello, I have a question about my order",
+    )
     expect(page.locator(".cl-title")).to_have_text("Bob", timeout=T)
     return op, page
 
@@ -128,9 +132,7 @@ def test_files_travel_both_ways_and_images_preview_on_both_sides(
     expect(op.locator(".file-doc .file-name", has_text=invoice)).to_be_visible()
     expect(op.locator(".compose .attach")).to_have_count(0)  # an ended chat takes no files
     screenshot(op, "files-console-transcript")
-    for p in (op, page):
-        assert p.js_errors == [], p.js_errors
-    assert dialogs == []
+    assert_quiet(dialogs, op, page)
 
 
 def test_an_upload_shows_its_progress_and_a_cancelled_one_leaves_nothing(
@@ -185,9 +187,7 @@ def test_an_upload_shows_its_progress_and_a_cancelled_one_leaves_nothing(
     mine.get_by_role("button", name="Cancel").click()
     expect(mine).to_have_count(0)
     cdp.detach()
-    for p in (op, page):
-        assert p.js_errors == [], p.js_errors
-    assert dialogs == []
+    assert_quiet(dialogs, op, page)
 
 
 def test_a_file_over_the_limit_or_of_a_refused_type_is_refused_in_words(
@@ -239,9 +239,7 @@ def test_a_file_over_the_limit_or_of_a_refused_type_is_refused_in_words(
     console = server.console("bob", PASSWORD)
     events = console.get(f"/api/console/chats/{chat_id}").json()["events"]
     assert [e for e in events if e["type"] == "file"] == []
-    for p in (op, page):
-        assert p.js_errors == [], p.js_errors
-    assert dialogs == []
+    assert_quiet(dialogs, op, page)
 
 
 def test_a_hostile_file_name_is_shown_as_text(server, host, browser, dialogs):
@@ -260,9 +258,7 @@ def test_a_hostile_file_name_is_shown_as_text(server, host, browser, dialogs):
         assert p.locator(f"{scope} img[src=x]").count() == 0
         assert p.locator(f"{scope} img").count() == 1
     screenshot(page, "files-widget-hostile-name")
-    for p in (op, page):
-        assert p.js_errors == [], p.js_errors
-    assert dialogs == []
+    assert_quiet(dialogs, op, page)
 
 
 def test_an_upload_broken_by_a_restart_is_retried_with_the_same_client_id(
@@ -300,9 +296,7 @@ def test_an_upload_broken_by_a_restart_is_retried_with_the_same_client_id(
     ids = [re.search(r"client_id=([^&]+)", url).group(1) for url in posts]
     assert ids[0] == ids[1], ids
     cdp.detach()
-    for p in (op, page):
-        assert p.js_errors == [], p.js_errors
-    assert dialogs == []
+    assert_quiet(dialogs, op, page)
 
 
 def test_an_expired_file_link_is_asked_for_again(
@@ -338,9 +332,7 @@ def test_an_expired_file_link_is_asked_for_again(
     # The widget, reloaded after the links expired, shows the picture again.
     page.reload()
     assert loaded_width(page.locator(".cl-me .cl-file-img img")) == 160
-    for p in (op, page):
-        assert p.js_errors == [], p.js_errors
-    assert dialogs == []
+    assert_quiet(dialogs, op, page)
 
 
 def test_the_pop_out_window_shows_and_sends_files_under_its_own_policy(
@@ -363,9 +355,7 @@ def test_the_pop_out_window_shows_and_sends_files_under_its_own_policy(
         doc.click()
     assert download.value.suggested_filename == "receipt.pdf"
     screenshot(popup, "files-pop-out")
-    for p in (op, page, popup):
-        assert p.js_errors == [], p.js_errors
-    assert dialogs == []
+    assert_quiet(dialogs, op, page, popup)
 
 
 #: Put a PNG (its bytes) on the real clipboard, as a screenshot tool does, and text with it
@@ -435,6 +425,4 @@ def test_pasted_and_dropped_images_are_sent_but_not_into_a_note(server, host, br
     page.locator(".cl-compose-input").focus()
     page.keyboard.press("Control+V")
     assert loaded_width(op.locator(".msg.them .file-img img")) == 90
-    for p in (op, page):
-        assert p.js_errors == [], p.js_errors
-    assert dialogs == []
+    assert_quiet(dialogs, op, page)

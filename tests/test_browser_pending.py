@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 
 from browser_helpers import (
-    accept_in_console,
+    accepted_chat_page,
     console_home,
+    end_chat_in_console,
+    request_transcript,
     screenshot,
-    visitor_start_chat,
     watched_page,
 )
 from conftest import mail_config, wait_for
@@ -28,6 +29,14 @@ def _reply(op, text):
     expect(op.locator(".msg.me .bubble", has_text=text)).to_be_visible(timeout=T)
 
 
+def _first_mail(smtp, to: str, what: str) -> str:
+    """The text of the first mail the SMTP server gets (waiting for it), sent to ``to`` alone."""
+    wait_for(lambda: smtp.messages, what=what)
+    _, rcpt, msg = smtp.messages[0]
+    assert rcpt == [to]
+    return msg.get_content()
+
+
 def test_operator_goes_offline_mid_chat_and_the_conversation_carries_on(
     make_server, seeded_database, smtp, host_for, browser, dialogs
 ):
@@ -36,10 +45,9 @@ def test_operator_goes_offline_mid_chat_and_the_conversation_carries_on(
     )
     host = host_for(server)
     op = console_home(browser, server, dialogs, "bob")
-    page = watched_page(browser, dialogs)
-    page.goto(host.page("teapots", "Teapots"))
-    visitor_start_chat(page, "Ann", "Is the blue teapot back?")
-    accept_in_console(op, "Ann")
+    page = accepted_chat_page(
+        browser, dialogs, op, host.page("teapots", "Teapots"), "Ann", "Is the blue teapot back?"
+    )
     _reply(op, "Let me check the stock")
     expect(page.locator(".cl-bubble", has_text="Let me check the stock")).to_be_visible(timeout=T)
 
@@ -89,10 +97,7 @@ def test_operator_goes_offline_mid_chat_and_the_conversation_carries_on(
     page.close()
     wait_for(lambda: server.metrics()["visitor_streams"] == 0, what="the visitor gone")
     _reply(op, "I reserved it for you")
-    wait_for(lambda: smtp.messages, what="the reply e-mail")
-    _, rcpt, msg = smtp.messages[0]
-    assert rcpt == ["ann@example.org"]
-    body = msg.get_content()
+    body = _first_mail(smtp, "ann@example.org", what="the reply e-mail")
     assert "I reserved it for you" in body and "Is the blue teapot back?" in body
     link = re.search(r"http://\S+/chat\?link=[A-Za-z0-9_-]{43}", body).group(0)
 
@@ -112,10 +117,9 @@ def test_operator_goes_offline_mid_chat_and_the_conversation_carries_on(
 def test_a_colleague_takes_the_handed_over_chat_with_nothing_lost(server, host, browser, dialogs):
     bob = console_home(browser, server, dialogs, "bob")
     alice = console_home(browser, server, dialogs, "admin")
-    page = watched_page(browser, dialogs)
-    page.goto(host.page("handover", "Hand-over"))
-    visitor_start_chat(page, "Hana", "My order did not arrive")
-    accept_in_console(bob, "Hana")
+    page = accepted_chat_page(
+        browser, dialogs, bob, host.page("handover", "Hand-over"), "Hana", "My order did not arrive"
+    )
     _reply(bob, "Which order number?")
     page.locator(".cl-compose-input").fill("Order 1234")
     page.locator(".cl-compose-input").press("Enter")
@@ -143,10 +147,9 @@ def test_a_colleague_takes_the_handed_over_chat_with_nothing_lost(server, host, 
 
 def test_without_mail_no_e_mail_is_offered(server, host, browser, dialogs):
     bob = console_home(browser, server, dialogs, "bob")
-    page = watched_page(browser, dialogs)
-    page.goto(host.page("nomail", "No mail"))
-    visitor_start_chat(page, "Noor", "Hello?")
-    accept_in_console(bob, "Noor")
+    page = accepted_chat_page(
+        browser, dialogs, bob, host.page("nomail", "No mail"), "Noor", "Hello?"
+    )
     _reply(bob, "Hi Noor")
     bob.click(".status-opt.offline")
     bob.locator("dialog.offline-dialog .hand-over").click()
@@ -154,8 +157,7 @@ def test_without_mail_no_e_mail_is_offered(server, host, browser, dialogs):
     assert page.locator(".cl-away-email").count() == 0
     expect(bob.locator(".pending-note")).to_contain_text("E-mail is not set up", timeout=T)
     # Rating and the transcript form after the end: rating yes, transcript no.
-    bob.locator(".end-chat").click()
-    bob.locator(".confirm-end").click()
+    end_chat_in_console(bob)
     expect(page.locator(".cl-ended")).to_be_visible(timeout=T)
     expect(page.locator(".cl-star")).to_have_count(5)
     assert page.locator(".cl-transcript").count() == 0
@@ -174,22 +176,19 @@ def test_the_visitor_gets_the_transcript_by_e_mail(
     server = make_server(config=mail_config(smtp), database=seeded_database)
     host = host_for(server)
     op = console_home(browser, server, dialogs, "bob")
-    page = watched_page(browser, dialogs)
-    page.goto(host.page("transcript", "Transcript"))
-    visitor_start_chat(page, "Tess", "Do you ship <b>abroad</b>?", email="tess@example.org")
-    accept_in_console(op, "Tess")
+    page = accepted_chat_page(
+        browser,
+        dialogs,
+        op,
+        host.page("transcript", "Transcript"),
+        "Tess",
+        "Do you ship <b>abroad</b>?",
+        email="tess@example.org",
+    )
     _reply(op, "We ship to 40 countries")
     expect(page.locator(".cl-bubble", has_text="40 countries")).to_be_visible(timeout=T)
-    op.locator(".end-chat").click()
-    op.locator(".confirm-end").click()
-    form = page.locator(".cl-transcript")
-    expect(form).to_be_visible(timeout=T)
-    expect(form.locator(".cl-transcript-email")).to_have_value("tess@example.org")
-    form.locator(".cl-transcript-send").click()
-    expect(form.locator(".cl-transcript-note")).to_contain_text("on its way", timeout=T)
+    end_chat_in_console(op)
+    request_transcript(page, "tess@example.org", timeout=T)
     screenshot(page, "transcript-requested")
-    wait_for(lambda: smtp.messages, what="the transcript at the SMTP server")
-    _, rcpt, msg = smtp.messages[0]
-    assert rcpt == ["tess@example.org"]
-    body = msg.get_content()
+    body = _first_mail(smtp, "tess@example.org", what="the transcript at the SMTP server")
     assert "Do you ship <b>abroad</b>?" in body and "We ship to 40 countries" in body

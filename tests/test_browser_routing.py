@@ -15,6 +15,10 @@ import requests
 from browser_helpers import (
     accept_in_console,
     console_home,
+    end_chat_in_console,
+    fill_form,
+    open_widget,
+    request_transcript,
     screenshot,
     settled,
     transfer_dialog,
@@ -90,12 +94,9 @@ def test_automatic_assignment_gives_each_member_one_chat_and_queues_the_third(
     # Ann starts a chat for Sales in the widget: it goes to one of them at once.
     page = watched_page(browser, dialogs)
     page.goto(host.page("assign", "Sales"))
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    open_widget(page, timeout=T)
     page.select_option(".cl-in-dept", "sales")
-    page.fill(".cl-in-name", "Ann")
-    page.fill(".cl-in-text", "A quote for 40 seats, please")
+    fill_form(page, "Ann", "A quote for 40 seats, please")
     page.click(".cl-submit")
     expect(page.locator(".cl-window[data-view=chat]")).to_be_visible(timeout=T)
     title = page.locator(".cl-title")
@@ -184,9 +185,7 @@ def test_an_unanswered_chat_escalates_then_its_message_goes_to_the_department(
     page.click(".cl-launcher")
     expect(page.locator(".cl-in-dept option")).to_have_count(3, timeout=T)
     page.select_option(".cl-in-dept", "sales")
-    page.fill(".cl-in-name", "Mia")
-    page.fill(".cl-in-email", "mia@example.org")
-    page.fill(".cl-in-text", "Do you sell gift cards?")
+    fill_form(page, "Mia", "Do you sell gift cards?", email="mia@example.org")
     page.click(".cl-submit")
     expect(page.locator(".cl-window[data-view=chat]")).to_be_visible(timeout=T)
     started = time.monotonic()
@@ -317,13 +316,8 @@ def test_a_transfer_with_a_note_keeps_every_note_from_the_visitor(
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
     # The chat ends; the visitor asks for the transcript by e-mail.
-    carol.locator(".end-chat").click()
-    carol.locator(".confirm-end").click()
-    form = page.locator(".cl-transcript")
-    expect(form).to_be_visible(timeout=T)
-    expect(form.locator(".cl-transcript-email")).to_have_value("tess@example.org")
-    form.locator(".cl-transcript-send").click()
-    expect(form.locator(".cl-transcript-note")).to_contain_text("on its way", timeout=T)
+    end_chat_in_console(carol)
+    request_transcript(page, "tess@example.org", timeout=T)
     screenshot(page, "routing-transfer-transcript-requested")
     mail = wait_for(
         lambda: [m for _, rcpt, m in smtp.messages if rcpt == ["tess@example.org"]],

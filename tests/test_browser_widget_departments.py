@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import html
 
-from browser_helpers import screenshot, watched_page
+from browser_helpers import (
+    fill_form,
+    open_widget,
+    screenshot,
+    visitor_start_chat,
+    watched_page,
+)
 from conftest import queue_lists, wait_for
 from playwright.sync_api import expect
 
@@ -58,14 +64,6 @@ def never_offered(ws, chat_id: int) -> bool:
     return not any(queue_lists(ws.events, chat_id))
 
 
-def fill_form(page, name="Ann", text="Hello, I need help", email=None):
-    """The pre-chat (or leave-a-message) form, filled in."""
-    page.fill(".cl-in-name", name)
-    if email:
-        page.fill(".cl-in-email", email)
-    page.fill(".cl-in-text", text)
-
-
 # -- tests ----------------------------------------------------------------------------------------
 
 
@@ -86,9 +84,7 @@ def test_the_visitor_picks_a_department_and_only_its_operators_get_the_chat(
 
     page = watched_page(browser, dialogs)
     page.goto(host.page("pick", "Pick a department"))
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    open_widget(page, timeout=T)
     options = page.locator(".cl-in-dept option")
     # Only the departments with someone online (nobody of Billing is).
     expect(options).to_have_text(
@@ -131,14 +127,7 @@ def test_the_visitor_picks_a_department_and_only_its_operators_get_the_chat(
 def test_a_department_going_offline_is_taken_off_the_list_on_a_phone(
     server, host, browser, dialogs
 ):
-    server.create_operator("carol", display_name="Carol")
-    bob, bob_ws = server.online("bob")
-    carol, _carol_ws = server.online("carol")
-    add_departments(
-        server,
-        {"key": "sales", "name": "Sales", "members": [bob.operator["id"]]},
-        {"key": "support", "name": "Support", "members": [carol.operator["id"]]},
-    )
+    bob_ws, _carol_ws = sales_and_support_online(server)
     page = watched_page(browser, dialogs, width=390, height=844)  # a phone
     page.goto(host.page("gone", "A department goes"))
     page.click(".cl-launcher")
@@ -211,9 +200,7 @@ def test_a_snippet_department_follows_that_department_only(server, host, browser
     page.on("console", lambda m: m.type == "warning" and warnings.append(m.text))
     page.goto(snippet_page(host, "sales", "sales"))
     # Carol is online, but not in Sales: this page's button is offline.
-    expect(page.locator(".cl-launcher[data-status=offline]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=offline]")).to_be_visible(timeout=T)
+    open_widget(page, status="offline", view="offline", timeout=T)
     expect(page.locator(".cl-sub")).to_have_text("Leave us a message")
 
     # Bob (Sales) comes online: the button, the header and the form follow.
@@ -242,9 +229,7 @@ def test_a_snippet_department_offline_gets_its_message(server, host, browser, di
     add_departments(server, {"key": "sales", "name": "Sales", "members": [bob.operator["id"]]})
     page = watched_page(browser, dialogs)
     page.goto(snippet_page(host, "sales-msg", "sales"))
-    expect(page.locator(".cl-launcher[data-status=offline]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=offline]")).to_be_visible(timeout=T)
+    open_widget(page, status="offline", view="offline", timeout=T)
     fill_form(page, "Ann", "Call me about a quote", email="ann@example.org")
     page.click(".cl-submit")
     expect(page.locator(".cl-window[data-view=thanks]")).to_be_visible(timeout=T)
@@ -265,9 +250,7 @@ def test_a_snippet_naming_no_department_warns_once_and_works_site_wide(
     warnings = []
     page.on("console", lambda m: m.type == "warning" and warnings.append(m.text))
     page.goto(snippet_page(host, "typo", "slaes"))
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    expect(page.locator(".cl-window[data-view=prechat]")).to_be_visible(timeout=T)
+    open_widget(page, timeout=T)
     # As without the attribute: the visitor chooses.
     expect(page.locator(".cl-in-dept option")).to_have_text(["Sales"])
     bob_ws.request({"type": "status", "status": "away"})
@@ -290,10 +273,7 @@ def test_the_queue_position_counts_down_until_the_chat_is_accepted(server, host,
         ahead.append(v.start_chat(name=name, text="Me first")["chat"]["id"])
     page = watched_page(browser, dialogs)
     page.goto(host.page("queue", "Queue"))
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    fill_form(page, "Ann", "Am I next?")
-    page.click(".cl-submit")
+    visitor_start_chat(page, "Ann", "Am I next?", timeout=T)
     line = page.locator(".cl-queue")
     # Nobody has been answered yet: no estimate.
     expect(line).to_have_text("You are number 3 in the queue", timeout=T)
@@ -316,10 +296,7 @@ def test_a_transfer_names_the_new_operator(server, host, browser, dialogs):
     carol, carol_ws = server.online("carol")
     page = watched_page(browser, dialogs)
     page.goto(host.page("transfer", "Transfer"))
-    expect(page.locator(".cl-launcher[data-status=online]")).to_be_visible(timeout=T)
-    page.click(".cl-launcher")
-    fill_form(page, "Ann", "Billing question")
-    page.click(".cl-submit")
+    visitor_start_chat(page, "Ann", "Billing question", timeout=T)
     chat_id = bob_ws.wait(lambda e: e["type"] == "queue" and e["chats"])["chats"][0]["id"]
     assert bob_ws.request({"type": "accept", "chat_id": chat_id})["type"] == "ack"
     expect(page.locator(".cl-title")).to_have_text("Bob", timeout=T)
