@@ -443,9 +443,9 @@ class Storage:
             sql = _pyformat(sql)
         return self.db.execute_sql(sql, params)
 
-    def fetchone(self, sql: str, params: tuple | list = ()) -> tuple | None:
-        """One query with ``?`` placeholders; returns its first row, or None."""
-        return self.execute(sql, params).fetchone()
+    async def fetchone(self, sql: str, params: tuple | list = ()) -> tuple | None:
+        """One query with ``?`` placeholders, run as ``run`` runs code; its first row, or None."""
+        return await self.run(lambda: self.execute(sql, params).fetchone())
 
     def insert(self, sql: str, params: tuple | list = ()) -> int:
         """One ``INSERT`` with ``?`` placeholders; returns the new row's id."""

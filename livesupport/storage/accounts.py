@@ -175,8 +175,7 @@ class AccountStore:
         return Visitor(visitor_id, t)
 
     async def visitor_id_by_token(self, token: str) -> int | None:
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT id FROM visitor WHERE token_hash = ?",
             (token_hash(token),),
         )
@@ -184,16 +183,14 @@ class AccountStore:
 
     async def visitor_id_by_link(self, token: str, now: int) -> int | None:
         """The visitor of an unexpired link to a conversation (``chat_link``)."""
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT visitor_id FROM chat_link WHERE token_hash = ? AND expires_at > ?",
             (token_hash(token), now),
         )
         return row[0] if row else None
 
     async def visitor(self, visitor_id: int) -> Visitor | None:
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT id, created_at FROM visitor WHERE id = ?",
             (visitor_id,),
         )

@@ -148,8 +148,7 @@ class ChatStore:
         return [_as_visitor_sees(*row) for row in cur.fetchall()]
 
     async def last_message(self, chat_id: int) -> dict | None:
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT data FROM event WHERE chat_id = ? AND type = 'message' "
             "ORDER BY seq DESC LIMIT 1",
             (chat_id,),
@@ -161,8 +160,7 @@ class ChatStore:
     ) -> dict | None:
         """A stored message (or note) by its client id, as the party of ``role`` sees it; a
         visitor never sees an operator-only event."""
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT seq, vseq, data FROM event WHERE chat_id = ? AND client_id = ?",
             (chat_id, client_id),
         )
@@ -330,8 +328,7 @@ class ChatStore:
 
     async def seq_of_vseq(self, chat_id: int, vseq: int) -> int:
         """The chat's ``seq`` of the event the visitor numbers ``vseq``."""
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT seq FROM event WHERE chat_id = ? AND vseq = ?",
             (chat_id, vseq),
         )
@@ -339,8 +336,7 @@ class ChatStore:
 
     async def vseq_at(self, chat_id: int, seq: int) -> int:
         """The visitor's number of its last event at or before the chat's ``seq``."""
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT MAX(vseq) FROM event WHERE chat_id = ? AND seq <= ?",
             (chat_id, seq),
         )

@@ -31,8 +31,7 @@ class DirectStore:
 
     async def by_client_id(self, from_id: int, client_id: str) -> DirectMessage | None:
         """The message its sender sent with this client id, if any (a retry)."""
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             f"SELECT {_COLUMNS} FROM direct_message WHERE from_id = ? AND client_id = ?",
             (from_id, client_id),
         )
@@ -81,8 +80,7 @@ class DirectStore:
         return [_message(r) for r in cur.fetchall()]
 
     async def last_seq(self, a: int, b: int) -> int:
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT COALESCE(MAX(seq), 0) FROM direct_message WHERE low_id = ? AND high_id = ?",
             _pair(a, b),
         )
@@ -90,8 +88,7 @@ class DirectStore:
 
     async def read_seq(self, operator_id: int, other_id: int) -> int:
         """How far ``operator_id`` has read its conversation with ``other_id``."""
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT seq FROM direct_read WHERE operator_id = ? AND other_id = ?",
             (operator_id, other_id),
         )

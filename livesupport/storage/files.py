@@ -69,8 +69,7 @@ class FileStore:
 
     async def file(self, file_id: int) -> StoredFile | None:
         """A complete file's record."""
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT id, chat_id, name, type, size, created_at FROM file "
             "WHERE id = ? AND complete = 1",
             (file_id,),
@@ -79,8 +78,7 @@ class FileStore:
 
     async def chunk(self, file_id: int, n: int) -> bytes | None:
         """Piece ``n`` of a file, or None past its end."""
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT data FROM file_chunk WHERE file_id = ? AND n = ?",
             (file_id, n),
         )

@@ -72,8 +72,7 @@ class TrafficStore:
 
     async def resumable_visit(self, visitor_id: int) -> Visit | None:
         """The visitor's newest visit that never ended (a restart cut it), if any."""
-        row = await self._storage.run(
-            self._storage.fetchone,
+        row = await self._storage.fetchone(
             "SELECT v.id, v.number, v.started_at, v.last_seen, v.landing_url, v.referrer, "
             "v.search_terms, v.ip, v.user_agent, v.browser, v.os, v.device, v.country, v.pages, "
             "r.created_at, (SELECT COUNT(*) FROM chat WHERE visitor_id = ?) "
