@@ -71,8 +71,9 @@ SIZES = {
 }
 
 
-class BenchBase:
-    """What the scenarios (the mixins of ``run.Bench``) share."""
+class Harness:
+    """The run's shared state and core, which every scenario function (``scen_*.py``) takes
+    as its ``bench`` argument."""
 
     def __init__(self, mode: str, only: list[str] | None):
         self.mode = mode
@@ -94,6 +95,7 @@ class BenchBase:
         self.cluster_ini = self.ini
         self.op_sessions: list[aiohttp.ClientSession] = []
         self.errors: list[str] = []
+        self.track_built = False
         self.started = now()
 
     async def pause(self, seconds: float) -> None:
@@ -205,8 +207,9 @@ class BenchBase:
 
     # -- setup --------------------------------------------------------------------------------
 
-    async def setup(self) -> None:
-        """Operators (the admin by the CLI, the rest over the API) and a pool of visitor tokens."""
+    async def setup(self, cluster: list[str]) -> None:
+        """Operators (the admin by the CLI, the rest over the API) and a pool of visitor tokens;
+        ``cluster``: the scenarios that need PostgreSQL and Redis (run only when named)."""
         z = self.z
         r = subprocess.run(
             [
@@ -244,7 +247,7 @@ class BenchBase:
                         raise RuntimeError(f"create op{i}: {await resp.text()}")
                 return await self.login(i - 1, f"op{i}")
 
-            cluster_only = bool(self.only) and set(self.only) <= set(self.CLUSTER)
+            cluster_only = bool(self.only) and set(self.only) <= set(cluster)
             n_ops = z["cl_ops"] if cluster_only else max(z["ops"], z["cl_ops"])
             self.op_sessions = [admin] + await gather_limited(n_ops - 1, create, 8)
             need = z["cl_chats"]
@@ -270,57 +273,7 @@ class BenchBase:
         finally:
             await srv.stop()
 
-    # -- measurement helpers ------------------------------------------------------------------
-
-    class Window:
-        """CPU of the server, this generator and the rest of the machine over a time window."""
-
-        def __init__(self, srv: Proc | None, extra_pids=(), parts=None):
-            """``parts``: instead of ``srv``, a function giving the CPU seconds so far of each
-            process of the server side (a dict); the window then also has each one's share."""
-            self.srv, self.extra, self.parts = srv, list(extra_pids), parts
-            self.t0 = now()
-            self.gen0 = time.process_time()
-            self.srv0 = srv.stat().get("cpu_s", 0) if srv else 0
-            self.parts0 = parts() if parts else {}
-            self.sys0 = system_busy()
-
-        def close(self, extra_cpu: float = 0.0) -> dict:
-            wall = now() - self.t0
-            gen = time.process_time() - self.gen0 + extra_cpu
-            srv = (self.srv.stat().get("cpu_s", 0) - self.srv0) if self.srv else 0
-            parts = {}
-            if self.parts:
-                p1 = self.parts()
-                parts = {k: p1[k] - self.parts0[k] for k in p1}
-                srv = sum(parts.values())
-            other = system_busy() - self.sys0 - gen - srv
-            out = {
-                "wall_s": round(wall, 2),
-                "gen_cpu_pct": round(100 * gen / wall, 1),
-                "server_cpu_pct": round(100 * srv / wall, 1),
-                "other_cpu_pct": round(max(0.0, 100 * other / wall), 1),
-            }
-            if parts:
-                out["parts_cpu_pct"] = {k: round(100 * v / wall, 1) for k, v in parts.items()}
-            return out
-
-    def gen_note(self, w: dict, load: dict | None = None) -> tuple[str, str]:
-        g = f"{w['gen_cpu_pct']:.0f}%"
-        notes = []
-        gl = (load or {}).get("gen_lag") or {}
-        if gl.get("p99_ms") is not None and gl["p99_ms"] > 5:
-            notes.append(f"generator lag p99 {gl['p99_ms']:.1f} ms, max {gl['max_ms']:.0f} ms")
-        if w["gen_cpu_pct"] >= 90:
-            notes.append("INVALID: generator saturated its core")
-        if w.get("other_cpu_pct", 0) >= 15:
-            notes.append(f"noisy: other load {w['other_cpu_pct']:.0f}% of a core")
-        return g, "; ".join(notes)
-
-    @staticmethod
-    def lag(m: dict) -> str:
-        lg = m.get("loop_lag", {})
-        return f"{lg.get('p99_ms', 0):.0f}/{lg.get('max_ms', 0):.0f}"
+    # -- visitors and waiting -----------------------------------------------------------------
 
     async def connect_visitors(
         self, net, tokens, on_event=None, beacon=True, limit=200, base: str | None = None
@@ -359,10 +312,70 @@ class BenchBase:
             await asyncio.sleep(step)
         return False
 
-    @staticmethod
-    def dispatch(measure):
-        def on_event(c, ev):
-            for fn in list(measure):
-                fn(c, ev)
 
-        return on_event
+# -- measurement helpers --------------------------------------------------------------------
+
+
+class Window:
+    """CPU of the server, this generator and the rest of the machine over a time window."""
+
+    def __init__(self, srv: Proc | None, extra_pids=(), parts=None):
+        """``parts``: instead of ``srv``, a function giving the CPU seconds so far of each
+        process of the server side (a dict); the window then also has each one's share."""
+        self.srv, self.extra, self.parts = srv, list(extra_pids), parts
+        self.t0 = now()
+        self.gen0 = time.process_time()
+        self.srv0 = srv.stat().get("cpu_s", 0) if srv else 0
+        self.parts0 = parts() if parts else {}
+        self.sys0 = system_busy()
+
+    def close(self, extra_cpu: float = 0.0) -> dict:
+        wall = now() - self.t0
+        gen = time.process_time() - self.gen0 + extra_cpu
+        srv = (self.srv.stat().get("cpu_s", 0) - self.srv0) if self.srv else 0
+        parts = {}
+        if self.parts:
+            p1 = self.parts()
+            parts = {k: p1[k] - self.parts0[k] for k in p1}
+            srv = sum(parts.values())
+        other = system_busy() - self.sys0 - gen - srv
+        out = {
+            "wall_s": round(wall, 2),
+            "gen_cpu_pct": round(100 * gen / wall, 1),
+            "server_cpu_pct": round(100 * srv / wall, 1),
+            "other_cpu_pct": round(max(0.0, 100 * other / wall), 1),
+        }
+        if parts:
+            out["parts_cpu_pct"] = {k: round(100 * v / wall, 1) for k, v in parts.items()}
+        return out
+
+
+def gen_note(w: dict, load: dict | None = None) -> tuple[str, str]:
+    """(gen CPU, notes) of a row from a ``Window``'s figures and a load's generator lag."""
+    g = f"{w['gen_cpu_pct']:.0f}%"
+    notes = []
+    gl = (load or {}).get("gen_lag") or {}
+    if gl.get("p99_ms") is not None and gl["p99_ms"] > 5:
+        notes.append(f"generator lag p99 {gl['p99_ms']:.1f} ms, max {gl['max_ms']:.0f} ms")
+    if w["gen_cpu_pct"] >= 90:
+        notes.append("INVALID: generator saturated its core")
+    if w.get("other_cpu_pct", 0) >= 15:
+        notes.append(f"noisy: other load {w['other_cpu_pct']:.0f}% of a core")
+    return g, "; ".join(notes)
+
+
+def lag_text(m: dict) -> str:
+    """The server's event-loop lag from its ``/api/metrics``, as the table shows it."""
+    lg = m.get("loop_lag", {})
+    return f"{lg.get('p99_ms', 0):.0f}/{lg.get('max_ms', 0):.0f}"
+
+
+def dispatch(measure):
+    """An ``on_event`` that passes every event to each handler in ``measure`` (a list the
+    scenario changes as it goes)."""
+
+    def on_event(c, ev):
+        for fn in list(measure):
+            fn(c, ev)
+
+    return on_event

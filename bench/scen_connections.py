@@ -1,5 +1,6 @@
 """Scenarios about holding connections: idle visitors (with the half-open clients), the
-reconnect storm and the file limit. Mixed into ``run.Bench``."""
+reconnect storm and the file limit. Each function takes the run's ``harness.Harness`` as
+``bench``."""
 
 from __future__ import annotations
 
@@ -13,491 +14,496 @@ import sys
 import time
 
 from clients import Net, StreamClient, gather_limited, now, session
+from harness import Harness, Window, dispatch, gen_note, lag_text
 from infra import BENCH, GEN_CPU, drain_time_wait, free_port, pct
+from scen_chats import message_load, open_chats
 
 
-class ConnectionScenarios:
-    """Idle visitors, half-open clients, the reconnect storm, the file limit."""
+# -- scenario: idle visitors --------------------------------------------------------------
+async def s_idle(bench: Harness) -> None:
+    z = bench.z
+    n = z["idle"]
+    got: dict = {}
 
-    # -- scenario: idle visitors --------------------------------------------------------------
-    async def s_idle(self) -> None:
-        z = self.z
-        n = z["idle"]
-        got: dict = {}
+    def on_event(c, ev):
+        if ev.get("type") == "availability":
+            got.setdefault(ev["online"], []).append(now())
 
-        def on_event(c, ev):
-            if ev.get("type") == "availability":
-                got.setdefault(ev["online"], []).append(now())
+    # cutelive
+    srv = await bench.server().start()
+    bench.track_built = await bench.probe_track()
+    ops = await bench.operators(n=10)
+    net = Net(bench.base)
+    warm = await bench.connect_visitors(net, bench.tokens[:20], on_event)
+    for c in warm:
+        c.abort()
+    await bench.pause(2)
+    rss0 = srv.stat()["VmRSS"]
+    t0 = now()
+    vis = await bench.connect_visitors(net, bench.tokens[:n], on_event)
+    connect_s = now() - t0
+    await bench.pause(3)
+    st = srv.stat()
+    kb = (st["VmRSS"] - rss0) / n
+    await bench.metrics(reset=True)
+    w = Window(srv)
+    await asyncio.sleep(z["idle_window"])
+    win = w.close()
+    m = await bench.metrics()
+    held = m["visitor_streams"]
+    # broadcast: the last operator going away flips availability for every visitor
+    for o in ops[1:]:
+        await o.request({"type": "status", "status": "away"})
+    got.clear()
+    t_b = now()
+    await ops[0].request({"type": "status", "status": "away"})
+    await bench.wait_until(lambda: len(got.get(False, [])) >= n, 30)
+    bcast = (max(got.get(False, [t_b])) - t_b) * 1000
+    t_b = now()
+    await ops[0].request({"type": "status", "status": "online"})
+    await bench.wait_until(lambda: len(got.get(True, [])) >= n, 30)
+    bcast_on = (max(got.get(True, [t_b])) - t_b) * 1000
+    for o in ops[1:]:
+        await o.request({"type": "status", "status": "online"})
+    for c in vis + ops:
+        c.abort()
+    await net.close()
+    await srv.stop()
+    bench.details["idle"] = dict(
+        connect_s=round(connect_s, 1),
+        rss0_kb=rss0,
+        after=st,
+        window=win,
+        metrics=m,
+        broadcast_ms=[bcast, bcast_on],
+        received=len(got.get(True, [])),
+    )
+    await drain_time_wait(bench.log)
+    # baseline
+    bl = await bench.baseline().start()
+    bnet = Net(bench.base)
+    bgot: list = []
 
-        # cutelive
-        srv = await self.server().start()
-        self.track_built = await self.probe_track()
-        ops = await self.operators(n=10)
-        net = Net(self.base)
-        warm = await self.connect_visitors(net, self.tokens[:20], on_event)
-        for c in warm:
-            c.abort()
-        await self.pause(2)
-        rss0 = srv.stat()["VmRSS"]
-        t0 = now()
-        vis = await self.connect_visitors(net, self.tokens[:n], on_event)
-        connect_s = now() - t0
-        await self.pause(3)
-        st = srv.stat()
-        kb = (st["VmRSS"] - rss0) / n
-        await self.metrics(reset=True)
-        w = self.Window(srv)
-        await asyncio.sleep(z["idle_window"])
-        win = w.close()
-        m = await self.metrics()
-        held = m["visitor_streams"]
-        # broadcast: the last operator going away flips availability for every visitor
-        for o in ops[1:]:
-            await o.request({"type": "status", "status": "away"})
-        got.clear()
-        t_b = now()
-        await ops[0].request({"type": "status", "status": "away"})
-        await self.wait_until(lambda: len(got.get(False, [])) >= n, 30)
-        bcast = (max(got.get(False, [t_b])) - t_b) * 1000
-        t_b = now()
-        await ops[0].request({"type": "status", "status": "online"})
-        await self.wait_until(lambda: len(got.get(True, [])) >= n, 30)
-        bcast_on = (max(got.get(True, [t_b])) - t_b) * 1000
-        for o in ops[1:]:
-            await o.request({"type": "status", "status": "online"})
-        for c in vis + ops:
-            c.abort()
-        await net.close()
-        await srv.stop()
-        self.details["idle"] = dict(
-            connect_s=round(connect_s, 1),
-            rss0_kb=rss0,
-            after=st,
-            window=win,
-            metrics=m,
-            broadcast_ms=[bcast, bcast_on],
-            received=len(got.get(True, [])),
-        )
-        await drain_time_wait(self.log)
-        # baseline
-        bl = await self.baseline().start()
-        bnet = Net(self.base)
-        bgot: list = []
+    def bon(c, ev):
+        if ev.get("type") == "availability":
+            bgot.append(now())
 
-        def bon(c, ev):
-            if ev.get("type") == "availability":
-                bgot.append(now())
+    async def bone(i):
+        c = StreamClient(bnet.pick(i), bench.base, baseline=True, on_event=bon).start()
+        await asyncio.wait_for(c.ready, 60)
+        return c
 
-        async def bone(i):
-            c = StreamClient(bnet.pick(i), self.base, baseline=True, on_event=bon).start()
-            await asyncio.wait_for(c.ready, 60)
-            return c
+    await bench.pause(1)
+    brss0 = bl.stat()["VmRSS"]
+    bvis = await gather_limited(n, bone, 200)
+    await bench.pause(3)
+    bkb = (bl.stat()["VmRSS"] - brss0) / n
+    bw = Window(bl)
+    await asyncio.sleep(z["idle_window"])
+    bwin = bw.close()
+    t_b = now()
+    async with bnet.pick(0).post(bench.base + "/broadcast?on=0") as r:
+        await r.read()
+    await bench.wait_until(lambda: len(bgot) >= n, 30)
+    bbcast = (max(bgot or [t_b]) - t_b) * 1000
+    for c in bvis:
+        c.abort()
+    await bnet.close()
+    await bl.stop()
+    bench.details["idle"]["baseline"] = dict(kb=bkb, window=bwin, broadcast_ms=bbcast)
+    g, note = gen_note(win)
+    lag = lag_text(m)
+    sc = f"idle visitors ({n:,})"
+    bench.row(sc, "visitors held", held, f"{n:,}", held >= n, None, None, g, lag, note)
+    bench.row(
+        sc,
+        "KB per visitor",
+        round(kb, 1),
+        "≤ 20",
+        kb <= 20,
+        round(bkb, 1),
+        round(kb / bkb, 2) if bkb > 0 else None,
+        g,
+        lag,
+        note,
+    )
+    cpu = win["server_cpu_pct"]
+    bench.row(
+        sc,
+        "idle CPU, % of a core",
+        cpu,
+        "≤ 10",
+        cpu <= 10,
+        bwin["server_cpu_pct"],
+        round(cpu / max(bwin["server_cpu_pct"], 0.1), 2),
+        g,
+        lag,
+        f"window {z['idle_window']} s" + (f"; {note}" if note else ""),
+    )
+    bench.row(
+        sc,
+        "broadcast to all, ms",
+        round(bcast, 0),
+        None,
+        None,
+        round(bbcast, 0),
+        round(bcast / max(bbcast, 1), 2),
+        g,
+        lag,
+        "availability event; last receiver",
+    )
+    await drain_time_wait(bench.log)
+    await s_halfopen(bench)
 
-        await self.pause(1)
-        brss0 = bl.stat()["VmRSS"]
-        bvis = await gather_limited(n, bone, 200)
-        await self.pause(3)
-        bkb = (bl.stat()["VmRSS"] - brss0) / n
-        bw = self.Window(bl)
-        await asyncio.sleep(z["idle_window"])
-        bwin = bw.close()
-        t_b = now()
-        async with bnet.pick(0).post(self.base + "/broadcast?on=0") as r:
-            await r.read()
-        await self.wait_until(lambda: len(bgot) >= n, 30)
-        bbcast = (max(bgot or [t_b]) - t_b) * 1000
-        for c in bvis:
-            c.abort()
-        await bnet.close()
-        await bl.stop()
-        self.details["idle"]["baseline"] = dict(kb=bkb, window=bwin, broadcast_ms=bbcast)
-        g, note = self.gen_note(win)
-        lag = self.lag(m)
-        sc = f"idle visitors ({n:,})"
-        self.row(sc, "visitors held", held, f"{n:,}", held >= n, None, None, g, lag, note)
-        self.row(
-            sc,
-            "KB per visitor",
-            round(kb, 1),
-            "≤ 20",
-            kb <= 20,
-            round(bkb, 1),
-            round(kb / bkb, 2) if bkb > 0 else None,
-            g,
-            lag,
-            note,
-        )
-        cpu = win["server_cpu_pct"]
-        self.row(
-            sc,
-            "idle CPU, % of a core",
-            cpu,
-            "≤ 10",
-            cpu <= 10,
-            bwin["server_cpu_pct"],
-            round(cpu / max(bwin["server_cpu_pct"], 0.1), 2),
-            g,
-            lag,
-            f"window {z['idle_window']} s" + (f"; {note}" if note else ""),
-        )
-        self.row(
-            sc,
-            "broadcast to all, ms",
-            round(bcast, 0),
-            None,
-            None,
-            round(bbcast, 0),
-            round(bcast / max(bbcast, 1), 2),
-            g,
-            lag,
-            "availability event; last receiver",
-        )
-        await drain_time_wait(self.log)
-        await self.s_halfopen()
 
-    async def s_halfopen(self) -> None:
-        """Half-open clients: a generator process is frozen (SIGSTOP); time until dropped."""
-        z = self.z
-        hb = z["hb_short"]
-        ini = self.work / "halfopen.ini"
-        ini.write_text(self.ini.read_text() + f"\n[realtime]\nheartbeat = {hb}s\n")
-        res = {}
-        for kind in ("cutelive", "baseline"):
-            port = free_port()
-            proc = self.server(ini, port=port) if kind == "cutelive" else self.baseline(hb, port)
-            await proc.start()
+async def s_halfopen(bench: Harness) -> None:
+    """Half-open clients: a generator process is frozen (SIGSTOP); time until dropped."""
+    z = bench.z
+    hb = z["hb_short"]
+    ini = bench.work / "halfopen.ini"
+    ini.write_text(bench.ini.read_text() + f"\n[realtime]\nheartbeat = {hb}s\n")
+    res = {}
+    for kind in ("cutelive", "baseline"):
+        port = free_port()
+        proc = bench.server(ini, port=port) if kind == "cutelive" else bench.baseline(hb, port)
+        await proc.start()
 
-            async def streams(kind=kind, port=port):
-                if kind == "cutelive":
-                    return (await self.metrics(port=port))["visitor_streams"]
-                async with session("127.0.0.1") as s:
-                    async with s.get(f"http://127.0.0.1:{port}/status") as r:
-                        return (await r.json())["sockets"]
+        async def streams(kind=kind, port=port):
+            if kind == "cutelive":
+                return (await bench.metrics(port=port))["visitor_streams"]
+            async with session("127.0.0.1") as s:
+                async with s.get(f"http://127.0.0.1:{port}/status") as r:
+                    return (await r.json())["sockets"]
 
-            if kind == "baseline":
-                # bench/flood.py speaks cutelive's path; the baseline counts any WebSocket
-                res[kind] = await self._halfopen_run(proc, port, streams, "/ws")
-            else:
-                res[kind] = await self._halfopen_run(proc, port, streams, None)
-            await proc.stop()
-        self.details["halfopen"] = res
-        ours, theirs = res["cutelive"], res["baseline"]
-        self.row(
-            f"idle visitors ({z['idle']:,})",
-            f"half-open dropped after, s (hb {hb} s, {z['halfopen']} clients)",
-            ours.get("dropped_s"),
-            f"≤ {2 * hb}",
-            (ours.get("dropped_s") or 1e9) <= 2 * hb,
-            theirs.get("dropped_s"),
-            None,
-            None,
-            None,
-            ours.get("note", ""),
-        )
+        if kind == "baseline":
+            # bench/flood.py speaks cutelive's path; the baseline counts any WebSocket
+            res[kind] = await _halfopen_run(bench, proc, port, streams, "/ws")
+        else:
+            res[kind] = await _halfopen_run(bench, proc, port, streams, None)
+        await proc.stop()
+    bench.details["halfopen"] = res
+    ours, theirs = res["cutelive"], res["baseline"]
+    bench.row(
+        f"idle visitors ({z['idle']:,})",
+        f"half-open dropped after, s (hb {hb} s, {z['halfopen']} clients)",
+        ours.get("dropped_s"),
+        f"≤ {2 * hb}",
+        (ours.get("dropped_s") or 1e9) <= 2 * hb,
+        theirs.get("dropped_s"),
+        None,
+        None,
+        None,
+        ours.get("note", ""),
+    )
 
-    async def _halfopen_run(self, proc, port, streams, path) -> dict:
-        z = self.z
+
+async def _halfopen_run(bench: Harness, proc, port, streams, path) -> dict:
+    z = bench.z
+    cmd = [
+        sys.executable,
+        str(BENCH / "flood.py"),
+        "--mode",
+        "hold",
+        "--port",
+        str(port),
+        "--tokens",
+        str(bench.work / "tokens.json"),
+        "--count",
+        str(z["halfopen"]),
+    ]
+    env = dict(os.environ)
+    if path:
+        env["BENCH_WS_PATH"] = path
+    g = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
+    )
+    line = await asyncio.get_running_loop().run_in_executor(None, g.stdout.readline)
+    before = await streams()
+    await asyncio.sleep(random.uniform(0, z["hb_short"]))
+    g.send_signal(signal.SIGSTOP)
+    t0 = now()
+    ok = await bench.wait_until_async(lambda: streams(), lambda v: v == 0, 8 * z["hb_short"])
+    dropped = now() - t0 if ok else None
+    g.kill()
+    g.wait()
+    return {
+        "ready": line.strip(),
+        "held_before": before,
+        "dropped_s": dropped and round(dropped, 2),
+    }
+
+
+# -- scenario: reconnect storm ------------------------------------------------------------
+
+
+async def s_storm(bench: Harness) -> None:
+    z = bench.z
+    n = z["storm"]
+    srv = await bench.server().start()
+    ops = await bench.operators(n=10)
+    net = Net(bench.base)
+    vis = await bench.connect_visitors(net, bench.tokens[:n], beacon=False)
+    await bench.wait_until(lambda: all(c.resumed_at for c in vis), 30)
+    m0 = await bench.metrics()
+    # a burst of operator messages right before the signal: some arrive, some are replayed
+    opsby = {cid: o for o in ops for cid in o.cursors}
+    hot = [c for c in vis if c.expect][: z["storm_msgs"]]
+    for i, c in enumerate(hot):
+        cid = next(iter(c.expect))
+        if cid in opsby:
+            opsby[cid].send_nowait(
+                {
+                    "type": "message",
+                    "chat_id": cid,
+                    "client_id": f"x{i}",
+                    "text": "Still there? We are restarting the server.",
+                }
+            )
+    await asyncio.sleep(0.2)
+    before = {id(c): c.welcomes for c in vis}
+    for c in vis + ops:
+        c.resumed_at = None
+    cpu_gen0 = time.process_time()
+    slices: list[float] = []
+
+    async def sampler():
+        # the generator's CPU per half second: a storm is a burst, its average hides it
+        while True:
+            c0, w0 = time.process_time(), now()
+            await asyncio.sleep(0.5)
+            slices.append(100 * (time.process_time() - c0) / (now() - w0))
+
+    samp = asyncio.ensure_future(sampler())
+    t0 = now()
+    rc, exit_s = await srv.stop()
+    srv2 = await bench.server().start(timeout=60)
+    up_s = now() - t0
+    done = await bench.wait_until(
+        lambda: all(c.welcomes > before[id(c)] and c.resumed_at for c in vis), 120, 0.05
+    )
+    last = max((c.resumed_at or now()) for c in vis) - t0
+    samp.cancel()
+    gen_pct = 100 * (time.process_time() - cpu_gen0) / max(now() - t0, 0.001)
+    gen_peak = max(slices, default=0.0)
+    busy = sum(1 for x in slices if x >= 90) * 0.5
+    srv_cpu = srv2.stat().get("cpu_s", 0)
+    rtimes = sorted((c.resumed_at or now()) - t0 for c in vis)
+    await bench.pause(3)
+    m = await bench.metrics()
+    dups = sum(c.dups for c in vis)
+    gaps = sum(c.gaps for c in vis)
+    polled = sum(1 for c in vis if "poll" in c.transport_used)
+    resumed = sum(1 for c in vis if c.resumed_at)
+    streams = m["visitor_streams"]
+    for c in vis + ops:
+        c.abort()
+    await net.close()
+    await srv2.stop()
+    await drain_time_wait(bench.log)
+    # baseline: the same clients against a bare Tornado restart
+    bl = await bench.baseline().start()
+    bnet = Net(bench.base)
+
+    async def bone(i):
+        c = StreamClient(bnet.pick(i), bench.base, baseline=True, rooms=[i]).start()
+        await asyncio.wait_for(c.ready, 60)
+        return c
+
+    bvis = await gather_limited(n, bone, 200)
+    bbefore = {id(c): c.welcomes for c in bvis}
+    t1 = now()
+    await bl.stop()
+    bl2 = await bench.baseline().start(timeout=60)
+    await bench.wait_until(lambda: all(c.welcomes > bbefore[id(c)] for c in bvis), 120, 0.05)
+    blast = max(c.up_since for c in bvis) - t1
+    for c in bvis:
+        c.abort()
+    await bnet.close()
+    await bl2.stop()
+    await drain_time_wait(bench.log)
+    bench.details["storm"] = dict(
+        exit_rc=rc,
+        exit_s=round(exit_s, 2),
+        restart_ready_s=round(up_s, 2),
+        all_resumed=done,
+        resumed=resumed,
+        dups=dups,
+        gaps=gaps,
+        fell_back_to_poll=polled,
+        streams_before=m0["visitor_streams"],
+        streams_after=streams,
+        metrics=m,
+        gen_cpu_pct=round(gen_pct, 1),
+        gen_cpu_slices=[round(x) for x in slices],
+        server_cpu_s=srv_cpu,
+        baseline_s=round(blast, 2),
+    )
+    g = f"{gen_pct:.0f}% (peak {gen_peak:.0f}%)"
+    note = (
+        f"generator-bound: its core was ≥ 90 % busy for {busy:.1f} s of the storm"
+        if busy >= 1
+        else ""
+    )
+    note += f"; server CPU {srv_cpu:.1f} s since restart; resumed p50 "
+    note += f"{pct(rtimes, 0.5):.1f} s, p90 {pct(rtimes, 0.9):.1f} s"
+    sc = f"reconnect storm ({n:,})"
+    bench.row(
+        sc,
+        "SIGTERM → last visitor resumed, s",
+        round(last, 2),
+        "≤ 10",
+        done and last <= 10,
+        round(blast, 2),
+        round(last / max(blast, 0.01), 2),
+        g,
+        lag_text(m),
+        f"exit {exit_s:.1f} s (rc {rc}), restart ready {up_s:.1f} s, "
+        f"{polled} fell back to long-poll" + (f"; {note}" if note else ""),
+    )
+    bench.row(
+        sc,
+        "duplicates / gaps / streams after",
+        f"{dups} / {gaps} / {streams:,}",
+        f"0 / 0 / {n:,}",
+        dups == 0 and streams == n,
+        None,
+        None,
+        g,
+        lag_text(m),
+        f"{resumed:,} of {n:,} resumed",
+    )
+
+
+# -- scenario: file limit -----------------------------------------------------------------
+
+
+async def s_filelimit(bench: Harness) -> None:
+    z = bench.z
+    nofile = z["flood_nofile"]
+    srv = await bench.server(nofile=nofile).start()
+    measure: list = []
+    on_event = dispatch(measure)
+    ops = await bench.operators(on_event)
+    net = Net(bench.base)
+    k = z["fl_chats"]
+    vis = await bench.connect_visitors(net, bench.tokens[:k], on_event, beacon=False)
+    chat_ids = await open_chats(bench, vis, ops)
+    opsby = {cid: o for o in ops for cid in o.cursors}
+    senders = [(chat_ids[i], vis[i], opsby[chat_ids[i]]) for i in range(k)]
+    m0 = await bench.metrics(reset=True)
+    limit = m0["file_limit"]
+    tok = bench.work / "flood_tokens.json"
+    tok.write_text(json.dumps(bench.tokens[-200:]))
+    half = z["flood"] // 2
+    floods = []
+    for j in range(2):
         cmd = [
             sys.executable,
             str(BENCH / "flood.py"),
             "--mode",
-            "hold",
+            "flood",
             "--port",
-            str(port),
+            str(bench.port),
             "--tokens",
-            str(self.work / "tokens.json"),
+            str(tok),
             "--count",
-            str(z["halfopen"]),
+            str(half),
+            "--offset",
+            str(j),
+            "--concurrency",
+            "50",
         ]
-        env = dict(os.environ)
-        if path:
-            env["BENCH_WS_PATH"] = path
-        g = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
-        )
-        line = await asyncio.get_running_loop().run_in_executor(None, g.stdout.readline)
-        before = await streams()
-        await asyncio.sleep(random.uniform(0, z["hb_short"]))
-        g.send_signal(signal.SIGSTOP)
-        t0 = now()
-        ok = await self.wait_until_async(lambda: streams(), lambda v: v == 0, 8 * z["hb_short"])
-        dropped = now() - t0 if ok else None
-        g.kill()
-        g.wait()
-        return {
-            "ready": line.strip(),
-            "held_before": before,
-            "dropped_s": dropped and round(dropped, 2),
-        }
-
-    # -- scenario: reconnect storm ------------------------------------------------------------
-
-    async def s_storm(self) -> None:
-        z = self.z
-        n = z["storm"]
-        srv = await self.server().start()
-        ops = await self.operators(n=10)
-        net = Net(self.base)
-        vis = await self.connect_visitors(net, self.tokens[:n], beacon=False)
-        await self.wait_until(lambda: all(c.resumed_at for c in vis), 30)
-        m0 = await self.metrics()
-        # a burst of operator messages right before the signal: some arrive, some are replayed
-        opsby = {cid: o for o in ops for cid in o.cursors}
-        hot = [c for c in vis if c.expect][: z["storm_msgs"]]
-        for i, c in enumerate(hot):
-            cid = next(iter(c.expect))
-            if cid in opsby:
-                opsby[cid].send_nowait(
-                    {
-                        "type": "message",
-                        "chat_id": cid,
-                        "client_id": f"x{i}",
-                        "text": "Still there? We are restarting the server.",
-                    }
-                )
-        await asyncio.sleep(0.2)
-        before = {id(c): c.welcomes for c in vis}
-        for c in vis + ops:
-            c.resumed_at = None
-        cpu_gen0 = time.process_time()
-        slices: list[float] = []
-
-        async def sampler():
-            # the generator's CPU per half second: a storm is a burst, its average hides it
-            while True:
-                c0, w0 = time.process_time(), now()
-                await asyncio.sleep(0.5)
-                slices.append(100 * (time.process_time() - c0) / (now() - w0))
-
-        samp = asyncio.ensure_future(sampler())
-        t0 = now()
-        rc, exit_s = await srv.stop()
-        srv2 = await self.server().start(timeout=60)
-        up_s = now() - t0
-        done = await self.wait_until(
-            lambda: all(c.welcomes > before[id(c)] and c.resumed_at for c in vis), 120, 0.05
-        )
-        last = max((c.resumed_at or now()) for c in vis) - t0
-        samp.cancel()
-        gen_pct = 100 * (time.process_time() - cpu_gen0) / max(now() - t0, 0.001)
-        gen_peak = max(slices, default=0.0)
-        busy = sum(1 for x in slices if x >= 90) * 0.5
-        srv_cpu = srv2.stat().get("cpu_s", 0)
-        rtimes = sorted((c.resumed_at or now()) - t0 for c in vis)
-        await self.pause(3)
-        m = await self.metrics()
-        dups = sum(c.dups for c in vis)
-        gaps = sum(c.gaps for c in vis)
-        polled = sum(1 for c in vis if "poll" in c.transport_used)
-        resumed = sum(1 for c in vis if c.resumed_at)
-        streams = m["visitor_streams"]
-        for c in vis + ops:
-            c.abort()
-        await net.close()
-        await srv2.stop()
-        await drain_time_wait(self.log)
-        # baseline: the same clients against a bare Tornado restart
-        bl = await self.baseline().start()
-        bnet = Net(self.base)
-
-        async def bone(i):
-            c = StreamClient(bnet.pick(i), self.base, baseline=True, rooms=[i]).start()
-            await asyncio.wait_for(c.ready, 60)
-            return c
-
-        bvis = await gather_limited(n, bone, 200)
-        bbefore = {id(c): c.welcomes for c in bvis}
-        t1 = now()
-        await bl.stop()
-        bl2 = await self.baseline().start(timeout=60)
-        await self.wait_until(lambda: all(c.welcomes > bbefore[id(c)] for c in bvis), 120, 0.05)
-        blast = max(c.up_since for c in bvis) - t1
-        for c in bvis:
-            c.abort()
-        await bnet.close()
-        await bl2.stop()
-        await drain_time_wait(self.log)
-        self.details["storm"] = dict(
-            exit_rc=rc,
-            exit_s=round(exit_s, 2),
-            restart_ready_s=round(up_s, 2),
-            all_resumed=done,
-            resumed=resumed,
-            dups=dups,
-            gaps=gaps,
-            fell_back_to_poll=polled,
-            streams_before=m0["visitor_streams"],
-            streams_after=streams,
-            metrics=m,
-            gen_cpu_pct=round(gen_pct, 1),
-            gen_cpu_slices=[round(x) for x in slices],
-            server_cpu_s=srv_cpu,
-            baseline_s=round(blast, 2),
-        )
-        g = f"{gen_pct:.0f}% (peak {gen_peak:.0f}%)"
-        note = (
-            f"generator-bound: its core was ≥ 90 % busy for {busy:.1f} s of the storm"
-            if busy >= 1
-            else ""
-        )
-        note += f"; server CPU {srv_cpu:.1f} s since restart; resumed p50 "
-        note += f"{pct(rtimes, 0.5):.1f} s, p90 {pct(rtimes, 0.9):.1f} s"
-        sc = f"reconnect storm ({n:,})"
-        self.row(
-            sc,
-            "SIGTERM → last visitor resumed, s",
-            round(last, 2),
-            "≤ 10",
-            done and last <= 10,
-            round(blast, 2),
-            round(last / max(blast, 0.01), 2),
-            g,
-            self.lag(m),
-            f"exit {exit_s:.1f} s (rc {rc}), restart ready {up_s:.1f} s, "
-            f"{polled} fell back to long-poll" + (f"; {note}" if note else ""),
-        )
-        self.row(
-            sc,
-            "duplicates / gaps / streams after",
-            f"{dups} / {gaps} / {streams:,}",
-            f"0 / 0 / {n:,}",
-            dups == 0 and streams == n,
-            None,
-            None,
-            g,
-            self.lag(m),
-            f"{resumed:,} of {n:,} resumed",
-        )
-
-    # -- scenario: file limit -----------------------------------------------------------------
-
-    async def s_filelimit(self) -> None:
-        z = self.z
-        nofile = z["flood_nofile"]
-        srv = await self.server(nofile=nofile).start()
-        measure: list = []
-        on_event = self.dispatch(measure)
-        ops = await self.operators(on_event)
-        net = Net(self.base)
-        k = z["fl_chats"]
-        vis = await self.connect_visitors(net, self.tokens[:k], on_event, beacon=False)
-        chat_ids = await self.open_chats(vis, ops)
-        opsby = {cid: o for o in ops for cid in o.cursors}
-        senders = [(chat_ids[i], vis[i], opsby[chat_ids[i]]) for i in range(k)]
-        m0 = await self.metrics(reset=True)
-        limit = m0["file_limit"]
-        tok = self.work / "flood_tokens.json"
-        tok.write_text(json.dumps(self.tokens[-200:]))
-        half = z["flood"] // 2
-        floods = []
-        for j in range(2):
-            cmd = [
-                sys.executable,
-                str(BENCH / "flood.py"),
-                "--mode",
-                "flood",
-                "--port",
-                str(self.port),
-                "--tokens",
-                str(tok),
-                "--count",
-                str(half),
-                "--offset",
-                str(j),
-                "--concurrency",
-                "50",
-            ]
-            floods.append(
-                subprocess.Popen(
-                    cmd,
-                    stdout=subprocess.PIPE,
-                    stdin=subprocess.PIPE,
-                    text=True,
-                    preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
-                )
+        floods.append(
+            subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stdin=subprocess.PIPE,
+                text=True,
+                preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
             )
-        w = self.Window(srv)
-        until = asyncio.Event()
-        load = asyncio.ensure_future(
-            self.message_load(senders, z["fl_rate"], 0, 0, 0.3, measure, until)
         )
-        results = []
-        for f in floods:
-            while True:
-                line = await asyncio.get_running_loop().run_in_executor(None, f.stdout.readline)
-                if not line or line.startswith("RESULT"):
-                    break
-            results.append(json.loads(line.split(" ", 1)[1]) if line else {})
-        peak_fds = srv.stat().get("fds", 0)
-        await self.pause(2)
-        until.set()
-        r2 = await load
-        gen_children = 0.0
-        for f in floods:
-            f.stdin.write("exit\n")
-            f.stdin.flush()
-        for f in floods:
-            _, status, ru = os.wait4(f.pid, 0)
-            gen_children += ru.ru_utime + ru.ru_stime
-        win = w.close(extra_cpu=gen_children)
-        await self.pause(1)
-        m = await self.metrics()
-        outcomes: dict = {}
-        for r in results:
-            for key, v in r.get("outcomes", {}).items():
-                outcomes[key] = outcomes.get(key, 0) + v
-        clean_keys = ("accepted", "http_503_server_full", "ws_close_1013", "closed_immediately")
-        unclean = {key: v for key, v in outcomes.items() if key not in clean_keys}
-        lat, errs, lost = r2["lat"], r2["errors"], r2["lost"]
-        disconnects = sum(len(c.close_codes) for c in vis + ops)
-        for c in vis + ops:
-            c.abort()
-        await net.close()
-        rc, _ = await srv.stop()
-        await drain_time_wait(self.log)
-        self.details["filelimit"] = dict(
-            file_limit=limit,
-            peak_fds=peak_fds,
-            outcomes=outcomes,
-            floods=results,
-            window=win,
-            metrics=m,
-            chats_after=dict(p99=pct(lat, 0.99), lost=lost, errors=len(errs)),
-            disconnects=disconnects,
-            exit_rc=rc,
-        )
-        g, note = self.gen_note(win, r2)
-        sc = f"file limit ({z['flood']:,} attempts, limit {limit:,})"
-        acc = outcomes.get("accepted", 0)
-        refused = sum(outcomes.get(key, 0) for key in clean_keys[1:])
-        unc = sum(unclean.values())
-        self.row(
-            sc,
-            "accepted / clean refusals / unclean",
-            f"{acc:,} / {refused:,} / {unc:,}",
-            "unclean 0",
-            unc == 0 and refused > 0,
-            None,
-            None,
-            g,
-            self.lag(m),
-            ", ".join(f"{k2} {v:,}" for k2, v in sorted(outcomes.items()))
-            + (f"; {note}" if note else ""),
-        )
-        ok = disconnects == 0 and lost == 0 and not errs
-        self.row(
-            sc,
-            "chats in progress: disconnects / lost / errors",
-            f"{disconnects} / {lost} / {len(errs)}",
-            "0 / 0 / 0",
-            ok,
-            None,
-            None,
-            g,
-            self.lag(m),
-            f"{z['fl_chats']} chats at {z['fl_rate']} msg/s during the flood",
-        )
+    w = Window(srv)
+    until = asyncio.Event()
+    load = asyncio.ensure_future(
+        message_load(bench, senders, z["fl_rate"], 0, 0, 0.3, measure, until)
+    )
+    results = []
+    for f in floods:
+        while True:
+            line = await asyncio.get_running_loop().run_in_executor(None, f.stdout.readline)
+            if not line or line.startswith("RESULT"):
+                break
+        results.append(json.loads(line.split(" ", 1)[1]) if line else {})
+    peak_fds = srv.stat().get("fds", 0)
+    await bench.pause(2)
+    until.set()
+    r2 = await load
+    gen_children = 0.0
+    for f in floods:
+        f.stdin.write("exit\n")
+        f.stdin.flush()
+    for f in floods:
+        _, status, ru = os.wait4(f.pid, 0)
+        gen_children += ru.ru_utime + ru.ru_stime
+    win = w.close(extra_cpu=gen_children)
+    await bench.pause(1)
+    m = await bench.metrics()
+    outcomes: dict = {}
+    for r in results:
+        for key, v in r.get("outcomes", {}).items():
+            outcomes[key] = outcomes.get(key, 0) + v
+    clean_keys = ("accepted", "http_503_server_full", "ws_close_1013", "closed_immediately")
+    unclean = {key: v for key, v in outcomes.items() if key not in clean_keys}
+    lat, errs, lost = r2["lat"], r2["errors"], r2["lost"]
+    disconnects = sum(len(c.close_codes) for c in vis + ops)
+    for c in vis + ops:
+        c.abort()
+    await net.close()
+    rc, _ = await srv.stop()
+    await drain_time_wait(bench.log)
+    bench.details["filelimit"] = dict(
+        file_limit=limit,
+        peak_fds=peak_fds,
+        outcomes=outcomes,
+        floods=results,
+        window=win,
+        metrics=m,
+        chats_after=dict(p99=pct(lat, 0.99), lost=lost, errors=len(errs)),
+        disconnects=disconnects,
+        exit_rc=rc,
+    )
+    g, note = gen_note(win, r2)
+    sc = f"file limit ({z['flood']:,} attempts, limit {limit:,})"
+    acc = outcomes.get("accepted", 0)
+    refused = sum(outcomes.get(key, 0) for key in clean_keys[1:])
+    unc = sum(unclean.values())
+    bench.row(
+        sc,
+        "accepted / clean refusals / unclean",
+        f"{acc:,} / {refused:,} / {unc:,}",
+        "unclean 0",
+        unc == 0 and refused > 0,
+        None,
+        None,
+        g,
+        lag_text(m),
+        ", ".join(f"{k2} {v:,}" for k2, v in sorted(outcomes.items()))
+        + (f"; {note}" if note else ""),
+    )
+    ok = disconnects == 0 and lost == 0 and not errs
+    bench.row(
+        sc,
+        "chats in progress: disconnects / lost / errors",
+        f"{disconnects} / {lost} / {len(errs)}",
+        "0 / 0 / 0",
+        ok,
+        None,
+        None,
+        g,
+        lag_text(m),
+        f"{z['fl_chats']} chats at {z['fl_rate']} msg/s during the flood",
+    )
