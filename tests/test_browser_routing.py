@@ -235,9 +235,10 @@ def test_an_unanswered_chat_escalates_then_its_message_goes_to_the_department(
 # -- a transfer's note stays with the operators ---------------------------------------------------
 
 
-NOTE = "Private-note-7731: VIP, refund already approved"
-TRANSFER_NOTE = "Handover-note-4402: wants express shipping"
-SECRETS = ("7731", "VIP", "refund already approved", "4402", "express shipping")
+NOTE = "Private-note-QX7731: VIP, refund already approved"
+TRANSFER_NOTE = "Handover-note-QZ4402: wants express shipping"
+#: Each distinctive enough that a port number or an id cannot contain it by chance.
+SECRETS = ("QX7731", "VIP", "refund already approved", "QZ4402", "express shipping")
 
 
 def _no_secrets(text: str, where: str) -> None:
