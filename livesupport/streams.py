@@ -323,3 +323,18 @@ class Streams:
         return sum(
             1 for c in self.poll_conns.values() if c.waiter is not None and not c.waiter.done()
         )
+
+
+def not_replayed(welcome: list[tuple[str, Any]], held: list[tuple[str, Any]]) -> list:
+    """The live events held back while a stream's hello was answered, less the chat events its
+    replay already carries: with a networked database the replay's reads give the loop back,
+    and a message committed meanwhile arrives both ways."""
+    replayed: dict[int, int] = {}
+    for _text, ev in welcome:
+        if ev and "seq" in ev and "chat_id" in ev:
+            replayed[ev["chat_id"]] = max(replayed.get(ev["chat_id"], 0), ev["seq"])
+    return [
+        (text, ev)
+        for text, ev in held
+        if not (ev and "seq" in ev and ev["seq"] <= replayed.get(ev.get("chat_id"), 0))
+    ]

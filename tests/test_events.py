@@ -4,6 +4,7 @@ docs/PROTOCOL.md documents exactly that list (test_docs.py)."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 from inprocess import Recorder
@@ -133,3 +134,26 @@ def test_every_event_of_a_typical_day_is_a_declared_protocol_event(make_app_in_p
         assert not wrong, f"{role} streams got {sorted(wrong)}, declared for the other party"
     # The day above did meet nearly every kind of event.
     assert set(EVENTS) == published | answered | seen["visitor"] | seen["operator"]
+
+
+def test_events_held_during_a_hello_that_its_replay_carries_go_out_once():
+    """A message committed while a stream's replay was being read (a networked database
+    gives the loop back between reads) is both replayed and delivered live: the live copy is
+    dropped; later events and events of other kinds go out."""
+    from livesupport.streams import not_replayed
+
+    def ev(**fields):
+        return (json.dumps(fields), fields)
+
+    welcome = [
+        ev(type="welcome"),
+        ev(type="message", chat_id=7, seq=5),
+        ev(type="message", chat_id=7, seq=6),
+    ]
+    held = [
+        ev(type="message", chat_id=7, seq=6),
+        ev(type="message", chat_id=8, seq=6),
+        ev(type="typing", chat_id=7, typing=True),
+        ev(type="message", chat_id=7, seq=7),
+    ]
+    assert not_replayed(welcome, held) == held[1:]

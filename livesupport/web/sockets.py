@@ -24,6 +24,7 @@ from ..protocol import (
     request_id_ok,
 )
 from ..services import Services
+from ..streams import not_replayed
 from .base import (
     HTTP_CODES,
     SESSION_COOKIE,
@@ -335,7 +336,7 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
             held, self._held = self._held, None
             if self._closed_during_hello:
                 s.streams.detach(self, self.party)
-        for text, _ev in welcome + held:
+        for text, _ev in welcome + not_replayed(welcome, held):
             self._write(text)
         if self.ws_connection is not None:
             self._welcome_end = self.ws_connection.stream._total_write_index
