@@ -5,12 +5,11 @@ run's ``harness.Harness`` as ``bench``."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import random
 
 from clients import Net, StreamClient, baseline_poll, gather_limited, now
 from harness import Harness, Window, dispatch, gen_note, lag_text
-from infra import drain_time_wait, pct
+from infra import QuietGenerator, drain_time_wait, pct
 
 # -- scenario: open chats -----------------------------------------------------------------
 
@@ -98,18 +97,7 @@ async def message_load(
     measure.append(on_event)
     # The generator's own pauses would count as server latency: no garbage collection in
     # this process during the load (its heap is frozen first), and its loop lag is watched.
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    gen_lag: list[float] = []
-
-    async def ticker():
-        while True:
-            due_t = now() + 0.005
-            await asyncio.sleep(0.005)
-            gen_lag.append(max(0.0, now() - due_t) * 1000)
-
-    tick = asyncio.ensure_future(ticker())
+    quiet = QuietGenerator().start()
     n_h = len(senders)
     t0 = now() + 0.1
     t_rec = t0 + warmup
@@ -145,15 +133,14 @@ async def message_load(
                 }
             )
             k += 1
-    tick.cancel()
+    quiet.stop_sampling()
     recorded = [d for d in due.values() if d[2]]
     await bench.wait_until(lambda: all(d[3] for d in recorded), drain, 0.1)
-    gc.enable()
-    gc.unfreeze()
+    quiet.end()
     sent = len(recorded)
     delivered = sum(1 for d in recorded if d[3])
     measure.remove(on_event)
-    gl = {"p99_ms": pct(gen_lag, 0.99), "max_ms": max(gen_lag, default=None)}
+    gl = quiet.lag_figures()
     done = [d[3] for d in recorded if d[3]]
     span = (max(done) - min(d[0] for d in recorded)) if done else None
     return dict(

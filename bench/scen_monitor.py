@@ -5,7 +5,6 @@ fan-out, and the beacon load the cluster fan-out reuses. Each function takes the
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import re
 import shutil
@@ -25,7 +24,7 @@ from clients import (
     track,
 )
 from harness import Harness, Window, gen_note, lag_text
-from infra import BENCH, GEN_CPU, Proc, drain_time_wait, fmt, pct
+from infra import BENCH, GEN_CPU, Proc, QuietGenerator, drain_time_wait, fmt, pct
 
 # -- scenario: page views -----------------------------------------------------------------
 
@@ -204,18 +203,7 @@ async def beacon_load(
     pool = BeaconPool("127.0.0.1", srv.port, path, z["wrk_conns"]).start()
     # As in message_load: no garbage collection in this process during the load, and its
     # own loop lag is watched (it would count as the server's latency).
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    gen_lag: list[float] = []
-
-    async def ticker():
-        while True:
-            due_t = now() + 0.005
-            await asyncio.sleep(0.005)
-            gen_lag.append(max(0.0, now() - due_t) * 1000)
-
-    tick = asyncio.ensure_future(ticker())
+    quiet = QuietGenerator().start()
     t0 = now() + 0.1
     t_rec = t0 + z["warmup"]
     t_end = t_rec + secs
@@ -242,14 +230,13 @@ async def beacon_load(
             )
             k += 1
     win = w.close()
-    tick.cancel()
+    quiet.stop_sampling()
     t_last = now()
     await bench.wait_until(lambda: pool.answered >= k, 30, 0.05)
     answered_s = now() - t_last
     await bench.wait_until(lambda: watch.converged(consoles), 10, 0.2)
     converged_s = now() - t_last
-    gc.enable()
-    gc.unfreeze()
+    quiet.end()
     await pool.close()
     recorded = sum(sum(r) for r in watch.rec)
     return dict(
@@ -264,7 +251,7 @@ async def beacon_load(
         window=win,
         answered_s=round(answered_s, 2),
         converged_s=round(converged_s, 2),
-        gen_lag={"p99_ms": pct(gen_lag, 0.99), "max_ms": max(gen_lag, default=None)},
+        gen_lag=quiet.lag_figures(),
     )
 
 
