@@ -4,6 +4,9 @@ Settings are data (``SETTINGS``: section, key, default, parser, help); ``config.
 lists every one at its default, and a test holds the two together.
 """
 
+# The settings table below keeps one setting a line, however long its help text.
+# ruff: noqa: E501
+
 from __future__ import annotations
 
 import configparser
@@ -61,7 +64,11 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * scale[m.group(2)]
 
 
-def parse_rate(text: str) -> tuple[int, float]:
+#: A rate as ``parse_rate`` reads it: so many events per so many seconds.
+Rate = tuple[int, float]
+
+
+def parse_rate(text: str) -> Rate:
     """Parse ``20/10s`` (20 events per 10 seconds) into ``(count, seconds)``."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\S+)\s*", text)
     if not m:
@@ -113,8 +120,16 @@ def parse_synchronous(text: str) -> str:
     return low
 
 
-def parse_database_url(text: str) -> str:
-    """Empty (SQLite in the data directory) or ``postgresql://user:password@host:port/db``."""
+def parse_server_url(
+    text: str,
+    schemes: tuple[str, ...],
+    fits: Callable[[urllib.parse.SplitResult], Any],
+    expected: str,
+) -> str:
+    """Empty, or a URL of one of ``schemes``, with a port from 1 to 65535 if any, that ``fits``.
+
+    Raises ValueError(``expected``) for anything else.
+    """
     text = text.strip()
     if not text:
         return ""
@@ -125,37 +140,33 @@ def parse_database_url(text: str) -> str:
         u = None
     if (
         u is None
-        or u.scheme not in ("postgresql", "postgres")
-        or not (u.hostname or "host=" in u.query)
-        or not u.path.strip("/")
+        or u.scheme not in schemes
         or (port is not None and not 0 < port < 65536)
+        or not fits(u)
     ):
-        raise ValueError(
-            "empty (SQLite in the data directory) or a PostgreSQL URL such as "
-            "postgresql://user:password@localhost:5432/cutelive"
-        )
+        raise ValueError(expected)
     return text
+
+
+def parse_database_url(text: str) -> str:
+    """Empty (SQLite in the data directory) or ``postgresql://user:password@host:port/db``."""
+    return parse_server_url(
+        text,
+        ("postgresql", "postgres"),
+        lambda u: (u.hostname or "host=" in u.query) and u.path.strip("/"),
+        "empty (SQLite in the data directory) or a PostgreSQL URL such as "
+        "postgresql://user:password@localhost:5432/cutelive",
+    )
 
 
 def parse_redis_url(text: str) -> str:
     """Empty (one process, events in memory) or ``redis://[:password@]host:port/db``."""
-    text = text.strip()
-    if not text:
-        return ""
-    u = split_url(text)
-    try:
-        port = u.port if u is not None else None
-    except ValueError:
-        u = None
-    if (
-        u is None
-        or u.scheme not in ("redis", "rediss", "unix")
-        or not (u.hostname or u.scheme == "unix")
-        or (port is not None and not 0 < port < 65536)
-        or (u.path.strip("/") and not u.path.strip("/").isdigit() and u.scheme != "unix")
-    ):
-        raise ValueError("empty (one process) or a Redis URL such as redis://localhost:6379/0")
-    return text
+    return parse_server_url(
+        text,
+        ("redis", "rediss", "unix"),
+        lambda u: u.scheme == "unix" or (u.hostname and (u.path.strip("/") or "0").isdigit()),
+        "empty (one process) or a Redis URL such as redis://localhost:6379/0",
+    )
 
 
 def parse_origins(text: str) -> list[str]:
@@ -222,69 +233,26 @@ class Setting:
 
 #: Every configuration key, in the order of ``config.example.ini``. The ini overlays these
 #: defaults and command-line flags overlay the ini. A test checks the example file against it.
+# fmt: off
 SETTINGS: list[Setting] = [
     Setting("server", "host", "127.0.0.1", parse_str, "Address to listen on."),
     Setting("server", "port", "8080", parse_port, "Port to listen on; 0 picks a free one."),
-    Setting(
-        "server",
-        "public_url",
-        "",
-        parse_public_url,
-        "The URL visitors and operators reach the server by; used in snippets, links and "
-        "e-mails. Empty: http://HOST:PORT.",
-    ),
+    Setting("server", "public_url", "", parse_public_url, "The URL visitors and operators reach the server by; used in snippets, links and e-mails. Empty: http://HOST:PORT."),
     Setting("server", "data_dir", "cutelive-data", parse_str, "Folder for the database."),
-    Setting(
-        "server",
-        "trusted_proxies",
-        "",
-        parse_list,
-        "Addresses of reverse proxies whose X-Forwarded-For is believed.",
-    ),
+    Setting("server", "trusted_proxies", "", parse_list, "Addresses of reverse proxies whose X-Forwarded-For is believed."),
     Setting("server", "certfile", "", parse_str, "TLS certificate chain (PEM); empty: no TLS."),
     Setting("server", "keyfile", "", parse_str, "TLS private key (PEM)."),
-    Setting(
-        "server",
-        "health_token",
-        "",
-        parse_str,
-        "/api/health and /api/ready answer other addresses than loopback with this token "
-        "(Authorization: Bearer TOKEN); empty: loopback only.",
-    ),
-    Setting(
-        "server",
-        "drain_time",
-        "0s",
-        parse_duration,
-        "After SIGTERM, how long the server keeps serving while /api/ready says not ready.",
-    ),
-    Setting(
-        "database",
-        "url",
-        "",
-        parse_database_url,
-        "Empty: SQLite in the data directory. postgresql://user:password@host:5432/db: PostgreSQL.",
-    ),
+    Setting("server", "health_token", "", parse_str, "/api/health and /api/ready answer other addresses than loopback with this token (Authorization: Bearer TOKEN); empty: loopback only."),
+    Setting("server", "drain_time", "0s", parse_duration, "After SIGTERM, how long the server keeps serving while /api/ready says not ready."),
+    Setting("database", "url", "", parse_database_url, "Empty: SQLite in the data directory. postgresql://user:password@host:5432/db: PostgreSQL."),
     Setting("database", "synchronous", "normal", parse_synchronous, "normal or full."),
     Setting("database", "busy_timeout", "5s", parse_duration, "How long to wait for a lock."),
     Setting("realtime", "heartbeat", "25s", parse_duration, "Ping interval for streams."),
     Setting("realtime", "poll_timeout", "25s", parse_duration, "How long a long-poll is held."),
     Setting("chat", "queue_timeout", "2m", parse_duration, "Unanswered chats become missed."),
-    Setting(
-        "chat",
-        "pending_timeout",
-        "7d",
-        parse_duration,
-        "Pending conversations (operator away) end after this; reply links expire with them.",
-    ),
+    Setting("chat", "pending_timeout", "7d", parse_duration, "Pending conversations (operator away) end after this; reply links expire with them."),
     Setting("chat", "alert_repeat", "30s", parse_duration, "Repeat alerts while a chat waits."),
-    Setting(
-        "chat",
-        "escalate_after",
-        "60s",
-        parse_duration,
-        "A department's chat waiting this long is offered to every operator.",
-    ),
+    Setting("chat", "escalate_after", "60s", parse_duration, "A department's chat waiting this long is offered to every operator."),
     Setting("chat", "max_chats", "4", parse_positive_int, "Chats routing assigns an operator."),
     Setting("chat", "transfer_timeout", "60s", parse_duration, "Unanswered transfers expire."),
     Setting("chat", "typing_preview", "no", parse_bool, "Operators see text before it is sent."),
@@ -325,24 +293,13 @@ SETTINGS: list[Setting] = [
     Setting("mail", "smtp_password", "", parse_str, "SMTP password, if any."),
     Setting("mail", "from_address", "", parse_str, "Sender of notification e-mails."),
     Setting("mail", "to_address", "", parse_str, "Where offline messages are sent."),
-    Setting(
-        "mail",
-        "retry_first",
-        "30s",
-        parse_positive_duration,
-        "Wait after a failed send; doubles with each failure.",
-    ),
+    Setting("mail", "retry_first", "30s", parse_positive_duration, "Wait after a failed send; doubles with each failure."),
     Setting("mail", "retry_max", "1h", parse_positive_duration, "Longest wait between tries."),
     Setting("mail", "give_up_after", "3d", parse_duration, "Mail not accepted by then fails."),
-    Setting(
-        "cluster",
-        "redis_url",
-        "",
-        parse_redis_url,
-        "Empty: one process. redis://host:6379/0: events and presence between processes.",
-    ),
+    Setting("cluster", "redis_url", "", parse_redis_url, "Empty: one process. redis://host:6379/0: events and presence between processes."),
     Setting("log", "level", "info", parse_str, "debug, info, warning or error."),
 ]
+# fmt: on
 
 #: Settings by (section, key).
 SETTINGS_BY_KEY = {(s.section, s.key): s for s in SETTINGS}
@@ -379,17 +336,17 @@ class Config:
     files_stall_timeout: float
     operators_offline_grace: float
     operators_session_lifetime: float
-    operators_login_failures: tuple[int, float]
+    operators_login_failures: Rate
     operators_login_lockout: float
-    operators_login_failures_per_ip: tuple[int, float]
+    operators_login_failures_per_ip: Rate
     widget_allowed_origins: list[str]
     monitor_leave_grace: float
     monitor_idle_after: float
     monitor_invitation_ttl: float
     monitor_retention: float
     monitor_geoip_db: str
-    monitor_beacons_per_visitor: tuple[int, float]
-    monitor_invitations_per_operator: tuple[int, float]
+    monitor_beacons_per_visitor: Rate
+    monitor_invitations_per_operator: Rate
     limits_message_chars: int
     limits_name_chars: int
     limits_email_chars: int
@@ -397,12 +354,12 @@ class Config:
     limits_body_timeout: float
     limits_max_frame: int
     limits_max_outbound: int
-    limits_visitor_messages: tuple[int, float]
-    limits_chats_per_ip: tuple[int, float]
-    limits_offline_messages: tuple[int, float]
-    limits_requests_per_ip: tuple[int, float]
+    limits_visitor_messages: Rate
+    limits_chats_per_ip: Rate
+    limits_offline_messages: Rate
+    limits_requests_per_ip: Rate
     limits_sockets_per_ip: int
-    limits_commands_per_socket: tuple[int, float]
+    limits_commands_per_socket: Rate
     mail_smtp_host: str
     mail_smtp_port: int
     mail_smtp_security: str
