@@ -18,6 +18,12 @@ def from_row(record: type[_R], row: Any, **converted: Any) -> _R:
     return record(**(fields | converted))
 
 
+def fields_of(record: Any, names: str, **values: Any) -> dict[str, Any]:
+    """The fields ``names`` (separated by spaces) of ``record``, in that order, as a dict;
+    ``values`` give some of them as shown rather than as stored."""
+    return {n: values[n] if n in values else getattr(record, n) for n in names.split()}
+
+
 @dataclass(eq=False)
 class Operator:
     id: int
@@ -33,16 +39,14 @@ class Operator:
 
     def public(self, presence: str | None = None, departments: list[int] | None = None) -> dict:
         """As the console sees it; ``presence`` is the live status when known."""
-        return {
-            "id": self.id,
-            "username": self.username,
-            "display_name": self.display_name,
-            "is_admin": bool(self.is_admin),
-            "disabled": bool(self.disabled),
-            "status": presence if presence is not None else self.status,
-            "max_chats": self.max_chats,
-            "departments": departments or [],
-        }
+        return fields_of(
+            self,
+            "id username display_name is_admin disabled status max_chats departments",
+            is_admin=bool(self.is_admin),
+            disabled=bool(self.disabled),
+            status=presence if presence is not None else self.status,
+            departments=departments or [],
+        )
 
 
 @dataclass(eq=False)
@@ -57,7 +61,7 @@ class Department:
     members: list[int] = field(default_factory=list)
 
     def ref(self) -> dict:
-        return {"id": self.id, "key": self.key, "name": self.name}
+        return fields_of(self, "id key name")
 
 
 @dataclass(eq=False)
@@ -130,21 +134,12 @@ class OfflineMessage:
     department_id: int | None = None
 
     def public(self) -> dict:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "email": self.email,
-            "text": self.text,
-            "page_url": self.page_url,
-            "page_title": self.page_title,
-            "chat_id": self.chat_id,
-            "created_at": self.created_at,
-            "read": bool(self.read),
-            "reply_text": self.reply_text,
-            "replied_at": self.replied_at,
-            "replied_by": self.replied_by,
-            "department_id": self.department_id,
-        }
+        return fields_of(
+            self,
+            "id name email text page_url page_title chat_id created_at read reply_text replied_at"
+            " replied_by department_id",
+            read=bool(self.read),
+        )
 
 
 @dataclass(eq=False)
@@ -166,21 +161,13 @@ class OutboxMail:
 
     def public(self) -> dict:
         """As the console sees it (``GET /api/console/mail``, ``mail_changed``)."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "recipient": self.recipient,
-            "subject": self.subject,
-            "state": self.state,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "created_at": self.created_at,
-            "sent_at": self.sent_at,
+        return fields_of(
+            self,
+            "id kind recipient subject state attempts last_error created_at sent_at"
+            " next_attempt_at chat_id offline_message_id",
             # When the next try is due; none once the mail is sent or has failed.
-            "next_attempt_at": self.next_attempt_at if self.state == MAIL_QUEUED else None,
-            "chat_id": self.chat_id,
-            "offline_message_id": self.offline_message_id,
-        }
+            next_attempt_at=self.next_attempt_at if self.state == MAIL_QUEUED else None,
+        )
 
 
 @dataclass(eq=False)
@@ -198,13 +185,9 @@ class InviteRule:
         return cls(id, name, bool(enabled), message, json.loads(conditions))
 
     def public(self) -> dict:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "enabled": self.enabled,
-            "message": self.message,
-            "conditions": dict(self.conditions),
-        }
+        return fields_of(
+            self, "id name enabled message conditions", conditions=dict(self.conditions)
+        )
 
 
 @dataclass(eq=False)
