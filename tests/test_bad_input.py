@@ -508,15 +508,25 @@ def test_wrong_types_in_cursors_id_and_type(server):
     alive(v.ws)
 
 
-def test_unknown_and_forbidden_fields(server):
+def _senders(server):
+    """Who sends the refused commands: a visitor in a chat, a connected visitor with none, bob
+    in a chat of his own, and the admin's console; with a message and a chat start to send.
+
+    Returns ``(v, chat_id, w, bob, chat2, admin, msg, start)``.
+    """
     v, chat_id = started_visitor(server)
     w = server.visitor()
     w.connect()
-    bob, v2, chat2 = operator_with_chat(server)
+    bob, _v2, chat2 = operator_with_chat(server)
     admin = server.console("admin")
-    before = console_state(admin)
     msg = {"type": "message", "chat_id": chat_id, "text": "Hi", "client_id": cid()}
     start = {"type": "start_chat", "name": "Ann", "text": "Hi", "client_id": cid()}
+    return v, chat_id, w, bob, chat2, admin, msg, start
+
+
+def test_unknown_and_forbidden_fields(server):
+    v, chat_id, w, bob, chat2, admin, msg, start = _senders(server)
+    before = console_state(admin)
     op_msg = dict(msg, chat_id=chat2)
     for client, cmd in (
         (v, msg),
@@ -593,15 +603,9 @@ def test_binary_frames_get_an_error_and_the_socket_stays_open(server):
 
 
 def test_lone_surrogates_are_refused_never_a_crash(server):
-    v, chat_id = started_visitor(server)
-    w = server.visitor()
-    w.connect()
-    bob, v2, chat2 = operator_with_chat(server)
-    admin = server.console("admin")
+    v, _chat_id, w, bob, chat2, admin, msg, start = _senders(server)
     before = console_state(admin)
     s = "\ud800"
-    msg = {"type": "message", "chat_id": chat_id, "text": "Hi", "client_id": cid()}
-    start = {"type": "start_chat", "name": "Ann", "text": "Hi", "client_id": cid()}
     leave = {"type": "leave_message", "name": "Ann", "email": "ann@example.com", "text": "Hi"}
     cases = [
         (v, dict(msg, text=f"a{s}b"), "text"),
