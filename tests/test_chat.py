@@ -67,18 +67,8 @@ def test_complete_chat_websocket_and_longpoll_see_same_sequence(server):
     lp_seq = [
         (e["seq"], e["type"]) for e in poller.events if e.get("chat_id") == chat_id and "seq" in e
     ]
-    assert (
-        ws_seq
-        == lp_seq
-        == [
-            (1, "chat_started"),
-            (2, "message"),
-            (3, "chat_accepted"),
-            (4, "message"),
-            (5, "message"),
-            (6, "chat_closed"),
-        ]
-    )
+    types = ["chat_started", "message", "chat_accepted", "message", "message", "chat_closed"]
+    assert ws_seq == lp_seq == list(enumerate(types, 1))
 
     # The transcript says the same.
     t = ann.http.get(server.url + f"/api/visitor/chats/{chat_id}").json()

@@ -37,14 +37,8 @@ def test_a_database_of_the_previous_release_opens_migrates_and_serves_its_chats(
     assert listed[0]["page_url"] == "https://shop.example/pricing"
     assert listed[0]["operator"]["name"] == "Bob" and listed[0]["visitor_id"] == ANN_ID
     t = bob.get(f"/api/console/chats/{CHAT_ID}").json()
-    assert [(e["seq"], e["type"]) for e in t["events"]] == [
-        (1, "chat_started"),
-        (2, "message"),
-        (3, "chat_accepted"),
-        (4, "message"),
-        (5, "message"),
-        (6, "chat_closed"),
-    ]
+    types = ["chat_started", "message", "chat_accepted", "message", "message", "chat_closed"]
+    assert [(e["seq"], e["type"]) for e in t["events"]] == list(enumerate(types, 1))
     assert [e["text"] for e in t["events"] if e["type"] == "message"] == [
         "Hello from the previous release",
         "Hi Ann, Bob here.",
