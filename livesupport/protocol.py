@@ -346,6 +346,14 @@ def _check_string(name: str, value: Any, limit: int, *, text: bool = False, empt
     return value
 
 
+def _check_word(name: str, value: Any, limit: int, pattern: re.Pattern, letters: str) -> str:
+    """A string ``pattern`` matches whole, such as a key; ``letters`` says what it may contain."""
+    v = _check_string(name, value, limit)
+    if not pattern.fullmatch(v):
+        raise ApiError("invalid_field", f"'{name}' may only contain {letters}", field=name)
+    return v
+
+
 def _check_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**62:
         raise ApiError("invalid_field", f"'{name}' must be a positive whole number", field=name)
@@ -445,19 +453,11 @@ class Validator:
         if kind == "note":
             return _check_string(name, value, MAX_NOTE_CHARS, text=True, empty=True)
         if kind == "department_key":
-            v = _check_string(name, value, MAX_DEPARTMENT_KEY_CHARS)
-            if not _DEPARTMENT_KEY.fullmatch(v):
-                raise ApiError(
-                    "invalid_field", f"'{name}' may only contain a-z, 0-9 and '-'", field=name
-                )
-            return v
+            limit = MAX_DEPARTMENT_KEY_CHARS
+            return _check_word(name, value, limit, _DEPARTMENT_KEY, "a-z, 0-9 and '-'")
         if kind == "canned_shortcut":
-            v = _check_string(name, value, MAX_CANNED_SHORTCUT_CHARS)
-            if not _CANNED_SHORTCUT.fullmatch(v):
-                raise ApiError(
-                    "invalid_field", f"'{name}' may only contain a-z, 0-9, '-' and '_'", field=name
-                )
-            return v
+            limit = MAX_CANNED_SHORTCUT_CHARS
+            return _check_word(name, value, limit, _CANNED_SHORTCUT, "a-z, 0-9, '-' and '_'")
         if kind == "department_ref":  # a key as the snippet or the visitor sends it
             return _check_string(name, value, MAX_DEPARTMENT_KEY_CHARS)
         if kind == "department_name":
@@ -510,14 +510,8 @@ class Validator:
                 raise ApiError("invalid_field", f"'{name}' is not valid text", field=name)
             return value
         if kind == "username":
-            v = _check_string(name, value, MAX_USERNAME_CHARS)
-            if not _USERNAME.fullmatch(v):
-                raise ApiError(
-                    "invalid_field",
-                    "'username' may only contain a-z, 0-9, '.', '_' and '-'",
-                    field=name,
-                )
-            return v
+            limit = MAX_USERNAME_CHARS
+            return _check_word(name, value, limit, _USERNAME, "a-z, 0-9, '.', '_' and '-'")
         raise AssertionError(kind)
 
     def conditions(self, name: str, value: Any) -> dict:
@@ -680,6 +674,7 @@ _DEPT = {
     "escalate_after": "seconds?",
     "members": "ids",
 }
+_CANNED = {"shortcut": "canned_shortcut", "text": "text", "shared": "bool", "department_id": "int"}
 
 #: The bodies of the HTTP API's requests: name -> (what it is, in errors; its fields).
 REQUESTS: dict[str, tuple[str, Schema]] = {
@@ -722,20 +717,11 @@ REQUESTS: dict[str, tuple[str, Schema]] = {
     ),
     "new_canned_reply": (
         "a canned reply",
-        {
-            "shortcut": ("canned_shortcut", True),
-            "text": ("text", True),
-            "shared": ("bool", False),
-            "department_id": ("int", False),
-        },
+        {k: (kind, k in ("shortcut", "text")) for k, kind in _CANNED.items()},
     ),
     "canned_reply_changes": (
         "a canned reply",
-        {
-            "shortcut": ("canned_shortcut", False),
-            "text": ("text", False),
-            "department_id": ("int", False),
-        },
+        {k: (kind, False) for k, kind in _CANNED.items() if k != "shared"},
     ),
 }
 
