@@ -382,12 +382,33 @@ class WS:
             pass
 
 
-class VisitorClient:
-    """A visitor: token over HTTP, stream over WebSocket (or long-poll via ``poller()``)."""
+class _Client:
+    """What the visitor's and the operator's clients share: an HTTP session on ``server``, the
+    sockets opened, and the role's ``/api/ROLE/poll``."""
 
-    def __init__(self, server: Server, token: str | None = None):
+    role = ""
+
+    def __init__(self, server: Server):
         self.server = server
         self.http = requests.Session()
+        self.ws: WS | None = None
+        self._sockets: list[WS] = []
+
+    def poller(self) -> Poller:
+        return Poller(self.http, f"{self.server.url}/api/{self.role}/poll")
+
+    def close(self) -> None:
+        for ws in self._sockets:
+            ws.close()
+
+
+class VisitorClient(_Client):
+    """A visitor: token over HTTP, stream over WebSocket (or long-poll via ``poller()``)."""
+
+    role = "visitor"
+
+    def __init__(self, server: Server, token: str | None = None):
+        super().__init__(server)
         if token is None:
             r = self.http.post(server.url + "/api/visitor/token", json={}, timeout=TIMEOUT)
             assert r.status_code == 201, r.text
@@ -395,9 +416,7 @@ class VisitorClient:
             self.visitor_id = r.json()["visitor_id"]
         self.token = token
         self.http.headers["Authorization"] = f"Bearer {token}"
-        self.ws: WS | None = None
         self.welcome: dict | None = None
-        self._sockets: list[WS] = []
 
     def connect(self, cursors: dict | None = None, **kwargs) -> WS:
         ws = WS(self.server.ws_url + "/api/visitor/ws", **kwargs)
@@ -433,26 +452,18 @@ class VisitorClient:
     def send(self, cmd: dict) -> requests.Response:
         return self.http.post(self.server.url + "/api/visitor/send", json=cmd, timeout=TIMEOUT)
 
-    def poller(self) -> Poller:
-        return Poller(self.http, self.server.url + "/api/visitor/poll")
 
-    def close(self) -> None:
-        for ws in self._sockets:
-            ws.close()
-
-
-class ConsoleClient:
+class ConsoleClient(_Client):
     """An operator: cookie session with CSRF over HTTP, stream over the console WebSocket."""
 
+    role = "console"
+
     def __init__(self, server: Server):
-        self.server = server
-        self.http = requests.Session()
+        super().__init__(server)
         r = self.http.get(server.url + "/api/console/session", timeout=TIMEOUT)
         self.xsrf = r.json()["xsrf"]
         self.http.headers["X-XSRFToken"] = self.xsrf
-        self.ws: WS | None = None
         self.operator: dict | None = None
-        self._sockets: list[WS] = []
 
     def login(self, username: str, password: str) -> dict:
         r = self.http.post(
@@ -490,13 +501,6 @@ class ConsoleClient:
 
     def send(self, cmd: dict) -> requests.Response:
         return self.post("/api/console/send", cmd)
-
-    def poller(self) -> Poller:
-        return Poller(self.http, self.server.url + "/api/console/poll")
-
-    def close(self) -> None:
-        for ws in self._sockets:
-            ws.close()
 
 
 class Poller:
