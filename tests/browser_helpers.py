@@ -254,16 +254,21 @@ def console_home(browser, server, dialogs, username, online=True):
     return page
 
 
-def write_in_console(op, text, note=False, timeout=20_000):
-    """The operator sends a reply (or, ``note``, an internal note) in the open chat."""
+def send_and_see(page, box, sent, text, timeout=20_000):
+    """Type ``text`` into the input ``box``, press Enter, and wait until it shows in ``sent``
+    (a selector of the sender's own messages)."""
     from playwright.sync_api import expect
 
+    page.locator(box).fill(text)
+    page.locator(box).press("Enter")
+    expect(page.locator(sent, has_text=text)).to_be_visible(timeout=timeout)
+
+
+def write_in_console(op, text, note=False, timeout=20_000):
+    """The operator sends a reply (or, ``note``, an internal note) in the open chat."""
     op.locator(".mode-note" if note else ".mode-reply").click()
-    box = op.locator(".compose-input")
-    box.fill(text)
-    box.press("Enter")
     where = ".note-item .note-text" if note else ".msg.me .bubble"
-    expect(op.locator(where, has_text=text)).to_be_visible(timeout=timeout)
+    send_and_see(op, ".compose-input", where, text, timeout)
 
 
 def transfer_dialog(op, to, note="", timeout=20_000):

@@ -6,7 +6,7 @@ clears the count and shows Alice that it was seen."""
 
 from __future__ import annotations
 
-from browser_helpers import screenshot, sign_in, watched_page
+from browser_helpers import screenshot, send_and_see, sign_in, watched_page
 from conftest import PASSWORD
 from playwright.sync_api import expect
 
@@ -18,12 +18,7 @@ def _texts(page) -> list[str]:
 
 
 def _write(page, text):
-    box = page.locator(".dm-view .compose-input")
-    box.fill(text)
-    box.press("Enter")
-    expect(page.locator(".dm-view .msg.me:not(.pending) .bubble", has_text=text)).to_be_visible(
-        timeout=T
-    )
+    send_and_see(page, ".dm-view .compose-input", ".dm-view .msg.me:not(.pending) .bubble", text, T)
 
 
 def test_a_direct_message_reaches_a_colleague_once_across_reconnects(server, browser, dialogs):

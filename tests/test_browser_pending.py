@@ -14,6 +14,7 @@ from browser_helpers import (
     end_chat_in_console,
     request_transcript,
     screenshot,
+    send_and_see,
     watched_page,
 )
 from conftest import mail_config, wait_for
@@ -23,10 +24,7 @@ T = 20_000
 
 
 def _reply(op, text):
-    box = op.locator(".compose-input")
-    box.fill(text)
-    box.press("Enter")
-    expect(op.locator(".msg.me .bubble", has_text=text)).to_be_visible(timeout=T)
+    send_and_see(op, ".compose-input", ".msg.me .bubble", text, T)
 
 
 def _first_mail(smtp, to: str, what: str) -> str:

@@ -24,6 +24,7 @@ import requests
 from browser_helpers import (
     accept_in_console,
     screenshot,
+    send_and_see,
     sign_in,
     visitor_start_chat,
     watch,
@@ -86,12 +87,7 @@ def seq_of(page, selector: str, text: str) -> int:
 
 
 def visitor_says(page, text):
-    box = page.locator(".cl-compose-input")
-    box.fill(text)
-    box.press("Enter")
-    expect(page.locator(".cl-msg.cl-me:not(.cl-pending) .cl-bubble", has_text=text)).to_be_visible(
-        timeout=T
-    )
+    send_and_see(page, ".cl-compose-input", ".cl-msg.cl-me:not(.cl-pending) .cl-bubble", text, T)
 
 
 def test_delivered_then_seen_on_both_sides_only_when_looked_at_and_after_a_reload(
