@@ -676,6 +676,17 @@ _DEPT = {
 }
 _CANNED = {"shortcut": "canned_shortcut", "text": "text", "shared": "bool", "department_id": "int"}
 
+
+def _creating(kinds: dict[str, str], *required: str) -> Schema:
+    """The fields that create a thing, from its ``{field: kind}``; ``required`` must be given."""
+    return {k: (kind, k in required) for k, kind in kinds.items()}
+
+
+def _changing(kinds: dict[str, str], *fixed: str) -> Schema:
+    """The fields that change a thing, each optional; ``fixed`` ones cannot change."""
+    return {k: (kind, False) for k, kind in kinds.items() if k not in fixed}
+
+
 #: The bodies of the HTTP API's requests: name -> (what it is, in errors; its fields).
 REQUESTS: dict[str, tuple[str, Schema]] = {
     "setup": ("setup", {"setup_token": ("token", True), **_NEW_OPERATOR}),
@@ -702,27 +713,12 @@ REQUESTS: dict[str, tuple[str, Schema]] = {
     "operator_poll": ("a poll", {"conn": ("token", False), "cursors": ("cursors", False)}),
     "offline_message_read": ("an offline message", {"read": ("bool", True)}),
     "offline_message_reply": ("a reply", {"text": ("text", True)}),
-    "new_rule": (
-        "an invitation rule",
-        {k: (kind, k != "enabled") for k, kind in _RULE.items()},
-    ),
-    "rule_changes": ("an invitation rule", {k: (kind, False) for k, kind in _RULE.items()}),
-    "new_department": (
-        "a department",
-        {k: (kind, k in ("key", "name")) for k, kind in _DEPT.items()},
-    ),
-    "department_changes": (
-        "a department",
-        {k: (kind, False) for k, kind in _DEPT.items() if k != "key"},
-    ),
-    "new_canned_reply": (
-        "a canned reply",
-        {k: (kind, k in ("shortcut", "text")) for k, kind in _CANNED.items()},
-    ),
-    "canned_reply_changes": (
-        "a canned reply",
-        {k: (kind, False) for k, kind in _CANNED.items() if k != "shared"},
-    ),
+    "new_rule": ("an invitation rule", _creating(_RULE, "name", "message", "conditions")),
+    "rule_changes": ("an invitation rule", _changing(_RULE)),
+    "new_department": ("a department", _creating(_DEPT, "key", "name")),
+    "department_changes": ("a department", _changing(_DEPT, "key")),
+    "new_canned_reply": ("a canned reply", _creating(_CANNED, "shortcut", "text")),
+    "canned_reply_changes": ("a canned reply", _changing(_CANNED, "shared")),
 }
 
 
