@@ -84,6 +84,15 @@ def _file(filename: str) -> dict[str, Any]:
     return dict(path=ASSETS_DIR, filename=filename)
 
 
+def _admin_managed(path: str, collection: type, item: type) -> list[Route]:
+    """A collection operators list and administrators add to, and its items (``path/ID``),
+    which administrators alone change."""
+    return [
+        Route(path, collection, {"GET": "operator", "POST": "admin"}),
+        Route(path + r"/([^/]+)", item, "admin"),
+    ]
+
+
 #: The whole route table; docs/PROTOCOL.md documents every ``/api`` route in it.
 ROUTES: list[Route] = [
     Route(r"/api/status", StatusHandler, "public"),
@@ -110,18 +119,15 @@ ROUTES: list[Route] = [
     Route(r"/api/console/chats/([^/]+)", ChatHandler, "operator"),
     Route(r"/api/console/visitors", ConsoleVisitorsHandler, "operator"),
     Route(r"/api/console/visitors/([^/]+)", ConsoleVisitorHandler, "operator"),
-    Route(r"/api/console/invite-rules", InviteRulesHandler, {"GET": "operator", "POST": "admin"}),
-    Route(r"/api/console/invite-rules/([^/]+)", InviteRuleHandler, "admin"),
+    *_admin_managed(r"/api/console/invite-rules", InviteRulesHandler, InviteRuleHandler),
     Route(r"/api/console/offline-messages", OfflineMessagesHandler, "operator"),
     Route(r"/api/console/offline-messages/([^/]+)", OfflineMessageHandler, "operator"),
     Route(r"/api/console/offline-messages/([^/]+)/reply", OfflineMessageReplyHandler, "operator"),
     Route(r"/api/console/mail", MailHandler, "operator"),
     Route(r"/api/console/password", PasswordHandler, "operator"),
     Route(r"/api/console/settings", SettingsHandler, {"GET": "operator", "PATCH": "admin"}),
-    Route(r"/api/console/operators", OperatorsHandler, {"GET": "operator", "POST": "admin"}),
-    Route(r"/api/console/operators/([^/]+)", OperatorHandler, "admin"),
-    Route(r"/api/console/departments", DepartmentsHandler, {"GET": "operator", "POST": "admin"}),
-    Route(r"/api/console/departments/([^/]+)", DepartmentHandler, "admin"),
+    *_admin_managed(r"/api/console/operators", OperatorsHandler, OperatorHandler),
+    *_admin_managed(r"/api/console/departments", DepartmentsHandler, DepartmentHandler),
     Route(r"/api/console/direct/([^/]+)", DirectHandler, "operator"),
     Route(r"/api/console/canned", CannedRepliesHandler, "operator"),
     Route(r"/api/console/canned/([^/]+)", CannedReplyHandler, "operator"),
