@@ -42,7 +42,7 @@ KEEP_LEFT_MS = 60_000
 PURGE_BATCH = 5000
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class LiveVisitor:
     """A visitor on the site now (or just gone): what the monitor shows, kept in memory."""
 

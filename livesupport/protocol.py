@@ -291,7 +291,7 @@ def chat_summary(chat: Any, role: str, operator: Any = None, department: dict | 
     return s
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Party:
     """Who is talking: a visitor (by token) or an operator (by console session)."""
 
