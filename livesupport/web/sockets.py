@@ -28,8 +28,8 @@ from ..streams import not_replayed
 from .base import (
     HTTP_CODES,
     SESSION_COOKIE,
+    client_ip,
     csrf_failed,
-    handler_ip,
     handler_user_agent,
     is_own_origin,
     origin_refused,
@@ -102,6 +102,44 @@ class Utf8CheckingProtocol(tornado.websocket.WebSocketProtocol13):
         asyncio.ensure_future(drain_then_close())
 
 
+class Connection:
+    """What a StreamSocket knows of its connection beyond Tornado's handler.
+
+    One slotted object rather than attributes of the handler: CPython shares the keys of an
+    instance's dictionary only up to 27 of them, and Tornado's handler sets 20, so a handler
+    with a few more carries a dictionary of its own, about 1.3 KB larger, for each socket held
+    (memory per idle visitor, bench/README.md).
+    """
+
+    __slots__ = (
+        "party",
+        "ip",
+        "counted",
+        "hello_timer",
+        "hello_done",
+        "held",
+        "welcome_end",
+        "closed_during_hello",
+    )
+
+    def __init__(self) -> None:
+        self.party: Party | None = None
+        self.ip: str | None = None
+        #: Counted in ``streams.sockets_per_ip``.
+        self.counted = False
+        self.hello_timer: Any = None
+        self.hello_done = False
+        #: Events held back while the hello is answered (what attaching publishes comes after
+        #: the welcome); None when delivering directly.
+        self.held: list | None = None
+        #: Where the welcome, its replay and what came meanwhile end in the bytes written to the
+        #: connection: what counts against ``[limits] max_outbound`` comes after (a reconnect's
+        #: replay may be larger than the cap, and must not close the connection again and again).
+        self.welcome_end = 0
+        #: Closed while the hello was answered: the hello detaches when it is done.
+        self.closed_during_hello = False
+
+
 class StreamSocket(tornado.websocket.WebSocketHandler):
     """A party's WebSocket; subclasses set the role and how the party proves who it is."""
 
@@ -110,19 +148,29 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
     def initialize(self, services: Services, auth: str = "visitor") -> None:
         self.services = services
         self.auth = auth
-        self.party: Party | None = None
-        self._counted = False
-        self._hello_timer = None
-        self._hello_done = False
-        #: Events held back while the hello is answered (what attaching publishes comes after
-        #: the welcome); None when delivering directly.
-        self._held: list | None = None
-        #: Where the welcome, its replay and what came meanwhile end in the bytes written to the
-        #: connection: what counts against ``[limits] max_outbound`` comes after (a reconnect's
-        #: replay may be larger than the cap, and must not close the connection again and again).
-        self._welcome_end = 0
+        self.conn = Connection()
 
-    ip = property(handler_ip)
+    @property
+    def party(self) -> Party | None:
+        return self.conn.party
+
+    @party.setter
+    def party(self, party: Party | None) -> None:
+        self.conn.party = party
+
+    def _detach_stream(self) -> Any:
+        # Tornado's version also swaps seven RequestHandler methods (write, finish, ...) for stubs
+        # that raise, set on the handler itself: with them a handler holds more attributes than
+        # CPython shares the keys of, and each held socket's dictionary grew by 1.3 KB. After
+        # detach(), which marks the request finished, write() and finish() raise anyway.
+        return self.detach()
+
+    @property
+    def ip(self) -> str:
+        if self.conn.ip is None:
+            self.conn.ip = client_ip(self.request, self.services.config.server_trusted_proxies)
+        return self.conn.ip
+
     user_agent = property(handler_user_agent)
 
     def get_websocket_protocol(self):
@@ -216,21 +264,22 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
             self.close(1013, "server full; try again later")
             return
         s.streams.sockets_per_ip[self.ip] += 1
-        self._counted = True
+        self.conn.counted = True
         self.set_nodelay(True)
         loop = tornado.ioloop.IOLoop.current()
-        self._hello_timer = loop.call_later(HELLO_TIMEOUT, self._no_hello)
+        self.conn.hello_timer = loop.call_later(HELLO_TIMEOUT, self._no_hello)
 
     def _no_hello(self) -> None:
-        if not self._hello_done:
+        if not self.conn.hello_done:
             self.close(CLOSE_NO_HELLO, "no hello within 10 seconds")
 
     def send(self, event: dict) -> None:
         self.deliver(encode(event), event)
 
     def deliver(self, text: str, event: dict | None) -> None:
-        if self._held is not None:
-            self._held.append((text, event))
+        held = self.conn.held
+        if held is not None:
+            held.append((text, event))
         elif self._write(text) and self._unsent() > self.services.config.limits_max_outbound:
             self._close_too_slow()
 
@@ -251,7 +300,7 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         no public name for either (``_total_write_index``, ``_total_write_done_index`` in 6.x).
         """
         stream = self.ws_connection.stream
-        taken = max(stream._total_write_done_index, self._welcome_end)
+        taken = max(stream._total_write_done_index, self.conn.welcome_end)
         return stream._total_write_index - taken
 
     def _close_too_slow(self) -> None:
@@ -288,7 +337,7 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         except ApiError as e:
             self.send(e.event())
             return
-        if not self._hello_done:
+        if not self.conn.hello_done:
             await self.hello(cmd)
             return
         s = self.services
@@ -323,38 +372,38 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
             return
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
-        self._hello_done = True
-        if self._hello_timer is not None:
-            tornado.ioloop.IOLoop.current().remove_timeout(self._hello_timer)
-        self._held = []
+        conn = self.conn
+        conn.hello_done = True
+        if conn.hello_timer is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(conn.hello_timer)
+        conn.held = []
         try:
             await s.streams.attach(self, self.party)
             welcome = await s.streams.welcome(self.party, args.get("cursors", {}), stream=self)
         finally:
             # A close during the hello left the detaching to this method (see on_close); after
             # a failure the connection is aborted, and on_close detaches as usual.
-            held, self._held = self._held, None
-            if self._closed_during_hello:
+            held, conn.held = conn.held, None
+            if conn.closed_during_hello:
                 s.streams.detach(self, self.party)
         for text, _ev in welcome + not_replayed(welcome, held):
             self._write(text)
         if self.ws_connection is not None:
-            self._welcome_end = self.ws_connection.stream._total_write_index
-
-    _closed_during_hello = False
+            conn.welcome_end = self.ws_connection.stream._total_write_index
 
     def on_close(self) -> None:
-        if self._counted:
-            self._counted = False
+        conn = self.conn
+        if conn.counted:
+            conn.counted = False
             c = self.services.streams.sockets_per_ip
             c[self.ip] -= 1
             if c[self.ip] <= 0:
                 del c[self.ip]
-        if self._hello_timer is not None:
-            tornado.ioloop.IOLoop.current().remove_timeout(self._hello_timer)
-        if self._hello_done:
-            if self._held is not None:
-                self._closed_during_hello = True  # hello() detaches when it is done
+        if conn.hello_timer is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(conn.hello_timer)
+        if conn.hello_done:
+            if conn.held is not None:
+                conn.closed_during_hello = True  # hello() detaches when it is done
             else:
                 self.services.streams.detach(self, self.party)
 
