@@ -4,6 +4,7 @@ timers; ``GuardedHTTPServer`` refuses connections at the open-file cap."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.httputil
+import tornado.log
 import tornado.web
 
 from ..clock import Clock
@@ -93,8 +95,12 @@ def _admin_managed(path: str, collection: type, item: type) -> list[Route]:
     ]
 
 
-#: The whole route table; docs/PROTOCOL.md documents every ``/api`` route in it.
+#: The whole route table; docs/PROTOCOL.md documents every ``/api`` route in it. Tornado tries
+#: the patterns in order, so the routes every visitor uses again and again come first.
 ROUTES: list[Route] = [
+    Route(r"/api/visitor/track", TrackHandler, "visitor_origin"),
+    Route(r"/api/visitor/ws", VisitorSocket, "visitor"),
+    Route(r"/api/visitor/poll", PollHandler, "visitor"),
     Route(r"/api/status", StatusHandler, "public"),
     Route(r"/api/metrics", MetricsHandler, "local"),
     Route(r"/api/health", HealthHandler, "health"),
@@ -102,9 +108,6 @@ ROUTES: list[Route] = [
     Route(r"/api/widget/config", WidgetConfigHandler, "public"),
     Route(r"/api/button", ButtonHandler, "public"),
     Route(r"/api/visitor/token", VisitorTokenHandler, "visitor_origin"),
-    Route(r"/api/visitor/ws", VisitorSocket, "visitor"),
-    Route(r"/api/visitor/poll", PollHandler, "visitor"),
-    Route(r"/api/visitor/track", TrackHandler, "visitor_origin"),
     Route(r"/api/visitor/send", SendHandler, "visitor"),
     Route(r"/api/visitor/chats", VisitorChatsHandler, "visitor"),
     Route(r"/api/visitor/chats/([^/]+)", ChatHandler, "visitor"),
@@ -184,13 +187,16 @@ class _RefuseLargeBodies(tornado.httputil.HTTPMessageDelegate):
 
     def __init__(self, inner: Any, conn: Any, limit: int, file_limit: int):
         self.inner, self.conn, self.limit, self.file_limit = inner, conn, limit, file_limit
+        self.smallest = min(limit, file_limit)
         self.refused = False
 
     def headers_received(self, start_line: Any, headers: Any) -> Any:
         length = headers.get("Content-Length", "")
+        if not (length.isascii() and length.isdigit() and int(length) > self.smallest):
+            return self.inner.headers_received(start_line, headers)
         upload = upload_auth(getattr(start_line, "path", ""))
         limit = self.file_limit if upload else self.limit
-        if not (length.isascii() and length.isdigit() and int(length) > limit):
+        if int(length) <= limit:
             return self.inner.headers_received(start_line, headers)
         self.refused = True
         self.conn.set_max_body_size(int(length))  # read it to the end, dropping it
@@ -267,7 +273,10 @@ class _Application(tornado.web.Application):
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         if getattr(handler, "error", None) in ("storage_full", "storage_busy", "not_ready"):
             return
-        super().log_request(handler)
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        if tornado.log.access_log.isEnabledFor(level):  # else not even the line's text is made
+            super().log_request(handler)
 
 
 async def make_app(

@@ -151,7 +151,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, services: Services, auth: str | dict[str, str] = "public") -> None:
         self.services = services
         self._auth = auth
-        self.clear()  # again, now that set_default_headers can see the services
+        # Tornado set the default headers before the services were given: add what needs them.
+        self._cors_headers()
 
     @property
     def auth(self) -> str:
@@ -167,8 +168,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        if not hasattr(self, "services"):
-            return  # Tornado calls this once before initialize(); clear() calls it again
+        if hasattr(self, "services"):  # not yet when Tornado first calls this, before initialize()
+            self._cors_headers()
+
+    def _cors_headers(self) -> None:
         if self._auth == "public":
             self.set_header("Access-Control-Allow-Origin", "*")
         elif self._auth in ("visitor", "visitor_origin"):
