@@ -114,12 +114,17 @@ class PollHandler(BaseHandler):
         conn.last_poll = s.clock.monotonic()
         events = await streams.poll_collect(conn, cursors)
         if not events and not conn.closed:
-            waiter = conn.waiter = asyncio.get_running_loop().create_future()
+            # Held on the bare future, with a timer to end it: a wake-up resumes this at the
+            # next turn of the loop (wait_for and shield would add two more turns to every
+            # delivery, each as long as everything else the loop has to do then).
+            loop = asyncio.get_running_loop()
+            waiter = conn.waiter = loop.create_future()
             self._conn = conn
+            timer = loop.call_later(s.config.realtime_poll_timeout, _time_up, waiter)
             try:
-                await asyncio.wait_for(asyncio.shield(waiter), s.config.realtime_poll_timeout)
-            except TimeoutError:
-                pass
+                await waiter
+            finally:
+                timer.cancel()
             superseded = conn.waiter is not waiter
             if not superseded:
                 conn.waiter = None
@@ -138,6 +143,11 @@ class PollHandler(BaseHandler):
     def on_connection_close(self) -> None:
         if self._conn is not None:
             self._conn.wake()
+
+
+def _time_up(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _same_party(a: Party, b: Party) -> bool:
