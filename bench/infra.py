@@ -202,16 +202,19 @@ class Proc:
         )
         log.close()
         while True:
-            if await asyncio.get_running_loop().run_in_executor(None, self.ping):
+            # One patient probe once connected: a server busy with a reconnect storm answers
+            # late, and a probe that gave up and asked again would queue behind the storm anew.
+            wait = max(2.0, timeout - (now() - self.started))
+            if await asyncio.get_running_loop().run_in_executor(None, self.ping, wait):
                 self.ready_s = now() - self.started
                 return self
             if self.p.poll() is not None or now() - self.started > timeout:
                 raise RuntimeError(f"{self.name} did not start; see {self.log_path}")
             await asyncio.sleep(0.005)
 
-    def ping(self) -> bool:
+    def ping(self, timeout: float = 2.0) -> bool:
         try:
-            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
             c.request("GET", self.ready_path)
             ok = c.getresponse().status == 200
             c.close()

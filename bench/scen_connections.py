@@ -329,6 +329,7 @@ async def s_storm(bench: Harness) -> None:
         exit_rc=rc,
         exit_s=round(exit_s, 2),
         restart_ready_s=round(up_s, 2),
+        new_process_ready_s=round(srv2.ready_s or 0, 2),
         all_resumed=done,
         resumed=resumed,
         dups=dups,
@@ -361,7 +362,8 @@ async def s_storm(bench: Harness) -> None:
         round(last / max(blast, 0.01), 2),
         g,
         lag_text(m),
-        f"exit {exit_s:.1f} s (rc {rc}), restart ready {up_s:.1f} s, "
+        f"exit {exit_s:.1f} s (rc {rc}), the new process answered {srv2.ready_s:.1f} s after it "
+        f"started ({up_s:.1f} s after SIGTERM), "
         f"{polled} fell back to long-poll" + (f"; {note}" if note else ""),
     )
     bench.row(
