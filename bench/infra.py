@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -240,6 +241,47 @@ class Proc:
             self.p.kill()
             self.p.wait()
         return self.p.returncode, now() - t0
+
+
+#: A process of its own that asks ``GET path`` until it is answered 200 and prints how long
+#: that took. The load generator's own loop is saturated in a reconnect storm, so a probe run
+#: from it measures the generator as much as the server.
+_PROBE = """
+import http.client, sys, time
+port, path, t0 = int(sys.argv[1]), sys.argv[2], time.monotonic()
+while True:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        c.request("GET", path)
+        if c.getresponse().status == 200:
+            break
+    except OSError:
+        time.sleep(0.005)
+print(time.monotonic() - t0, flush=True)
+"""
+
+
+class ReadyProbe:
+    """Measures when a server about to start first answers ``path``, from outside the
+    generator's process (see ``_PROBE``)."""
+
+    def __init__(self, port: int, path: str):
+        self.p = subprocess.Popen(
+            [sys.executable, "-c", _PROBE, str(port), path],
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
+        )
+
+    def seconds(self, timeout: float = 120) -> float | None:
+        """Seconds from the probe's start to the first 200, or None if none came."""
+        try:
+            out, _ = self.p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+            return None
+        return float(out) if out.strip() else None
 
 
 def _pin_server() -> None:
