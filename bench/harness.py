@@ -97,6 +97,8 @@ class Harness:
         self.errors: list[str] = []
         self.track_built = False
         self.started = now()
+        #: The 1-minute load average when the run began (a quiet machine: under 1).
+        self.load_at_start = os.getloadavg()[0]
 
     async def pause(self, seconds: float) -> None:
         """Settle time between steps; short in smoke runs, which must finish within a minute."""

@@ -142,7 +142,10 @@ def report(bench: Harness) -> str:
         f"{platform.node()}, {os.cpu_count()} CPUs ({cpu_model()}), "
         f"Python {platform.python_version()}, server on CPU {SERVER_CPU}, "
         f"generators on CPU {GEN_CPU}, run took {now() - bench.started:.0f} s",
-        f"load average at the end: {os.getloadavg()[0]:.2f}",
+        f"load average at the start: {bench.load_at_start:.2f}"
+        f"{' (quiet: under 1)' if bench.load_at_start < 1 else ' (not quiet: 1 or more)'}, "
+        f"at the end: {os.getloadavg()[0]:.2f}",
+        *_bare_beacons(bench),
         f"one run on a shared machine (other people's work may use the same "
         f"{os.cpu_count()} cores): a row's notes say noisy when the rest of the machine used "
         "more than 15 % of a core during its measurement",
@@ -160,6 +163,17 @@ def report(bench: Harness) -> str:
     if bench.errors:
         foot += ["errors:", *bench.errors]
     return "\n".join(head + lines + foot)
+
+
+def _bare_beacons(bench: Harness) -> list[str]:
+    """The header's line naming the machine by bare Tornado's beacons/s in this run."""
+    for r in bench.rows:
+        if r["figure"] == "beacons/s" and r["baseline"]:
+            return [
+                f"bare Tornado made {fmt(r['baseline'])} beacons/s in this run (DESIGN §6's "
+                "absolute targets assume a machine where it makes 5,700 or more; compare ratios)"
+            ]
+    return []
 
 
 def main() -> int:
