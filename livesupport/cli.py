@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 import peewee
+import tornado.netutil
 
 from . import __version__
 from .clock import Clock
@@ -44,63 +45,21 @@ def setup_logging(level: str) -> None:
 
 def _listen(config: Config) -> list[socket.socket]:
     """The listening sockets, or a ConfigError that names the address and what to do."""
-    sockets = _bind(config)
-    _start_listening(config, sockets)
-    return sockets
-
-
-def _bind(config: Config) -> list[socket.socket]:
-    """The server's sockets, bound to its address but not listening yet (connections are
-    refused until ``_start_listening``), or a ConfigError that names the address."""
-    host = config.server_host or None
-    try:
-        sockets: list[socket.socket] = []
-        found = socket.getaddrinfo(
-            host, config.server_port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
-        )
-        for family, kind, proto, _name, address in sorted(set(found), key=lambda r: r[0]):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                # IPv4 has a socket of its own, as Tornado's bind_sockets does it.
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if address[1] == 0 and len(sockets) > 1:  # port 0: the same one on each address
-                address = (address[0], sockets[0].getsockname()[1], *address[2:])
-            sock.setblocking(False)
-            try:
-                sock.bind(address)
-            except OSError as e:
-                # Some hosts resolve "localhost" to ::1 with IPv6 half disabled: IPv4 serves.
-                if e.errno != errno.EADDRNOTAVAIL or family != socket.AF_INET6 or len(found) < 2:
-                    raise
-                sockets.pop().close()
-        return sockets
-    except OSError as e:
-        for sock in sockets:
-            sock.close()
-        raise _address_error(config, e) from None
-
-
-def _start_listening(config: Config, sockets: list[socket.socket]) -> None:
-    # A listen backlog of socket.SOMAXCONN rather than Tornado's 128: after a restart every
-    # visitor reconnects within seconds, and a full accept queue drops SYNs, which clients
-    # retry only after 1, 3, 7 s.
-    try:
-        for sock in sockets:
-            sock.listen(socket.SOMAXCONN)
-    except OSError as e:
-        raise _address_error(config, e) from None
-
-
-def _address_error(config: Config, e: OSError) -> ConfigError:
     where = f"{config.server_host}:{config.server_port}"
-    if e.errno == errno.EADDRINUSE:
-        return ConfigError(
-            f"{where} is already in use by another program; "
-            "choose another port with --port or [server] port"
+    try:
+        # A listen backlog of socket.SOMAXCONN rather than Tornado's 128: after a restart every
+        # visitor reconnects within seconds, and a full accept queue drops SYNs, which clients
+        # retry only after 1, 3, 7 s.
+        return tornado.netutil.bind_sockets(
+            config.server_port, config.server_host, backlog=socket.SOMAXCONN
         )
-    return ConfigError(f"cannot listen on {where}: {e.strerror or e}")
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"{where} is already in use by another program; "
+                "choose another port with --port or [server] port"
+            ) from None
+        raise ConfigError(f"cannot listen on {where}: {e.strerror or e}") from None
 
 
 async def serve(
@@ -111,17 +70,11 @@ async def serve(
     """Run the server until SIGTERM or SIGINT; returns the exit status. A worker of
     ``--workers`` is handed the sockets its parent listens on, and ``started`` to call once it
     serves them."""
-    # Bind first: when the port is taken, say so and create nothing. Listen once the app is
-    # ready: while it starts, connections are refused and clients retry shortly, rather than
-    # fill the accept queue (after a restart, thousands of reconnecting visitors would all be
-    # served before anyone who comes after them, a health check included).
-    bound = None
+    # Listen first: when the port is taken, say so and create nothing.
     if sockets is None:
-        sockets = bound = _bind(config)
+        sockets = _listen(config)
     try:
         app = await make_app(config)
-        if bound is not None:
-            _start_listening(config, bound)
     except BaseException:
         for sock in sockets:
             sock.close()
