@@ -279,7 +279,7 @@ class Chats:
             return again
         self.site.check_prechat(form)
         form.setdefault("name", "")
-        department = self.departments.for_chat(form.get("department"))
+        department = await self.departments.for_chat(form.get("department"))
         self.rl_chats.check(party.ip, "new chats from this address")
         self.rl_messages.check(party.visitor_id, "messages")
         chat, pairs = await self._create(party, form, department=department)

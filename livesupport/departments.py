@@ -39,6 +39,9 @@ class Departments:
         self.presence = presence
         self.by_id: dict[int, Department] = {}
         self._availability: Any = None
+        #: Other processes change departments too (a cluster): a name missing here is looked
+        #: up afresh before it is refused, as their notice may still be on its way.
+        self.shared = False
         #: ``changed()``: a department was created, changed or deleted.
         self.changed = Signal("departments_changed")
         presence.roster_changed.connect(self.publish_availability)
@@ -119,18 +122,23 @@ class Departments:
             raise unknown_department(key)
         return {"online": bool(self.online_members(d))}
 
-    def for_message(self, key: str | None) -> Department | None:
-        """The department a visitor named; None for none named."""
-        if not key:
-            return None
+    async def named(self, key: str) -> Department:
+        """The department called ``key``, or the ``unknown_department`` error."""
         d = self.by_key(key)
+        if d is None and self.shared:
+            await self._reload()
+            d = self.by_key(key)
         if d is None:
             raise unknown_department(key)
         return d
 
-    def for_chat(self, key: str | None) -> Department | None:
+    async def for_message(self, key: str | None) -> Department | None:
+        """The department a visitor named; None for none named."""
+        return await self.named(key) if key else None
+
+    async def for_chat(self, key: str | None) -> Department | None:
         """The department a visitor asked for, with someone online; None for none asked."""
-        d = self.for_message(key)
+        d = await self.for_message(key)
         if d is not None and not self.online_members(d):
             raise department_offline(d)
         return d

@@ -44,7 +44,7 @@ class OfflineMessages:
         """The visitor's ``leave_message`` command; the same ``client_id`` stores it once.
         With ``[mail]`` configured, its notification is queued in the same transaction."""
         follows = await self.chats.chat_for(party, chat_id) if chat_id is not None else None
-        dept = self.chats.departments.for_message(department)
+        dept = await self.chats.departments.for_message(department)
         if dept is None and follows is not None and follows.department_id:
             dept = self.chats.departments.by_id.get(follows.department_id)  # the missed chat's
         if client_id is not None:

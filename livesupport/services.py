@@ -169,6 +169,7 @@ class Services:
         cluster.on("operator", self.storage.accounts.forget)
         self.site.saved.connect(lambda: cluster.notify("site"))
         cluster.on("site", lambda _d: self.site.start())
+        self.departments.shared = True
         self.departments.changed.connect(lambda: cluster.notify("departments"))
         cluster.on("departments", lambda _d: self._departments_elsewhere())
         # A transfer offered on one process and answered on another: the offering one answers.

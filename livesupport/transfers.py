@@ -12,7 +12,7 @@ from typing import Any
 
 from .chats import Chats
 from .context import Context
-from .departments import Departments, department_offline, unknown_department
+from .departments import Departments, department_offline
 from .presence import Presence
 from .protocol import ACTIVE, ONLINE, ApiError, Party, chat_closed, invalid_field, not_found
 
@@ -55,9 +55,7 @@ class Transfers:
             receivers = {await self._receiver(party, operator_id)}
             to_operator = await self.chats.who(operator_id)
         else:
-            d = self.departments.by_key(department)
-            if d is None:
-                raise unknown_department(department)
+            d = await self.departments.named(department)
             receivers = set(self.departments.online_members(d)) - {party.operator_id}
             if not receivers:
                 raise department_offline(d)
