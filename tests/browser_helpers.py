@@ -124,6 +124,7 @@ def assert_quiet(dialogs, *pages) -> None:
 
 def new_context(browser, width=1280, height=800, **kw):
     """A fresh browser context (its own storage and cookies: another person)."""
+    kw.setdefault("reduced_motion", "reduce")  # no animation keeps Chromium redrawing
     return browser.new_context(viewport={"width": width, "height": height}, **kw)
 
 

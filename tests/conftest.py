@@ -52,6 +52,14 @@ SERVER_CMD = (
 )
 _ids = itertools.count(1)
 
+# The suite starts several hundred server and CLI processes. Where the environment forbids
+# writing bytecode beside the sources, each would compile the package and its libraries again:
+# they share compiled files in a cache of their own instead, outside the tree.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+    os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cutelive-tests-pyc"
+    )
+
 
 class Server:
     """One server process with its own data directory and ini file."""
