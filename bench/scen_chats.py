@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import infra
 from clients import Net, StreamClient, baseline_poll, gather_limited, now
 from harness import Harness, Window, dispatch, gen_note, lag_text
 from infra import QuietGenerator, drain_time_wait, pct
@@ -254,6 +255,9 @@ async def s_chats(bench: Harness) -> None:
 
 # -- scenario: long-poll ------------------------------------------------------------------
 
+#: How long both servers hold a poll ([realtime] poll_timeout; bench/baseline.py).
+POLL_HOLD_S = 25
+
 
 async def s_longpoll(bench: Harness) -> None:
     z = bench.z
@@ -266,13 +270,19 @@ async def s_longpoll(bench: Harness) -> None:
     toks = bench.tokens[z["chats"] : z["chats"] + n]
 
     async def one(i):
+        await asyncio.sleep(polls_at + i * spread - now())
         c = StreamClient(net.pick(i), bench.base, "visitor", toks[i], on_event)
         c.mode, c.poll_since = "poll", now()
         c.start()
         await asyncio.wait_for(c.ready, 60)
         return c
 
-    vis = await gather_limited(n, one, 100)
+    # As on a real site, each poll's hold ends at its own time: polls begin evenly over one
+    # hold (both servers hold a poll 25 s), so that about n / 25 come back each second instead
+    # of all of them at once 25 s after a burst of starts. The baseline's begin the same way.
+    spread = 0 if infra.SMOKE else POLL_HOLD_S / n
+    polls_at = now()
+    vis = list(await asyncio.gather(*(one(i) for i in range(n))))
     chat_ids = await open_chats(bench, vis[:hot], ops)
     await bench.pause(1)
     r, win, m0, m = await send_and_stop(
@@ -284,10 +294,14 @@ async def s_longpoll(bench: Harness) -> None:
     bmeasure: list = []
     bon = dispatch(bmeasure)
     stop: list = []
-    polls = [
-        asyncio.ensure_future(baseline_poll(bnet.pick(i), bench.base, i, bon, stop))
-        for i in range(n)
-    ]
+
+    async def bone(i):
+        await asyncio.sleep(polls_at + i * spread - now())
+        await baseline_poll(bnet.pick(i), bench.base, i, bon, stop)
+
+    polls_at = now()
+    polls = [asyncio.ensure_future(bone(i)) for i in range(n)]
+    await asyncio.sleep(polls_at + n * spread - now())
     bops = [
         StreamClient(bnet.pick(j), bench.base, baseline=True, rooms=[], on_event=bon).start()
         for j in range(len(ops))
