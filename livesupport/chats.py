@@ -365,23 +365,30 @@ class Chats:
 
     async def message(self, party: Party, chat_id: int, text: str, client_id: str) -> dict:
         chat = await self.chat_for(party, chat_id)
-        existing = await self.store.event_by_client_id(chat.id, client_id, party.role)
-        if existing is not None:
-            return {"message": existing}
-        if party.role == "visitor":
-            if chat.status not in OPEN_STATUSES:
-                raise chat_closed(chat.id, chat.status)
-            self.rl_messages.check(party.visitor_id, "messages")
-            op = None
-        else:
-            self.own_active(party, chat)
-            op = await self.who(party.operator_id)
-            if chat.status == PENDING and self.presence.status_of(party.operator_id) == ONLINE:
+        # A message sent again (its ack was lost) is answered with the stored one. That is
+        # rare, so the stored one is looked for only when storing this one fails: a unique
+        # index refuses the same client_id twice, and a refusal below may be of a retry.
+        try:
+            if party.role == "visitor":
+                if chat.status not in OPEN_STATUSES:
+                    raise chat_closed(chat.id, chat.status)
+                self.rl_messages.check(party.visitor_id, "messages")
+                op = None
+            else:
+                self.own_active(party, chat)
+                op = await self.who(party.operator_id)
+        except ApiError:
+            existing = await self.store.event_by_client_id(chat.id, client_id, party.role)
+            if existing is not None:
+                return {"message": existing}
+            raise
+        if op is not None and chat.status == PENDING:
+            if self.presence.status_of(party.operator_id) == ONLINE:
                 await self.resume(chat, op)
         event = message_event(party.role, op, text, client_id, self.clock.now_ms())
         try:
             pairs = await self.store.append_events(chat, [event])
-        except Duplicate:  # sent again (another connection) before the first send finished
+        except Duplicate:  # sent before: the stored one
             return {"message": await self.store.event_by_client_id(chat.id, client_id, party.role)}
         await self.publish(chat, pairs)
         self.typing.stop(chat, party.role)

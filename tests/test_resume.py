@@ -101,6 +101,12 @@ def test_a_retried_client_id_returns_the_original(app):
     # The operator's retries too.
     op_first = bob.say(chat_id, "noted", client_id="op-1")["message"]
     assert bob.say(chat_id, "noted", client_id="op-1")["message"] == op_first
+    # A retry that arrives after the chat closed is still answered with what was stored;
+    # a new message is refused.
+    ann.ok({"type": "close", "chat_id": chat_id})
+    assert ann.say(chat_id, "only once", client_id=cid)["message"] == first
+    late = ann.send({"type": "message", "chat_id": chat_id, "text": "late", "client_id": "new"})
+    assert late["error"] == "chat_closed", late
     # start_chat is idempotent too: the same client_id returns the same chat.
     zed = app.visitor()
     zed.connect()
