@@ -44,6 +44,8 @@ def clip(value: Any, limit: int) -> str | None:
     None for text that is not valid Unicode (a lone surrogate), which the caller refuses."""
     if not isinstance(value, str):
         return ""
+    if value.isprintable():  # the usual case: no control character, no lone surrogate
+        return value.strip()[:limit]
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -160,6 +160,8 @@ class Invitations:
                 await self.invite(None, lv.visitor_id, rule.message)
 
     async def page_viewed(self, lv: LiveVisitor) -> None:
+        if not self.presence.any_online():
+            return  # (the usual page view has nobody to answer an invitation, or no rule)
         rules = await self.active_rules()
         rule = self._rule_for(lv, rules, self.clock.now_ms()) if rules else None
         if rule is not None:

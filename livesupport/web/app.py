@@ -192,7 +192,13 @@ class _RefuseLargeBodies(tornado.httputil.HTTPMessageDelegate):
 
     def headers_received(self, start_line: Any, headers: Any) -> Any:
         length = headers.get("Content-Length", "")
-        if not (length.isascii() and length.isdigit() and int(length) > self.smallest):
+        if not (length.isascii() and length.isdigit()):
+            return self.inner.headers_received(start_line, headers)
+        if int(length) <= self.smallest:
+            if int(length) <= self.conn.stream._read_buffer_size:
+                # The whole body came with the headers, so reading it cannot be slow: no
+                # body_timeout timer (a page-view beacon's usual case).
+                self.conn.set_body_timeout(None)
             return self.inner.headers_received(start_line, headers)
         upload = upload_auth(getattr(start_line, "path", ""))
         limit = self.file_limit if upload else self.limit
