@@ -123,7 +123,7 @@ class Streams:
         """What a newly identified stream gets: ``welcome``, snapshots, then the replay."""
         replay, chats = await self.replay(party, cursors)
         if stream is not None:
-            self._note(stream, replay)
+            self._note(stream, replay, {c.id: cursors[c.id] for c in chats if c.id in cursors})
         ev: dict[str, Any] = {
             "type": "welcome",
             "role": party.role,
@@ -193,13 +193,18 @@ class Streams:
             out.append((text, {"chat_id": chat_id, "seq": seq}))
         return out
 
-    def _note(self, stream: Any, pairs: list[tuple[str, Any]]) -> None:
+    def _note(self, stream: Any, pairs: list[tuple[str, Any]], cursors: dict[int, int]) -> None:
         """In a cluster, the hub remembers how far each stream got in each chat (to notice a
-        gap in what other processes send, and to catch up after Redis was away)."""
+        gap in what other processes send, and to catch up after Redis was away): as far as
+        the client's cursor, then what the replay sent. (A client already up to date is
+        replayed nothing, and a catch-up must not take that for nothing seen.)"""
         delivered = getattr(self.hub, "delivered", None)
         if delivered is None:
             return
         seen = delivered(stream)
+        for chat_id, cursor in cursors.items():
+            if cursor > seen.get(chat_id, 0):
+                seen[chat_id] = cursor
         for _text, ev in pairs:
             if ev and "seq" in ev and ev["seq"] > seen.get(ev["chat_id"], 0):
                 seen[ev["chat_id"]] = ev["seq"]

@@ -108,7 +108,9 @@ class CheapHasher:
 class Recorder:
     """A stream as the domain sees one (``deliver``, ``close``), recording what it got."""
 
-    def __init__(self):
+    def __init__(self, party=None):
+        #: Whose stream it is (the domain reads it, as from a socket).
+        self.party = party
         self.events: list[dict] = []
         self.closed: tuple | None = None
 
@@ -145,12 +147,12 @@ class InProcessParty:
     def connect(self, cursors: dict | None = None) -> Recorder:
         """What a WebSocket hello does: attach, then the welcome with snapshots and replay."""
         streams = self.app.services.streams
-        stream = Recorder()
+        stream = Recorder(self.party)
         cursors = {int(k): v for k, v in (cursors or {}).items()}
 
         async def hello():
             await streams.attach(stream, self.party)
-            for text, ev in await streams.welcome(self.party, cursors):
+            for text, ev in await streams.welcome(self.party, cursors, stream=stream):
                 stream.deliver(text, ev)
 
         self.app.run(hello())

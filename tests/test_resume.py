@@ -36,6 +36,22 @@ def test_dropped_connection_replays_exactly_the_missed_events(app):
     assert welcome["type"] == "welcome" and welcome["chats"][0]["id"] == chat_id
 
 
+def test_a_client_up_to_date_is_sent_nothing_again(app):
+    """A visitor that reconnects with the chat's last seq is replayed nothing, and nothing
+    either when its process catches up with the others' events (in a cluster, after Redis
+    was away or another process vanished): that is no gap to fill."""
+    bob, ann, chat_id = chat_with_operator(app)
+    cursor = max(seqs(ann.stream.events, chat_id))
+    ann.disconnect()
+    stream = ann.connect(cursors={chat_id: cursor})
+    if app.services.cluster is not None:
+        app.run(app.services.streams.catch_up())
+        app.settle()
+    assert seqs(stream.events, chat_id) == []
+    bob.say(chat_id, "next")
+    assert seqs(stream.events, chat_id) == [cursor + 1]
+
+
 def test_operator_resumes_too(app):
     bob, ann, chat_id = chat_with_operator(app)
     bob.disconnect()
