@@ -61,6 +61,14 @@ def may_see(party: Party, chat: Chat) -> bool:
     return True  # operators are staff; every transcript is theirs to read
 
 
+def own_active(party: Party, chat: Chat) -> None:
+    """An operator may act on an open chat assigned to them, and on no other."""
+    if chat.status not in OPEN_STATUSES:
+        raise chat_closed(chat.id, chat.status)
+    if chat.operator_id != party.operator_id:
+        raise not_assigned(chat.id)
+
+
 class Typing:
     """Typing indicators: ephemeral, throttled to one ``typing: true`` a second per side; with
     the typing preview, the visitor's text changes go out at most 4 times a second."""
@@ -233,9 +241,11 @@ class Chats:
         if any(ev["type"] not in ("message", "note") for ev, _ in pairs):
             await self.changed.emit(chat)
 
-    def deliver(self, chat: Chat, pairs: list[StoredEvent], op_topics: list[str]) -> None:
-        """Stored events to the chat's visitor (as the visitor sees them: only the events it
-        receives, in its own sequence) and to the operator topics given."""
+    def deliver(self, chat: Chat, pairs: list[StoredEvent], op_topics: list | None = None) -> None:
+        """Stored events to the chat's visitor (only those it receives, in its own sequence)
+        and to the operator topics given (by default, the chat's operator's)."""
+        if op_topics is None:
+            op_topics = [f"op:{chat.operator_id}"] if chat.operator_id else []
         visitor = f"v:{chat.visitor_id}"
         for pair in pairs:
             ev, text = pair
@@ -357,40 +367,31 @@ class Chats:
 
     # -- talking ------------------------------------------------------------------------------
 
-    def own_active(self, party: Party, chat: Chat) -> None:
-        if chat.status not in OPEN_STATUSES:
-            raise chat_closed(chat.id, chat.status)
-        if chat.operator_id != party.operator_id:
-            raise not_assigned(chat.id)
-
     async def message(self, party: Party, chat_id: int, text: str, client_id: str) -> dict:
         chat = await self.chat_for(party, chat_id)
-        # A message sent again (its ack was lost) is answered with the stored one. That is
-        # rare, so the stored one is looked for only when storing this one fails: a unique
-        # index refuses the same client_id twice, and a refusal below may be of a retry.
+        # A message sent again (its ack lost) gets the stored one back. That is rare, so it is
+        # looked for only when a check or the unique index on client_id refuses this one.
         try:
             if party.role == "visitor":
                 if chat.status not in OPEN_STATUSES:
                     raise chat_closed(chat.id, chat.status)
                 self.rl_messages.check(party.visitor_id, "messages")
-                op = None
             else:
-                self.own_active(party, chat)
-                op = await self.who(party.operator_id)
+                own_active(party, chat)
         except ApiError:
             existing = await self.store.event_by_client_id(chat.id, client_id, party.role)
             if existing is not None:
                 return {"message": existing}
             raise
+        op = await self.who(party.operator_id) if party.role == "operator" else None
         if op is not None and chat.status == PENDING:
             if self.presence.status_of(party.operator_id) == ONLINE:
                 await self.resume(chat, op)
         event = message_event(party.role, op, text, client_id, self.clock.now_ms())
-        try:
-            pairs = await self.store.append_events(chat, [event])
+        try:  # delivered as soon as it is committed, in the order of the chat's events
+            pairs = await self.store.append_message(chat, event, lambda p: self.deliver(chat, p))
         except Duplicate:  # sent before: the stored one
             return {"message": await self.store.event_by_client_id(chat.id, client_id, party.role)}
-        await self.publish(chat, pairs)
         self.typing.stop(chat, party.role)
         if party.role == "operator":
             await self.replied.emit(chat, pairs[0][0])
@@ -414,7 +415,7 @@ class Chats:
         chat = await self.chat_for(party, chat_id)
         op = None
         if party.role == "operator":
-            self.own_active(party, chat)
+            own_active(party, chat)
             op = await self.who(party.operator_id)
         elif chat.status not in OPEN_STATUSES:
             raise chat_closed(chat.id, chat.status)

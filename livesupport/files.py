@@ -15,7 +15,7 @@ import hmac
 import unicodedata
 from typing import Any
 
-from .chats import Chats
+from .chats import Chats, own_active
 from .context import Context
 from .protocol import OPEN_STATUSES, ApiError, Party, chat_closed, human_size, invalid_field
 from .storage import StorageUnavailable
@@ -204,7 +204,7 @@ class Files:
         if chat.status not in OPEN_STATUSES:
             raise chat_closed(chat.id, chat.status)
         if party.role == "operator":
-            self.chats.own_active(party, chat)
+            own_active(party, chat)
         else:
             self.chats.rl_messages.check(party.visitor_id, "messages")
         if length is not None and length > self.config.files_max_size:
@@ -218,7 +218,7 @@ class Files:
         if chat.status not in OPEN_STATUSES:
             raise chat_closed(chat.id, chat.status)
         if party.role == "operator":
-            self.chats.own_active(party, chat)
+            own_active(party, chat)
         op = await self.chats.who(party.operator_id) if party.role == "operator" else None
         stored = StoredFile(upload.file_id, chat.id, upload.name, type_, upload.size, 0)
         event = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from .chats import Chats
+from .chats import Chats, own_active
 from .context import Context
 from .departments import Departments, department_offline
 from .presence import Presence
@@ -41,7 +41,7 @@ class Transfers:
         note: str = "",
     ) -> dict:
         chat = await self.chats.chat_for(party, chat_id)
-        self.chats.own_active(party, chat)
+        own_active(party, chat)
         if chat.status != ACTIVE:
             raise chat_closed(chat.id, chat.status)
         if (operator_id is None) == (department is None):

@@ -6,6 +6,7 @@ in conftest hand them out."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import heapq
@@ -171,6 +172,17 @@ class InProcessParty:
         self.app.settle()
         return reply
 
+    def at_once(self, commands: list[dict]) -> list[dict]:
+        """Commands that arrive together (one read of the socket), answered in that order."""
+        dispatch = self.app.services.commands.dispatch
+
+        async def together():
+            return await asyncio.gather(*(dispatch(self.party, self.stream, c) for c in commands))
+
+        replies = self.app.run(together())
+        self.app.settle()
+        return replies
+
     def ok(self, cmd: dict) -> dict:
         reply = self.send(cmd)
         assert reply["type"] in ("ack", "pong"), reply
@@ -328,6 +340,17 @@ class InProcessApp:
         """The offline messages as ``GET /api/console/offline-messages`` lists them."""
         return [m.public() for m in self.run(self.services.offline.inbox())]
 
+    @contextlib.contextmanager
+    def statements(self):
+        """``with app.statements() as sql:`` the SQL statements SQLite ran inside the block."""
+        seen: list[str] = []
+        connection = self.storage.db.connection()
+        connection.set_trace_callback(_storage_only(self.violations, seen))
+        try:
+            yield seen
+        finally:
+            connection.set_trace_callback(_storage_only(self.violations))
+
     def restart(self) -> InProcessApp:
         """Stop this app as the server stops, and start a new one on the same database, the
         clock carrying on from where it was."""
@@ -357,13 +380,15 @@ class InProcessApp:
         self.loop.close()
 
 
-def _storage_only(violations: list):
+def _storage_only(violations: list, seen: list | None = None):
     """A SQLite trace callback: every statement's nearest caller outside the database
-    libraries must be in ``livesupport/storage/``."""
+    libraries must be in ``livesupport/storage/``. Each statement is added to ``seen``."""
     storage_dir = str(ROOT / "livesupport" / "storage") + os.sep
     libraries = (os.sep + "peewee.py", os.sep + "playhouse" + os.sep, os.sep + "sqlite3" + os.sep)
 
     def trace(sql: str) -> None:
+        if seen is not None:
+            seen.append(sql)
         frame = sys._getframe(1)
         while frame is not None and frame.f_code.co_filename.endswith(libraries):
             frame = frame.f_back

@@ -174,7 +174,6 @@ def test_sends_that_overlap_are_numbered_once_each_and_a_retry_stays_one_message
     pooled connections): each gets its own seq, and the same client id sent twice at once (a
     retry on a new connection before the first send finished) is stored once, both answered
     with it."""
-    import asyncio
 
     from inprocess import InProcessApp
 
@@ -187,16 +186,9 @@ def test_sends_that_overlap_are_numbered_once_each_and_a_retry_stays_one_message
         ann.connect()
         chat_id = ann.start_chat()["chat"]["id"]
         bob.ok({"type": "accept", "chat_id": chat_id})
-        dispatch = app.services.commands.dispatch
 
         def at_once(party, commands: list[dict]) -> list[dict]:
-            async def send_all():
-                return await asyncio.gather(
-                    *(dispatch(party.party, party.stream, c) for c in commands)
-                )
-
-            replies = app.run(send_all())
-            app.settle()
+            replies = party.at_once(commands)
             assert all(r["type"] == "ack" for r in replies), replies
             return replies
 

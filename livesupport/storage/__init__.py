@@ -355,6 +355,11 @@ class Storage:
         )
 
     @property
+    def serving(self) -> bool:
+        """Whether ``serve`` was called: a server runs (the command-line tools do not)."""
+        return self._serving
+
+    @property
     def networked(self) -> bool:
         """Whether queries wait on a network round trip (PostgreSQL)."""
         return bool(self.url)
@@ -501,6 +506,8 @@ class Storage:
                 await self.db.aclose()
 
     async def close(self) -> None:
+        if self._serving:
+            await self.chats.group.flush()
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import peewee
 
 from ..protocol import ACTIVE, OPEN_STATUSES, OPERATOR_ONLY_EVENTS, PENDING, WAITING
 from .accounts import Duplicate, token_hash
+from .group_commit import GroupCommit
 from .records import CHAT_COLUMNS, Chat, OfflineMessage, OutboxMail, from_row
 from .schema import OfflineMessageRow
 
@@ -64,6 +66,8 @@ class ChatStore:
         #: Off when other processes write the same chats (a cluster): every read asks the
         #: database.
         self.cached = True
+        #: Messages that arrive together are stored together (SQLite); appends in order.
+        self.group = GroupCommit(storage, self._append, self._changed)
 
     def _rows(self, sql: str, params: tuple) -> list[Chat]:
         return [Chat(*row) for row in self._storage.execute(sql, params).fetchall()]
@@ -235,14 +239,29 @@ class ChatStore:
                     self._storage.execute(*also)
                 return self._append(chat, events, changes)
 
-        try:
-            out = await self._storage.run(append)
-        except peewee.IntegrityError as e:
-            if "client_id" not in str(e):
-                raise
-            raise Duplicate("client_id") from None
+        async with self.group.in_order():
+            try:
+                out = await self._storage.run(append)
+            except peewee.IntegrityError as e:
+                if "client_id" not in str(e):
+                    raise
+                raise Duplicate("client_id") from None
         self._changed(chat, changes)
         return out
+
+    async def append_message(
+        self, chat: Chat, event: dict, on_commit: Callable[[list[StoredEvent]], None]
+    ) -> list[StoredEvent]:
+        """Store one message (``append_events`` with one event and no chat changes) and hand
+        its pair to ``on_commit`` as soon as it is committed, before anything else of the
+        chat is stored; then return it. Raises ``Duplicate`` as ``append_events`` does. On
+        SQLite it shares its commit with the messages that came in the same turn of the loop
+        (``GroupCommit``)."""
+        if self.group.on():
+            return await self.group.add(chat, event, on_commit)
+        pairs = await self.append_events(chat, [event])
+        on_commit(pairs)
+        return pairs
 
     async def create_chat(self, fields: dict, events: list[dict]) -> tuple[Chat, list]:
         """A new chat and its first events, in one transaction."""
@@ -286,7 +305,8 @@ class ChatStore:
                 return [chat, self._append(chat, events, {})]
 
         self._chats.pop(chat_id, None)
-        got = await self._storage.run(claim)
+        async with self.group.in_order():
+            got = await self._storage.run(claim)
         if got is None:
             return None
         chat, pairs = got
@@ -314,7 +334,8 @@ class ChatStore:
                     execute(f"UPDATE {table} SET chat_id = NULL WHERE chat_id = ?", (chat_id,))
                 execute("DELETE FROM chat WHERE id = ?", (chat_id,))
 
-        await self._storage.run(delete)
+        async with self.group.in_order():
+            await self._storage.run(delete)
         self._chats.pop(chat_id, None)
 
     # -- receipts -----------------------------------------------------------------------------
