@@ -13,6 +13,7 @@ import asyncio
 import glob
 import itertools
 import os
+import random
 import re
 import shutil
 import socket
@@ -78,9 +79,17 @@ def fetch(url: str, sql: str, *params) -> list[tuple]:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768 and up): a private server stopped and
+    started again on it must not find it taken by one of the suite's outgoing connections."""
+    for _ in range(1000):
+        port = random.randrange(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 31999")
 
 
 def _pg_bin(name: str) -> str:
@@ -129,22 +138,23 @@ class Postgres:
 
     def start_server(self) -> None:
         """Start the private server (again)."""
-        subprocess.run(
-            self._run_as
-            + [_pg_bin("pg_ctl"), "-D", self._data, "-l", os.path.join(self._dir, "log"), "-w"]
-            + ["-o", self._options, "start"],
-            check=True,
-            capture_output=True,
-        )
+        self._pg_ctl("-l", os.path.join(self._dir, "log"), "-w", "-o", self._options, "start")
 
     def stop_server(self) -> None:
         """Stop the private server, as an administrator's restart does (open connections
         are ended)."""
-        subprocess.run(
-            self._run_as + [_pg_bin("pg_ctl"), "-D", self._data, "-m", "fast", "-w", "stop"],
-            check=True,
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def _pg_ctl(self, *args: str) -> None:
+        done = subprocess.run(
+            self._run_as + [_pg_bin("pg_ctl"), "-D", self._data, *args],
             capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:
+            log = os.path.join(self._dir, "log")
+            tail = open(log).read()[-2000:] if os.path.exists(log) else ""
+            raise RuntimeError(f"pg_ctl {args[-1]} failed: {done.stderr}{done.stdout}\n{tail}")
 
     def _admin(self, *statements: str) -> list:
         import asyncpg
