@@ -506,8 +506,7 @@ class Storage:
                 await self.db.aclose()
 
     async def close(self) -> None:
-        if self._serving:
-            await self.chats.group.flush()
+        await self.chats.group.flush()  # (nothing waits unless serving on SQLite)
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None

@@ -194,19 +194,20 @@ class _RefuseLargeBodies(tornado.httputil.HTTPMessageDelegate):
         length = headers.get("Content-Length", "")
         if not (length.isascii() and length.isdigit()):
             return self.inner.headers_received(start_line, headers)
-        if int(length) <= self.smallest:
-            if int(length) <= self.conn.stream._read_buffer_size:
+        size = int(length)
+        if size <= self.smallest:
+            if size <= self.conn.stream._read_buffer_size:
                 # The whole body came with the headers, so reading it cannot be slow: no
                 # body_timeout timer (a page-view beacon's usual case).
                 self.conn.set_body_timeout(None)
             return self.inner.headers_received(start_line, headers)
         upload = upload_auth(getattr(start_line, "path", ""))
         limit = self.file_limit if upload else self.limit
-        if int(length) <= limit:
+        if size <= limit:
             return self.inner.headers_received(start_line, headers)
         self.refused = True
-        self.conn.set_max_body_size(int(length))  # read it to the end, dropping it
-        err = file_too_large(int(length), limit) if upload else body_too_large(length, limit)
+        self.conn.set_max_body_size(size)  # read it to the end, dropping it
+        err = file_too_large(size, limit) if upload else body_too_large(length, limit)
         body = encode(err.event()).encode("utf-8")
         fields = {
             "Content-Type": "application/json; charset=utf-8",
