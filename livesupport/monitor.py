@@ -7,6 +7,7 @@ on hello and ``visitors_changed`` deltas coalesced in windows of at most ``COALE
 
 from __future__ import annotations
 
+import heapq
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,8 @@ class LiveVisitor:
     invitation: dict | None = None
     auto_invited: bool = False
     state: str = "browsing"
+    #: The wall-clock second the monitor looks at this visitor again (0: not set).
+    look_at: int = 0
 
     @classmethod
     def of_visit(cls, visitor_id: int, visit: Visit) -> LiveVisitor:
@@ -129,6 +132,12 @@ class Monitor:
         self._landing: list[tuple] = []
         self._dirty: set[int] = set()
         self._gone: set[int] = set()
+        #: When a visitor's row may change with time alone (browsing becomes idle, one who left
+        #: is forgotten): visitor ids by the wall-clock second to look at them again, at most
+        #: one second per visitor (``LiveVisitor.look_at``). The tick looks at those due
+        #: instead of walking every visitor every second.
+        self._due: dict[int, set[int]] = {}
+        self._due_seconds: list[int] = []  # a heap of ``_due``'s keys
         self._flush_scheduled = False
         #: In a cluster: the other processes' visitors, by process, as their rows last said
         #: (``mirror``); their consoles' live changes arrive as usual.
@@ -178,6 +187,7 @@ class Monitor:
             await self._set_chat(lv, chat)
         self.live[lv.visitor_id] = lv
         self._gone.discard(lv.visitor_id)
+        self._check_at(lv, lv.last_activity + self._idle_ms)
         self.touch(lv.visitor_id)
         return lv
 
@@ -206,6 +216,7 @@ class Monitor:
             lv.landing_url, lv.referrer, lv.search_terms = url, referrer, search_terms(referrer)
             self._landing.append((url, referrer, lv.search_terms, lv.visit_id))
         lv.url, lv.title, lv.page_since, lv.last_activity = url, title, t, t
+        self._check_at(lv, t + self._idle_ms)
         lv.pages += 1
         self._views.append((lv.visit_id, vid, url, title, referrer, t))
         if self.hub.count(f"v:{vid}") == 0:
@@ -250,6 +261,7 @@ class Monitor:
             lv.invitation["state"] = "expired"
         # The visit is over: a later arrival starts the next one (written with the page views).
         self._ended.append((lv.left_at, lv.visit_id))
+        self._check_at(lv, lv.left_at + KEEP_LEFT_MS)
         self.touch(lv.visitor_id)
 
     async def _set_chat(self, lv: LiveVisitor, chat: Chat) -> None:
@@ -377,25 +389,47 @@ class Monitor:
 
     # -- periodic -----------------------------------------------------------------------------
 
+    def _check_at(self, lv: LiveVisitor, ms: int) -> None:
+        """Look at the visitor again at the first tick after wall-clock time ``ms`` (or at the
+        earlier time already set: that look sets the next)."""
+        second = ms // 1000 + 1
+        if lv.look_at and lv.look_at <= second:
+            return
+        lv.look_at = second
+        due = self._due.get(second)
+        if due is None:
+            due = self._due[second] = set()
+            heapq.heappush(self._due_seconds, second)
+        due.add(lv.visitor_id)
+
     async def tick(self) -> None:
         """Every second: idle transitions, forgetting who left, page views to disk."""
         t = self.clock.now_ms()
-        forget = []
-        # No copy of the whole table: a list of 15,000 (id, visitor) pairs every second gets
-        # promoted by the garbage collector and triggers full collections (lag spikes).
-        for vid, lv in self.live.items():
-            if lv.left_at is not None:
-                if t - lv.left_at > KEEP_LEFT_MS:
-                    forget.append(vid)
-                continue
-            if self.state_of(lv, t) != lv.state:
-                self.touch(vid)
-        for vid in forget:
-            del self.live[vid]
-            self._gone.add(vid)
-            self.touch(vid)
+        now_s = t // 1000
+        while self._due_seconds and self._due_seconds[0] <= now_s:
+            second = heapq.heappop(self._due_seconds)
+            for vid in self._due.pop(second):
+                self._look_again(vid, second, t)
         if self._views or self._ended or self._landing:
             await self.flush_views()
+
+    def _look_again(self, vid: int, second: int, t: int) -> None:
+        lv = self.live.get(vid)
+        if lv is None or lv.look_at != second:
+            return  # gone, or an earlier look (of this visit or the next) took its place
+        lv.look_at = 0
+        if lv.left_at is not None:
+            if t - lv.left_at > KEEP_LEFT_MS:
+                del self.live[vid]
+                self._gone.add(vid)
+                self.touch(vid)
+            else:
+                self._check_at(lv, lv.left_at + KEEP_LEFT_MS)
+            return
+        if self.state_of(lv, t) != lv.state:
+            self.touch(vid)
+        if t - lv.last_activity <= self._idle_ms:  # active since: idle no sooner than this
+            self._check_at(lv, lv.last_activity + self._idle_ms)
 
     async def purge_if_due(self) -> None:
         """Every hour (in a cluster, on the process holding the lease): the purge."""

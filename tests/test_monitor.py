@@ -85,6 +85,51 @@ def test_a_visitor_without_a_stream_leaves_after_the_grace_of_the_last_page_view
     assert row_of(bob.stream.events, ann.id)["state"] == "left"
 
 
+def test_a_visitor_turns_idle_without_page_views_and_is_forgotten_a_minute_after_leaving(
+    make_app_in_process,
+):
+    app = make_app_in_process({"monitor": {"idle_after": "60s", "leave_grace": "1s"}})
+    bob = app.operator("bob")
+    bob.connect()
+    ann = app.visitor()
+    ann.track("https://shop.example/a", "A")
+    ann.connect()
+    cid = app.visitor()  # another one, with one page view only
+    cid.track("https://shop.example/", "Home")
+    cid.connect()
+    app.advance(40)
+    ann.track("https://shop.example/b", "B")  # a page view puts idleness off
+    app.advance(30)
+    assert row_of(bob.stream.events, ann.id)["state"] == "browsing"
+    assert row_of(bob.stream.events, cid.id)["state"] == "idle"
+    app.advance(31 + COALESCE)
+    assert row_of(bob.stream.events, ann.id)["state"] == "idle"
+    ann.track("https://shop.example/c", "C")
+    app.advance(COALESCE)
+    assert row_of(bob.stream.events, ann.id)["state"] == "browsing"
+    ann.disconnect()
+    app.advance(1 + COALESCE)
+    assert row_of(bob.stream.events, ann.id)["state"] == "left"
+    app.advance(59)
+    assert row_of(bob.stream.events, ann.id)["state"] == "left"
+    app.advance(2 + COALESCE)
+    assert row_of(bob.stream.events, ann.id) is None  # "gone" from every console
+    assert ann.id not in {v["id"] for v in app.services.monitor.snapshot_event()["visitors"]}
+    # One who comes back before that is not forgotten by the look the first leaving set.
+    cid.disconnect()
+    app.advance(1 + COALESCE)
+    assert row_of(bob.stream.events, cid.id)["state"] == "left"
+    app.advance(30)
+    cid.track("https://shop.example/e", "E")
+    app.advance(1.5)
+    assert row_of(bob.stream.events, cid.id)["state"] == "left"
+    app.advance(31 + COALESCE)
+    row = row_of(bob.stream.events, cid.id)
+    assert row is not None and row["url"].endswith("/e")
+    app.advance(30)
+    assert row_of(bob.stream.events, cid.id) is None
+
+
 def test_page_views_older_than_the_retention_are_purged_by_the_hourly_tick(make_app_in_process):
     app = make_app_in_process({"monitor": {"retention": "30m", "leave_grace": "1s"}})
     ann = app.visitor()
