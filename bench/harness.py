@@ -48,6 +48,7 @@ _SIZE_TABLE = [
     ("fl_rate", 50, 50, 10),
     ("pv_tokens", 2_000, 1_000, 50),
     ("pv_secs", 20, 8, 2),
+    ("pv_rounds", 4, 2, 1),
     ("wrk_conns", 32, 32, 4),
     ("fan_consoles", 20, 20, 3),
     ("fan_rate", 500, 500, 50),

@@ -11,7 +11,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 from clients import Net, StreamClient, gather_limited, now, session
 from harness import Harness, Window, dispatch, gen_note, lag_text
@@ -245,90 +244,63 @@ async def s_storm(bench: Harness) -> None:
     n = z["storm"]
     srv = await bench.server().start()
     ops = await bench.operators(n=10)
-    net = Net(bench.base)
-    vis = await bench.connect_visitors(net, bench.tokens[:n], beacon=False)
-    await bench.wait_until(lambda: all(c.resumed_at for c in vis), 30)
+    gen = await _storm_generator(bench, n, baseline=False)
     m0 = await bench.metrics()
     # a burst of operator messages right before the signal: some arrive, some are replayed
     opsby = {cid: o for o in ops for cid in o.cursors}
-    hot = [c for c in vis if c.expect][: z["storm_msgs"]]
-    for i, c in enumerate(hot):
-        cid = next(iter(c.expect))
-        if cid in opsby:
-            opsby[cid].send_nowait(
-                {
-                    "type": "message",
-                    "chat_id": cid,
-                    "client_id": f"x{i}",
-                    "text": "Still there? We are restarting the server.",
-                }
-            )
+    for i, cid in enumerate(list(opsby)[: z["storm_msgs"]]):
+        opsby[cid].send_nowait(
+            {
+                "type": "message",
+                "chat_id": cid,
+                "client_id": f"x{i}",
+                "text": "Still there? We are restarting the server.",
+            }
+        )
     await asyncio.sleep(0.2)
-    before = {id(c): c.welcomes for c in vis}
-    for c in vis + ops:
+    for c in ops:
         c.resumed_at = None
-    cpu_gen0 = time.process_time()
-    slices: list[float] = []
-
-    async def sampler():
-        # the generator's CPU per half second: a storm is a burst, its average hides it
-        while True:
-            c0, w0 = time.process_time(), now()
-            await asyncio.sleep(0.5)
-            slices.append(100 * (time.process_time() - c0) / (now() - w0))
-
-    samp = asyncio.ensure_future(sampler())
+    _say(gen, "down")
     t0 = now()
     rc, exit_s = await srv.stop()
     probe = ReadyProbe(bench.port, "/api/status")
     srv2 = await bench.server().start(timeout=60)
     up_s = now() - t0
-    done = await bench.wait_until(
-        lambda: all(c.welcomes > before[id(c)] and c.resumed_at for c in vis), 120, 0.05
-    )
-    last = max((c.resumed_at or now()) for c in vis) - t0
-    samp.cancel()
-    gen_pct = 100 * (time.process_time() - cpu_gen0) / max(now() - t0, 0.001)
-    gen_peak = max(slices, default=0.0)
-    busy = sum(1 for x in slices if x >= 90) * 0.5
+    res = await _storm_result(gen)
     srv_cpu = srv2.stat().get("cpu_s", 0)
     ready_s = await asyncio.get_running_loop().run_in_executor(None, probe.seconds)
-    rtimes = sorted((c.resumed_at or now()) - t0 for c in vis)
+    rtimes = sorted((t if t is not None else now()) - t0 for t in res.get("resumed_at", []))
+    last = rtimes[-1] if rtimes else None
     await bench.pause(3)
     m = await bench.metrics()
-    dups = sum(c.dups for c in vis)
-    gaps = sum(c.gaps for c in vis)
-    polled = sum(1 for c in vis if "poll" in c.transport_used)
-    resumed = sum(1 for c in vis if c.resumed_at)
+    resumed = sum(1 for t in res.get("resumed_at", []) if t is not None)
     streams = m["visitor_streams"]
-    for c in vis + ops:
+    _say(gen, "exit")
+    gen.wait()
+    for c in ops:
         c.abort()
-    await net.close()
     await srv2.stop()
     await drain_time_wait(bench.log)
-    # baseline: the same clients against a bare Tornado restart
+    # baseline: the same generator against a bare Tornado restart
     bl = await bench.baseline().start()
-    bnet = Net(bench.base)
-
-    async def bone(i):
-        c = StreamClient(bnet.pick(i), bench.base, baseline=True, rooms=[i]).start()
-        await asyncio.wait_for(c.ready, 60)
-        return c
-
-    bvis = await gather_limited(n, bone, 200)
-    bbefore = {id(c): c.welcomes for c in bvis}
+    bgen = await _storm_generator(bench, n, baseline=True)
+    _say(bgen, "down")
     t1 = now()
     await bl.stop()
     bprobe = ReadyProbe(bench.port, "/status")
     bl2 = await bench.baseline().start(timeout=60)
-    await bench.wait_until(lambda: all(c.welcomes > bbefore[id(c)] for c in bvis), 120, 0.05)
-    blast = max(c.up_since for c in bvis) - t1
+    bres = await _storm_result(bgen)
+    btimes = [(t if t is not None else now()) - t1 for t in bres.get("resumed_at", [])]
+    blast = max(btimes, default=0.0)
     bready_s = await asyncio.get_running_loop().run_in_executor(None, bprobe.seconds)
-    for c in bvis:
-        c.abort()
-    await bnet.close()
+    _say(bgen, "exit")
+    bgen.wait()
     await bl2.stop()
     await drain_time_wait(bench.log)
+    done = bool(res.get("all_resumed"))
+    dups, gaps = res.get("dups", 0), res.get("gaps", 0)
+    slices = res.get("cpu_slices", [])
+    busy = sum(1 for x in slices if x >= 90) * 0.5
     bench.details["storm"] = dict(
         exit_rc=rc,
         exit_s=round(exit_s, 2),
@@ -339,37 +311,41 @@ async def s_storm(bench: Harness) -> None:
         resumed=resumed,
         dups=dups,
         gaps=gaps,
-        fell_back_to_poll=polled,
         streams_before=m0["visitor_streams"],
         streams_after=streams,
         metrics=m,
-        gen_cpu_pct=round(gen_pct, 1),
-        gen_cpu_slices=[round(x) for x in slices],
+        gen_cpu_pct=res.get("cpu_pct"),
+        gen_cpu_slices=slices,
+        baseline_gen_cpu_pct=bres.get("cpu_pct"),
+        baseline_gen_cpu_slices=bres.get("cpu_slices", []),
         server_cpu_s=srv_cpu,
         baseline_s=round(blast, 2),
+        baseline_all_resumed=bres.get("all_resumed"),
     )
-    g = f"{gen_pct:.0f}% (peak {gen_peak:.0f}%)"
+    g = f"{res.get('cpu_pct', 0):.0f}% (peak {max(slices, default=0):.0f}%)"
     note = (
         f"generator-bound: its core was ≥ 90 % busy for {busy:.1f} s of the storm"
         if busy >= 1
         else ""
     )
-    note += f"; server CPU {srv_cpu:.1f} s since restart; resumed p50 "
-    note += f"{pct(rtimes, 0.5):.1f} s, p90 {pct(rtimes, 0.9):.1f} s"
+    note += ("; " if note else "") + f"server CPU {srv_cpu:.1f} s since restart"
+    if rtimes:
+        note += f"; resumed p50 {pct(rtimes, 0.5):.1f} s, p90 {pct(rtimes, 0.9):.1f} s"
+    note += f"; baseline generator {bres.get('cpu_pct', 0):.0f}%"
     sc = f"reconnect storm ({n:,})"
     bench.row(
         sc,
         "SIGTERM → last visitor resumed, s",
-        round(last, 2),
+        last and round(last, 2),
         "≤ 10",
-        done and last <= 10,
+        done and last is not None and last <= 10,
         round(blast, 2),
-        round(last / max(blast, 0.01), 2),
+        round(last / max(blast, 0.01), 2) if last else None,
         g,
         lag_text(m),
         f"exit {exit_s:.1f} s (rc {rc}), the new process answered {fmt(ready_s)} s after it "
-        f"started (baseline {fmt(bready_s)} s; asked from a process of its own), "
-        f"{polled} fell back to long-poll" + (f"; {note}" if note else ""),
+        f"started (baseline {fmt(bready_s)} s; asked from a process of its own); "
+        "visitors from bench/storm.py (raw sockets, a process of its own); " + note,
     )
     bench.row(
         sc,
@@ -383,6 +359,41 @@ async def s_storm(bench: Harness) -> None:
         lag_text(m),
         f"{resumed:,} of {n:,} resumed",
     )
+
+
+async def _storm_generator(bench: Harness, n: int, baseline: bool) -> subprocess.Popen:
+    """bench/storm.py with ``n`` visitors connected and up to date (its ``READY``)."""
+    cmd = [sys.executable, str(BENCH / "storm.py"), "--port", str(bench.port)]
+    cmd += ["--count", str(n)]
+    cmd += ["--baseline"] if baseline else ["--tokens", str(bench.work / "tokens.json")]
+    g = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
+    )
+    line = await asyncio.get_running_loop().run_in_executor(None, g.stdout.readline)
+    if not line.startswith("READY"):
+        g.kill()
+        raise RuntimeError(f"bench/storm.py did not start: {line!r}")
+    bench.log(f"  storm generator: {line.split()[1]} of {n:,} visitors up to date")
+    return g
+
+
+def _say(g: subprocess.Popen, line: str) -> None:
+    g.stdin.write(line + "\n")
+    g.stdin.flush()
+
+
+async def _storm_result(g: subprocess.Popen) -> dict:
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, g.stdout.readline)
+        if not line:
+            return {}
+        if line.startswith("RESULT"):
+            return json.loads(line.split(" ", 1)[1])
 
 
 # -- scenario: file limit -----------------------------------------------------------------
