@@ -126,6 +126,18 @@ async def gather_limited(n: int, factory, limit: int = 64) -> list:
     return await asyncio.gather(*(one(i) for i in range(n)))
 
 
+def apply_seq(cursors: dict, chat_id, seq: int) -> str:
+    """One numbered event against a client's cursors (PROTOCOL §9): ``"new"`` (the cursor
+    moves to it), ``"repeat"`` (seq at or below the cursor) or ``"gap"`` (events missing)."""
+    cur = cursors.get(chat_id, 0)
+    if seq <= cur:
+        return "repeat"
+    if seq > cur + 1:
+        return "gap"
+    cursors[chat_id] = seq
+    return "new"
+
+
 class StreamClient:
     """One party's event stream with the protocol's reconnect, resume and fallback rules."""
 
@@ -218,12 +230,11 @@ class StreamClient:
                 self.ready.set_result(ev)
             self._check_resumed()
         elif "seq" in ev and "chat_id" in ev:
-            cid, seq = ev["chat_id"], ev["seq"]
-            cur = self.cursors.get(cid, 0)
-            if seq <= cur:
+            seen = apply_seq(self.cursors, ev["chat_id"], ev["seq"])
+            if seen == "repeat":
                 self.dups += 1
                 return
-            if seq > cur + 1:
+            if seen == "gap":
                 self.gaps += 1
                 # one sync in flight at a time, as the widget does (on long-poll the widget
                 # starts a new conn instead; this client leaves it to the next poll)
@@ -231,7 +242,6 @@ class StreamClient:
                     self.syncing = True
                     asyncio.ensure_future(self._sync())
                 return
-            self.cursors[cid] = seq
             self._check_resumed()
         elif t == "reset":
             self.resets += 1

@@ -27,7 +27,7 @@ import struct
 import sys
 import time
 
-from clients import IPS, UA
+from clients import IPS, UA, apply_seq
 from flood import frame, read_frame
 
 
@@ -55,18 +55,16 @@ class Visitor:
             self.expect = {str(c["id"]): c["last_seq"] for c in ev.get("chats", ())}
             self.resumed_at = None
         elif "seq" in ev and "chat_id" in ev:
-            cid, seq = str(ev["chat_id"]), ev["seq"]
-            cur = self.cursors.get(cid, 0)
-            if seq <= cur:
+            seen = apply_seq(self.cursors, str(ev["chat_id"]), ev["seq"])
+            if seen == "repeat":
                 self.dups += 1
                 return
-            if seq > cur + 1:
+            if seen == "gap":
                 self.gaps += 1
                 if self.writer is not None:  # ask for the rest, as the widget does
                     sync = {"type": "sync", "cursors": dict(self.cursors)}
                     self.writer.write(frame(json.dumps(sync)))
                 return
-            self.cursors[cid] = seq
         else:
             return
         if (
