@@ -1,10 +1,14 @@
 """The live traffic monitor: page views, tabs, the trail, visits that end and come back, and
-where visitors are from. The rules in-process; the beacon over HTTP (its CORS answer and what
-it refuses) and a visit that survives a real restart against the server."""
+where visitors are from. The rules in-process; the beacon over HTTP (its CORS answer, what it
+refuses, and the same answers from the connection's fast path as from its handler) and a visit
+that survives a real restart against the server."""
 
 from __future__ import annotations
 
+import json
+
 import requests
+from common import CHROME
 from conftest import TIMEOUT, row_of, track, wait_for
 
 from livesupport.monitor import Monitor
@@ -216,3 +220,39 @@ def test_a_restart_continues_the_visit(server):
         what="the same visit, two pages",
     )
     assert row["visit_number"] == 1 and row["landing_url"] == "https://shop.example/a"
+
+
+def test_a_beacon_is_answered_as_the_track_handler_answers_it(make_server):
+    """A plain beacon is answered at the connection (``web/beacon.py``); the same request with
+    a query string goes through ``TrackHandler``. Both give the same status, headers and body,
+    good or refused, and both page views are stored."""
+    server = make_server(config={"widget": {"allowed_origins": "https://shop.example"}})
+    ann = server.visitor()
+    good = json.dumps({"token": ann.token, "url": "https://shop.example/", "title": "Home"})
+    cases = {
+        "allowed origin": (good, {"Origin": "https://shop.example"}),
+        "no origin": (good, {}),
+        "refused origin": (good, {"Origin": "https://elsewhere.example"}),
+        "bad json": ("{nope", {"Origin": "https://shop.example"}),
+        "not utf-8": (b"\xff\xfe", {}),
+        "unknown token": (json.dumps({"token": "x", "url": "https://a.example/"}), {}),
+        "unknown field": (json.dumps({"token": ann.token, "url": "https://a.ex/", "z": 1}), {}),
+        "not http": (json.dumps({"token": ann.token, "url": "ftp://a.example/"}), {}),
+    }
+    for name, (body, headers) in cases.items():
+        answers = []
+        for path in ("/api/visitor/track", "/api/visitor/track?through=handler"):
+            r = requests.post(
+                server.url + path,
+                data=body,
+                headers={"Content-Type": "text/plain", "User-Agent": CHROME, **headers},
+                timeout=TIMEOUT,
+            )
+            kept = {k.lower(): v for k, v in r.headers.items() if k.lower() != "date"}
+            answers.append((r.status_code, kept, r.content))
+            assert "date" in {k.lower() for k in r.headers}, (name, path)
+        assert answers[0] == answers[1], name
+        if name in ("allowed origin", "no origin"):
+            assert answers[0][0] == 204, name
+    # Both paths stored their page views: two per good case.
+    wait_for(lambda: server.rows("SELECT COUNT(*) FROM page_view")[0][0] == 4, what="4 stored")

@@ -24,6 +24,7 @@ from ..protocol import encode
 from ..services import Services
 from ..storage import Storage
 from .base import body_too_large
+from .beacon import Beacons
 from .files import DownloadHandler, FileLinkHandler, UploadHandler
 from .handlers import (
     AssetHandler,
@@ -179,32 +180,43 @@ def tornado_routes(services: Services) -> list:
     return out
 
 
-class _RefuseLargeBodies(tornado.httputil.HTTPMessageDelegate):
-    """A request whose ``Content-Length`` is over ``[limits] max_body`` is answered at once,
-    from its headers, with the JSON 413 every other refusal has; its body is then read and
-    dropped (never kept) until it ends or ``[limits] body_timeout`` passes, so that the answer
-    is not lost to a connection reset. Any other request goes to the application."""
+class _FrontDoor(tornado.httputil.HTTPMessageDelegate):
+    """What every request meets first, from its headers.
 
-    def __init__(self, inner: Any, conn: Any, limit: int, file_limit: int):
-        self.inner, self.conn, self.limit, self.file_limit = inner, conn, limit, file_limit
-        self.smallest = min(limit, file_limit)
+    A request whose ``Content-Length`` is over ``[limits] max_body`` is answered at once with the
+    JSON 413 every other refusal has; its body is then read and dropped (never kept) until it
+    ends or ``[limits] body_timeout`` passes, so that the answer is not lost to a connection
+    reset. A plain page-view beacon goes to ``beacon.Beacon``; any other request to the
+    application."""
+
+    def __init__(self, server: GuardedHTTPServer, server_conn: Any, conn: Any):
+        self.server, self.server_conn, self.conn = server, server_conn, conn
+        self.inner: Any = None
         self.refused = False
 
+    def _pass(self, inner: Any, start_line: Any, headers: Any) -> Any:
+        self.inner = inner
+        return inner.headers_received(start_line, headers)
+
     def headers_received(self, start_line: Any, headers: Any) -> Any:
+        server = self.server
         length = headers.get("Content-Length", "")
         if not (length.isascii() and length.isdigit()):
-            return self.inner.headers_received(start_line, headers)
+            return self._pass(server.application_delegate(self), start_line, headers)
         size = int(length)
-        if size <= self.smallest:
+        if size <= server.smallest:
             if size <= self.conn.stream._read_buffer_size:
                 # The whole body came with the headers, so reading it cannot be slow: no
                 # body_timeout timer (a page-view beacon's usual case).
                 self.conn.set_body_timeout(None)
-            return self.inner.headers_received(start_line, headers)
+            if start_line.path == server.beacon_path and start_line.method == "POST":
+                beacon = server.beacons.request(self.conn, self.server_conn)
+                return self._pass(beacon, start_line, headers)
+            return self._pass(server.application_delegate(self), start_line, headers)
         upload = upload_auth(getattr(start_line, "path", ""))
-        limit = self.file_limit if upload else self.limit
+        limit = server.file_limit if upload else server.body_limit
         if size <= limit:
-            return self.inner.headers_received(start_line, headers)
+            return self._pass(server.application_delegate(self), start_line, headers)
         self.refused = True
         self.conn.set_max_body_size(size)  # read it to the end, dropping it
         err = file_too_large(size, limit) if upload else body_too_large(length, limit)
@@ -237,32 +249,39 @@ class _RefuseLargeBodies(tornado.httputil.HTTPMessageDelegate):
             self.inner.finish()
 
     def on_connection_close(self) -> None:
-        if not self.refused:
+        if not self.refused and self.inner is not None:
             self.inner.on_connection_close()
 
 
 class GuardedHTTPServer(tornado.httpserver.HTTPServer):
-    """Closes a new connection at once when the process is at its hard file cap, and refuses
-    a body over ``body_limit`` bytes from its ``Content-Length`` (``_RefuseLargeBodies``)."""
+    """Closes a new connection at once when the process is at its hard file cap; refuses a
+    body over ``body_limit`` bytes from its ``Content-Length`` and answers page-view beacons
+    itself (``_FrontDoor``)."""
 
     def initialize(
         self,
+        app: tornado.web.Application,
         *args: Any,
         fd_guard: FdGuard,
-        body_limit: int | None = None,
-        file_limit: int = 0,
+        body_limit: int,
+        file_limit: int,
         **kwargs: Any,
     ) -> None:
-        super().initialize(*args, **kwargs)
+        super().initialize(app, *args, **kwargs)
         self.fd_guard = fd_guard
         self.body_limit = body_limit
         self.file_limit = file_limit
+        self.smallest = min(body_limit, file_limit)
+        route = next(r for r in ROUTES if r.handler is TrackHandler)
+        self.beacon_path = route.pattern
+        self.beacons = Beacons(app, dict(services=app.services, auth=route.auth))
 
     def start_request(self, server_conn: object, request_conn: Any) -> Any:
-        delegate = super().start_request(server_conn, request_conn)
-        if self.body_limit is None:
-            return delegate
-        return _RefuseLargeBodies(delegate, request_conn, self.body_limit, self.file_limit)
+        return _FrontDoor(self, server_conn, request_conn)
+
+    def application_delegate(self, door: _FrontDoor) -> Any:
+        """The application's own delegate for a request (Tornado's routing and handlers)."""
+        return super().start_request(door.server_conn, door.conn)
 
     def handle_stream(self, stream, address) -> None:
         self.fd_guard.accepted()

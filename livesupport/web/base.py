@@ -73,8 +73,12 @@ def handler_ip(handler: Any) -> str:
     return handler._client_ip
 
 
+def request_user_agent(request: Any) -> str:
+    return request.headers.get("User-Agent", "")[:MAX_UA_CHARS]
+
+
 def handler_user_agent(handler: Any) -> str:
-    return handler.request.headers.get("User-Agent", "")[:MAX_UA_CHARS]
+    return request_user_agent(handler.request)
 
 
 def is_own_origin(request: Any, services: Services, origin: str) -> bool:
