@@ -22,24 +22,36 @@ class Hub:
     other processes.
     """
 
+    #: A topic's subscribers are a tuple up to this many, a set beyond: most topics are one
+    #: visitor's or one operator's (a set of one is 216 bytes, a tuple 48, for each of
+    #: thousands of idle sockets), while ``visitors`` has them all.
+    SMALL = 8
+
     def __init__(self) -> None:
-        self._subs: dict[str, set] = {}
+        self._subs: dict[str, tuple | set] = {}
         #: Each subscriber's topics: a tuple, a few bytes for each of thousands of idle sockets.
         self._topics: dict[Any, tuple[str, ...]] = {}
 
     def subscribe(self, sub: Any, *topics: str) -> None:
         mine = self._topics.get(sub, ())
         for t in topics:
-            self._subs.setdefault(t, set()).add(sub)
+            subs = self._subs.get(t, ())
+            if isinstance(subs, set):
+                subs.add(sub)
+            elif sub not in subs:
+                self._subs[t] = (*subs, sub) if len(subs) < self.SMALL else {*subs, sub}
         self._topics[sub] = mine + tuple(t for t in dict.fromkeys(topics) if t not in mine)
 
     def unsubscribe(self, sub: Any) -> None:
         for t in self._topics.pop(sub, ()):
             subs = self._subs.get(t)
-            if subs is not None:
+            if isinstance(subs, set):
                 subs.discard(sub)
-                if not subs:
-                    del self._subs[t]
+            elif subs is not None:
+                subs = tuple(s for s in subs if s is not sub)
+                self._subs[t] = subs
+            if not subs:
+                self._subs.pop(t, None)
 
     def all_subscribers(self) -> list:
         return list(self._topics)
