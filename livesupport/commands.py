@@ -103,6 +103,26 @@ class Commands:
 
     async def run(self, party: Party, stream: Any, cmd: Any) -> dict:
         """Run one command; returns its ack (or pong), raises ApiError for the error."""
+        ctype, handler, args = self._checked(party, cmd)
+        result = await handler(party, stream, **args)
+        if ctype == "ping":
+            return {"type": "pong", "ref": cmd.get("id")}
+        return {"type": "ack", "ref": cmd.get("id"), **(result or {})}
+
+    def at_once(self, party: Party, cmd: Any) -> dict | None:
+        """The reply to a ``ping``, its pong or its error, without a coroutine (a socket's
+        heartbeat, hundreds a second on a busy server); None for any other command."""
+        if not isinstance(cmd, dict) or cmd.get("type") != "ping":
+            return None
+        try:
+            self._checked(party, cmd)
+        except ApiError as e:
+            ref = cmd.get("id")
+            return e.event(ref if request_id_ok(ref) else None)
+        return {"type": "pong", "ref": cmd.get("id")}
+
+    def _checked(self, party: Party, cmd: Any) -> tuple[str, Handler, dict]:
+        """A command's type, handler and validated fields; raises ApiError for a bad one."""
         if not isinstance(cmd, dict):
             raise ApiError("bad_json", "a command must be a JSON object")
         ref = cmd.get("id")
@@ -119,11 +139,7 @@ class Commands:
                 "unknown_type",
                 f"unknown command type {str(ctype)[:40]!r}; see docs/PROTOCOL.md §5",
             )
-        args = self.validate.fields(cmd, COMMANDS[party.role][ctype], f"'{ctype}'")
-        result = await handler(party, stream, **args)
-        if ctype == "ping":
-            return {"type": "pong", "ref": ref}
-        return {"type": "ack", "ref": ref, **(result or {})}
+        return ctype, handler, self.validate.fields(cmd, COMMANDS[party.role][ctype], f"'{ctype}'")
 
     # -- commands that are glue between subjects ----------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable
 from typing import Any
 
 import tornado.ioloop
@@ -325,21 +326,22 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         if not fut.cancelled():
             fut.exception()
 
-    async def on_message(self, message: str | bytes) -> None:
-        # Tornado reads the next frame only when this returns, so commands run in order.
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        # Tornado reads the next frame only when this returns, or when the awaitable it returns
+        # is done, so commands run in order. A ping is answered here and now: a coroutine for
+        # each would be a task for the loop, hundreds a second from idle sockets alone.
         if isinstance(message, bytes):
             self.send(
                 ApiError("bad_json", "binary frames are not accepted; send JSON text").event()
             )
-            return
+            return None
         try:
             cmd = parse_json(message)
         except ApiError as e:
             self.send(e.event())
-            return
+            return None
         if not self.conn.hello_done:
-            await self.hello(cmd)
-            return
+            return self.hello(cmd)
         s = self.services
         wait = s.rl_frames.hit(id(self))
         if wait:
@@ -352,8 +354,15 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
                 retry_after=round(wait + 0.05, 1),
             )
             self.send(err.event(ref if request_id_ok(ref) else None))
-            return
-        self.send(await s.commands.dispatch(self.party, self, cmd))
+            return None
+        reply = s.commands.at_once(self.party, cmd)
+        if reply is not None:
+            self.send(reply)
+            return None
+        return self._command(cmd)
+
+    async def _command(self, cmd: Any) -> None:
+        self.send(await self.services.commands.dispatch(self.party, self, cmd))
 
     async def hello(self, cmd: Any) -> None:
         s = self.services
