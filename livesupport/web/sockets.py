@@ -56,6 +56,25 @@ class Utf8CheckingProtocol(tornado.websocket.WebSocketProtocol13):
                 return None
         return super()._handle_message(opcode, data)
 
+    def send_text(self, text: str) -> bool:
+        """Queue one text frame; False once the stream is closed.
+
+        ``write_message`` makes a task of every write to turn the stream's error into its own,
+        a step of the loop for each frame (hundreds a second from heartbeats alone) and a
+        callback to retrieve the outcome. The stream's future needs neither: Tornado retrieves
+        its error itself when the stream closes."""
+        data = text.encode("utf-8")
+        self._message_bytes_out += len(data)
+        flags = 0
+        if self._compressor:
+            data = self._compressor.compress(data)
+            flags |= self.RSV1
+        try:
+            self._write_frame(True, 0x1, data, flags=flags)
+        except tornado.iostream.StreamClosedError:
+            return False
+        return True
+
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if code == 1009 and not self.server_terminated:
             self._too_big = True
@@ -286,13 +305,10 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
 
     def _write(self, text: str) -> bool:
         """Queue one frame; False when the connection is closing."""
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        protocol = self.ws_connection
+        if protocol is None or protocol.is_closing():
             return False
-        try:
-            self.write_message(text).add_done_callback(self._written)
-        except tornado.websocket.WebSocketClosedError:
-            return False
-        return True
+        return protocol.send_text(text)
 
     def _unsent(self) -> int:
         """Bytes queued after the welcome that the peer has not taken yet.
@@ -318,13 +334,6 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
             self._unsent(),
         )
         self.close(CLOSE_TOO_SLOW, "too slow: reconnect and resume by cursor")
-
-    @staticmethod
-    def _written(fut: asyncio.Future) -> None:
-        # Retrieve the write's outcome: a peer that left mid-write is normal, and an unretrieved
-        # WebSocketClosedError would be logged as "Task exception was never retrieved".
-        if not fut.cancelled():
-            fut.exception()
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         # Tornado reads the next frame only when this returns, or when the awaitable it returns
