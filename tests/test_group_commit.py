@@ -4,6 +4,8 @@ came and delivered once; anything else stored in the chat waits for them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def test_messages_that_arrive_together_are_stored_in_order_and_each_delivered_once(app):
     """Messages of one turn of the loop share a commit (SQLite): each is acknowledged after
@@ -34,3 +36,15 @@ def test_messages_that_arrive_together_are_stored_in_order_and_each_delivered_on
     events = ann.transcript(chat_id)["events"]
     assert [e["client_id"] for e in events if e.get("client_id")][-10:] == stored[:10]
     assert events[-1]["type"] == "chat_closed"
+
+
+def test_the_checkpoint_thread_alone_runs_at_the_lowest_priority(server):
+    """SQLite's checkpoints copy the log into the database from a thread at nice 19, so that
+    the event loop does not wait for them where both share a core; the loop keeps its own."""
+    pid = server.proc.pid
+    nice = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        nice[int(task.name)] = int(fields[16])  # field 19 of proc(5): nice
+    assert nice[pid] == 0, nice  # the event loop's thread
+    assert sorted(nice.values()).count(19) == 1, nice

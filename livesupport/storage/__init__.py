@@ -26,10 +26,12 @@ them whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -210,7 +212,12 @@ class Checkpointer:
     """Keeps SQLite's write-ahead log short from a thread of its own: every second, a passive
     checkpoint (it never blocks the writer and waits for no reader). The commit on the event
     loop then only appends to the log; the copy into the database file and its fsync, which
-    can take a large fraction of a second on a busy disk, happen here."""
+    can take a large fraction of a second on a busy disk, happen here.
+
+    On Linux the thread runs at the lowest priority (nice 19, that thread alone): where the
+    loop and it share a core, the loop no longer waits for the copy to use up its time slice
+    (the open-chat benchmark's delivery p99 went from 11-13 ms to 5.5-7.5 ms with the server on
+    one core). It still gets its share when the core is busy, and its fsync is not CPU."""
 
     INTERVAL = 1.0
 
@@ -221,6 +228,9 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
+        if sys.platform.startswith("linux"):  # (elsewhere it would lower the whole process)
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         con = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
         try:
             while not self._stop.wait(self.INTERVAL):
