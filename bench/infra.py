@@ -11,6 +11,7 @@ import glob
 import http.client
 import os
 import platform
+import random
 import resource
 import shutil
 import signal
@@ -85,7 +86,23 @@ def fmt(v, digits=1) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free port below the kernel's range for outgoing connections: a server restarted on
+    its port (the reconnect storm) could otherwise find it taken by one of the thousands of
+    client sockets reconnecting meanwhile, or a client connected to itself."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # (no luck: any free port)
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
