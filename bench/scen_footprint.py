@@ -6,10 +6,14 @@ from __future__ import annotations
 import gzip
 import http.client
 import subprocess
+import sys
 
 from clients import UA
 from harness import Harness
 from infra import BENCH, ROOT, Proc, children, free_port, proc_stat
+
+#: PyInstaller from this Python's environment (its script need not be on PATH).
+PYINSTALLER = [sys.executable, "-m", "PyInstaller"]
 
 # -- scenario: cold start and widget weight -----------------------------------------------
 
@@ -32,7 +36,7 @@ async def s_coldstart(bench: Harness) -> None:
             return
         bench.log(f"  dist/cutelive is {why}: building it with pyinstaller")
         subprocess.run(
-            ["pyinstaller", "--noconfirm", "--log-level", "WARN", "build.spec"],
+            [*PYINSTALLER, "--noconfirm", "--log-level", "WARN", "build.spec"],
             cwd=ROOT,
             check=True,
         )
@@ -62,7 +66,7 @@ async def s_coldstart(bench: Harness) -> None:
     if not frozen.exists() or max(f.stat().st_mtime for f in sources) > frozen.stat().st_mtime:
         bench.log("  building the frozen baseline with pyinstaller")
         subprocess.run(
-            ["pyinstaller", "--noconfirm", "--log-level", "WARN", "--distpath", "dist"]
+            [*PYINSTALLER, "--noconfirm", "--log-level", "WARN", "--distpath", "dist"]
             + ["--workpath", str(bench.work / "pyi"), "baseline.spec"],
             cwd=BENCH,
             check=True,
