@@ -54,18 +54,7 @@ async def s_idle(bench: Harness) -> None:
     bl = await bench.baseline(port=bport).start()
     await bench.pause(1)
     brss0 = bl.stat()["VmRSS"]
-    cmd = [sys.executable, str(BENCH / "idle_clients.py"), "--port", str(bport)]
-    g = subprocess.Popen(
-        [*cmd, "--count", str(n)],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, {GEN_CPU}),
-    )
-    line = await asyncio.get_running_loop().run_in_executor(None, g.stdout.readline)
-    if not line.startswith("READY"):
-        g.kill()
-        raise RuntimeError(f"bench/idle_clients.py did not start: {line!r}")
+    g, _ = await _generator("idle_clients.py", "--port", str(bport), "--count", str(n))
     await bench.pause(3)
     bkb = (bl.stat()["VmRSS"] - brss0) / n
     # both idle: the same window
@@ -364,11 +353,18 @@ async def s_storm(bench: Harness) -> None:
 
 async def _storm_generator(bench: Harness, n: int, baseline: bool) -> subprocess.Popen:
     """bench/storm.py with ``n`` visitors connected and up to date (its ``READY``)."""
-    cmd = [sys.executable, str(BENCH / "storm.py"), "--port", str(bench.port)]
-    cmd += ["--count", str(n)]
-    cmd += ["--baseline"] if baseline else ["--tokens", str(bench.work / "tokens.json")]
+    args = ["--port", str(bench.port), "--count", str(n)]
+    args += ["--baseline"] if baseline else ["--tokens", str(bench.work / "tokens.json")]
+    g, line = await _generator("storm.py", *args)
+    bench.log(f"  storm generator: {line.split()[1]} of {n:,} visitors up to date")
+    return g
+
+
+async def _generator(script: str, *args: str) -> tuple[subprocess.Popen, str]:
+    """A generator program of bench/ in a process of its own on the generator's core, once it
+    says ``READY``: the process, talked to by ``_say``, and its ``READY`` line."""
     g = subprocess.Popen(
-        cmd,
+        [sys.executable, str(BENCH / script), *args],
         stdout=subprocess.PIPE,
         stdin=subprocess.PIPE,
         text=True,
@@ -377,9 +373,8 @@ async def _storm_generator(bench: Harness, n: int, baseline: bool) -> subprocess
     line = await asyncio.get_running_loop().run_in_executor(None, g.stdout.readline)
     if not line.startswith("READY"):
         g.kill()
-        raise RuntimeError(f"bench/storm.py did not start: {line!r}")
-    bench.log(f"  storm generator: {line.split()[1]} of {n:,} visitors up to date")
-    return g
+        raise RuntimeError(f"bench/{script} did not start: {line!r}")
+    return g, line
 
 
 def _say(g: subprocess.Popen, line: str) -> None:
