@@ -38,9 +38,42 @@ def require_chromium() -> str:
     return CHROMIUM
 
 
+#: Chromium features the tests turn off: the address bar's pop-up and its AI-mode panel, which
+#: Chromium renders ahead of use in a renderer process of their own for every window (a
+#: Playwright page is a window), whether anyone types into an address bar or not. That renderer
+#: cost more CPU than the pages under test.
+DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+
+_playwright_disabled: list[str] | None = None  # Playwright's own list, read once per process
+
+
+def _playwright_disabled_features(playwright) -> list[str]:
+    """The features Playwright's launch turns off, as a probe browser's command line says.
+
+    Playwright passes one ``--disable-features`` and Chromium keeps only the last such switch,
+    so the tests' switch must repeat Playwright's list (which changes between its versions)."""
+    global _playwright_disabled
+    if _playwright_disabled is None:
+        probe = playwright.chromium.launch(
+            executable_path=require_chromium(), args=[*CHROMIUM_ARGS, "--enable-automation"]
+        )
+        try:
+            session = probe.new_browser_cdp_session()
+            argv = session.send("Browser.getBrowserCommandLine")["arguments"]
+        finally:
+            probe.close()
+        values = [a.partition("=")[2] for a in argv if a.startswith("--disable-features=")]
+        _playwright_disabled = [f for f in ",".join(values).split(",") if f]
+    return _playwright_disabled
+
+
 def launch(playwright):
     """Launch Debian's Chromium (Playwright's own browser download is never used)."""
-    return playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS)
+    features = [*_playwright_disabled_features(playwright), *DISABLED_FEATURES]
+    return playwright.chromium.launch(
+        executable_path=require_chromium(),
+        args=[*CHROMIUM_ARGS, "--disable-features=" + ",".join(features)],
+    )
 
 
 def screenshot(page, name: str) -> Path:
