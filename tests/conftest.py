@@ -574,14 +574,38 @@ def make_server(tmp_path, backend, request):
 
 def _seed(server: Server) -> Server:
     """An administrator ``admin`` and an operator ``bob``, made by a real server through the
-    console API (password hashing dominates that set-up)."""
+    console API; then their password hashes are made cheap to verify (see ``_cheap_hash``)."""
     try:
         server.start()
         server.create_operator("admin", admin=True, display_name="Alice Admin")
         server.create_operator("bob", display_name="Bob")
     finally:
         server.stop()
+    sql = "UPDATE operator SET password_hash = ? RETURNING id"
+    if server.database_url:
+        assert len(backends.fetch(server.database_url, sql, _cheap_hash(PASSWORD))) == 2
+    else:
+        import sqlite3
+
+        con = sqlite3.connect(server.data_dir / "cutelive.db")
+        try:
+            with con:
+                assert len(con.execute(sql, (_cheap_hash(PASSWORD),)).fetchall()) == 2
+        finally:
+            con.close()
     return server
+
+
+def _cheap_hash(password: str) -> str:
+    """An argon2id hash of ``password`` at the lowest cost argon2 allows.
+
+    A server verifies a hash at the cost written in it: its own hashes take about 0.2 CPU-s
+    each, and the suite signs ``admin`` and ``bob`` in several hundred times. What a server
+    hashes itself (a new operator, a changed password) it hashes at full cost, which
+    ``test_cli.py`` checks."""
+    import argon2
+
+    return argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(password)
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import tomllib
 
+import argon2
 import requests
 from conftest import PASSWORD, ROOT, SERVER_CMD, TIMEOUT, login
 
@@ -161,20 +161,21 @@ def test_cli_unknown_config_key_is_reported_by_name(make_server):
     assert requests.get(server.url + "/api/status", timeout=TIMEOUT).status_code == 200
 
 
-def test_a_server_started_from_the_command_line_stores_argon2id_hashes(server):
+def test_a_server_started_from_the_command_line_stores_argon2id_hashes(make_server):
     """The cheap hasher of the in-process tests is handed in by their fixture only: a server
-    started as users start it hashes with argon2id, whichever way the operator was made."""
+    started as users start it hashes with argon2id at the library's full cost, whichever way
+    the operator was made. (The seeded database's hashes are the fixture's, not a server's.)"""
+    server = make_server()
+    server.create_operator("admin", admin=True)  # by the setup API
+    server.create_operator("bob")  # by an administrator over the API
     r = server.run_cli("create-operator", "carol", "--password-stdin", stdin="carol's horse 3\n")
     assert r.returncode == 0, r.stderr
-    con = sqlite3.connect(server.data_dir / "cutelive.db")
-    try:
-        hashes = dict(con.execute("SELECT username, password_hash FROM operator"))
-    finally:
-        con.close()
-    # admin by the setup API, bob by an administrator over the API, carol by the CLI.
+    hashes = dict(server.rows("SELECT username, password_hash FROM operator"))
     assert set(hashes) == {"admin", "bob", "carol"}
+    full_cost = argon2.PasswordHasher()
     for username, hashed in hashes.items():
         assert hashed.startswith("$argon2id$"), (username, hashed[:12])
+        assert not full_cost.check_needs_rehash(hashed), (username, hashed)
     assert login(server, "carol", "carol's horse 3")[1].status_code == 200
 
 
