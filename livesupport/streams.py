@@ -330,16 +330,21 @@ class Streams:
         )
 
 
-def not_replayed(welcome: list[tuple[str, Any]], held: list[tuple[str, Any]]) -> list:
-    """The live events held back while a stream's hello was answered, less the chat events its
-    replay already carries: with a networked database the replay's reads give the loop back,
-    and a message committed meanwhile arrives both ways."""
-    replayed: dict[int, int] = {}
+def not_replayed(
+    welcome: list[tuple[str, Any]], held: list[tuple[str, Any]], cursors: dict[int, int]
+) -> list:
+    """The live events held back while a stream's hello was answered, less the chat events
+    the client has: those its replay carries (with a networked database the replay's reads give
+    the loop back, and a message committed meanwhile arrives both ways), and those up to the
+    cursor it sent (a cluster's catch-up may deliver a chat's events from the start to a
+    stream whose welcome is not written yet). A chat the welcome reset keeps its events."""
+    reset = {ev.get("chat_id") for _text, ev in welcome if ev and ev.get("type") == "reset"}
+    has = {chat_id: cursor for chat_id, cursor in cursors.items() if chat_id not in reset}
     for _text, ev in welcome:
         if ev and "seq" in ev and "chat_id" in ev:
-            replayed[ev["chat_id"]] = max(replayed.get(ev["chat_id"], 0), ev["seq"])
+            has[ev["chat_id"]] = max(has.get(ev["chat_id"], 0), ev["seq"])
     return [
         (text, ev)
         for text, ev in held
-        if not (ev and "seq" in ev and ev["seq"] <= replayed.get(ev.get("chat_id"), 0))
+        if not (ev and "seq" in ev and ev["seq"] <= has.get(ev.get("chat_id"), 0))
     ]

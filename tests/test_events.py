@@ -156,4 +156,22 @@ def test_events_held_during_a_hello_that_its_replay_carries_go_out_once():
         ev(type="typing", chat_id=7, typing=True),
         ev(type="message", chat_id=7, seq=7),
     ]
-    assert not_replayed(welcome, held) == held[1:]
+    assert not_replayed(welcome, held, {7: 4}) == held[1:]
+
+
+def test_events_held_during_a_hello_up_to_the_clients_cursor_are_not_sent_again():
+    """In a cluster, a catch-up (Redis back, or another process gone) may deliver a chat's
+    events from the start to a stream whose hello is still being answered: what the client
+    already has by its cursor is dropped, even when its replay is empty. A chat the welcome
+    reset (a cursor the server does not know) keeps its live events."""
+    from livesupport.streams import not_replayed
+
+    def ev(**fields):
+        return (json.dumps(fields), fields)
+
+    welcome = [ev(type="welcome"), ev(type="reset", chat_id=9, reason="unknown_cursor")]
+    held = [ev(type="message", chat_id=7, seq=n) for n in (1, 2, 3, 4)] + [
+        ev(type="message", chat_id=9, seq=2),
+        ev(type="message", chat_id=8, seq=1),
+    ]
+    assert not_replayed(welcome, held, {7: 3, 9: 5}) == held[3:]

@@ -395,16 +395,17 @@ class StreamSocket(tornado.websocket.WebSocketHandler):
         if conn.hello_timer is not None:
             tornado.ioloop.IOLoop.current().remove_timeout(conn.hello_timer)
         conn.held = []
+        cursors = args.get("cursors", {})
         try:
             await s.streams.attach(self, self.party)
-            welcome = await s.streams.welcome(self.party, args.get("cursors", {}), stream=self)
+            welcome = await s.streams.welcome(self.party, cursors, stream=self)
         finally:
             # A close during the hello left the detaching to this method (see on_close); after
             # a failure the connection is aborted, and on_close detaches as usual.
             held, conn.held = conn.held, None
             if conn.closed_during_hello:
                 s.streams.detach(self, self.party)
-        for text, _ev in welcome + not_replayed(welcome, held):
+        for text, _ev in welcome + not_replayed(welcome, held, cursors):
             self._write(text)
         if self.ws_connection is not None:
             conn.welcome_end = self.ws_connection.stream._total_write_index
