@@ -775,27 +775,69 @@ def pytest_sessionfinish(session, exitstatus):
 # -- browser fixtures (test_browser*.py) ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+class _Chromium:
+    """Debian's Chromium under Playwright, shared by the browser tests that follow each other
+    in a test process (the browser modules come first, see ``pytest_collection_modifyitems``).
+
+    A test of another kind closes it first: Playwright's synchronous API keeps its event loop
+    running in this thread, in the way of the in-process tests' own loops. Each test closes
+    the contexts it opened (``_browser_contexts_closed``), so the next starts from a browser
+    with none."""
+
+    def __init__(self) -> None:
+        self._playwright = None
+        self.browser = None
+
+    def get(self):
+        if self.browser is not None and not self.browser.is_connected():
+            self.close()  # it went away during an earlier test: a new one for this test
+        if self.browser is None:
+            from browser_helpers import launch
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            self.browser = launch(self._playwright)
+        return self.browser
+
+    def close(self) -> None:
+        if self._playwright is not None:
+            try:
+                if self.browser is not None:
+                    self.browser.close()
+            finally:
+                self._playwright.stop()
+                self._playwright = self.browser = None
+
+
+_chromium = _Chromium()
+
+
+@pytest.fixture
 def browser():
-    """Debian's Chromium under Playwright, one per test module."""
-    from browser_helpers import launch, require_chromium
-    from playwright.sync_api import sync_playwright
+    """Debian's Chromium under Playwright (see ``_Chromium``)."""
+    from browser_helpers import require_chromium
 
     require_chromium()  # fails (never skips) with "apt-get install chromium"
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
+    return _chromium.get()
+
+
+def pytest_runtest_setup(item):
+    if "browser" not in item.fixturenames:
+        _chromium.close()
+
+
+def pytest_unconfigure(config):
+    _chromium.close()
 
 
 @pytest.fixture(autouse=True)
 def _browser_contexts_closed(request):
     """After each browser test, every context it opened is closed (those of ``contexts`` and
     of ``watched_page`` alike): otherwise their pages and renderer processes would live on
-    until the module's Chromium closes, each later test of the module slower than the last."""
+    in the shared Chromium, each later test slower than the last."""
     yield
-    if "browser" in request.fixturenames:
-        for ctx in list(request.getfixturevalue("browser").contexts):
+    if "browser" in request.fixturenames and _chromium.browser is not None:
+        for ctx in list(_chromium.browser.contexts):
             ctx.close()
 
 
@@ -882,14 +924,16 @@ def app(make_app_in_process) -> InProcessApp:
 
 
 def pytest_collection_modifyitems(config, items):
-    """With ``--dist loadgroup``, each browser test module runs whole in one worker (one
-    Chromium each, started once per module), while the other tests spread over the workers.
-    The kill -9 bursts (on SQLite and on a cluster of two processes) are the heaviest tests:
-    they run in the same worker as the browser chat tests, after them, so the two never load
-    both cores at once."""
+    """With ``--dist loadgroup``, each browser test module runs whole in one worker, while
+    the other tests spread over the workers. The browser modules come first, so that in each
+    worker they follow each other and share one Chromium (see ``_Chromium``). The kill -9
+    bursts (on SQLite and on a cluster of two processes) are the heaviest tests: they run in
+    the same worker as the browser chat tests, after them, so the two never load both cores
+    at once."""
     for item in items:
         name = item.module.__name__
         if name.startswith("test_browser"):
             item.add_marker(pytest.mark.xdist_group(name))
         elif name == "test_durability":
             item.add_marker(pytest.mark.xdist_group("test_browser"))
+    items.sort(key=lambda item: not item.module.__name__.startswith("test_browser"))
