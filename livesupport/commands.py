@@ -91,15 +91,10 @@ class Commands:
 
     async def dispatch(self, party: Party, stream: Any, cmd: Any) -> dict:
         """Run one command; returns the reply event (ack, pong or error). Never raises."""
-        ref = cmd.get("id") if isinstance(cmd, dict) else None
-        ref = ref if request_id_ok(ref) else None
         try:
             return await self.run(party, stream, cmd)
-        except ApiError as e:
-            return e.event(ref)
-        except Exception:  # a bug: log it, answer it, keep the connection
-            log.exception("command %.40r failed", cmd.get("type"))
-            return ApiError("server_error", "internal error; it has been logged", 500).event(ref)
+        except Exception as e:
+            return _error_reply(cmd, e)
 
     async def run(self, party: Party, stream: Any, cmd: Any) -> dict:
         """Run one command; returns its ack (or pong), raises ApiError for the error."""
@@ -116,9 +111,8 @@ class Commands:
             return None
         try:
             self._checked(party, cmd)
-        except ApiError as e:
-            ref = cmd.get("id")
-            return e.event(ref if request_id_ok(ref) else None)
+        except Exception as e:
+            return _error_reply(cmd, e)
         return {"type": "pong", "ref": cmd.get("id")}
 
     def _checked(self, party: Party, cmd: Any) -> tuple[str, Handler, dict]:
@@ -159,3 +153,14 @@ class Commands:
     async def _status(self, party: Party, stream: Any, status: str, chats: str = HAND_OVER) -> dict:
         await self.presence.set_status(party.operator_id, status, chats)
         return {"status": status}
+
+
+def _error_reply(cmd: Any, e: Exception) -> dict:
+    """The error event that answers a command which failed: the client's mistake as it is,
+    a bug logged and answered as ``server_error`` (the connection stays)."""
+    ref = cmd.get("id") if isinstance(cmd, dict) else None
+    ref = ref if request_id_ok(ref) else None
+    if isinstance(e, ApiError):
+        return e.event(ref)
+    log.error("command %.40r failed", cmd.get("type") if isinstance(cmd, dict) else cmd, exc_info=e)
+    return ApiError("server_error", "internal error; it has been logged", 500).event(ref)
