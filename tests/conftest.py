@@ -822,11 +822,13 @@ def browser():
 
 
 def pytest_runtest_setup(item):
+    """A test that drives no browser starts with the shared Chromium closed."""
     if "browser" not in item.fixturenames:
         _chromium.close()
 
 
 def pytest_unconfigure(config):
+    """The shared Chromium is closed when the test process ends."""
     _chromium.close()
 
 
