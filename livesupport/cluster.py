@@ -53,6 +53,9 @@ class RedisHub(Hub):
     REFRESH = 1.0
     #: Seconds the lease is held without renewal.
     LEASE = 5.0
+    #: Seconds a process's stale part of shared state is kept in Redis; a state's key goes
+    #: as long after the last share, so a site whose processes all stopped leaves no key.
+    SHARED_KEPT = 60.0
 
     def __init__(self, url: str, namespace: str):
         super().__init__()
@@ -352,7 +355,9 @@ class RedisHub(Hub):
         3 × ``REFRESH``."""
         stamped = {"until": time.time() + 3 * self.REFRESH, "data": data}
         self._send({"o": self.origin, "k": "share", "n": name, "d": stamped})
-        self._send_later(("hset", f"{self.namespace}:{name}", self.origin, json.dumps(stamped)))
+        key = f"{self.namespace}:{name}"
+        self._send_later(("hset", key, self.origin, json.dumps(stamped)))
+        self._send_later(("pexpire", key, int(self.SHARED_KEPT * 1000)))
 
     def shared(self, name: str) -> dict[str, Any]:
         """The other processes' live parts of ``name``, by process."""
@@ -371,7 +376,7 @@ class RedisHub(Hub):
                 stamped = json.loads(value)
                 if stamped["until"] >= now:
                     part[origin.decode()] = stamped
-                elif stamped["until"] < now - 60:
+                elif stamped["until"] < now - self.SHARED_KEPT:
                     await self._client.hdel(f"{self.namespace}:{name}", origin)
 
     async def leader(self) -> bool:

@@ -142,6 +142,27 @@ def test_a_vanished_process_takes_its_operators_offline_within_the_grace(make_cl
         raise
 
 
+def test_a_stopped_site_leaves_no_key_in_redis_for_good(make_cluster, private_services):
+    """What the processes share lives in Redis only as long as they do (plus a minute)."""
+    import redis as redis_client
+
+    from livesupport.cluster import RedisHub, cluster_namespace
+
+    _pg, redis = private_services
+    c = make_cluster(FAST)
+    c.online("bob")
+    r = redis_client.Redis.from_url(redis.url)
+    try:
+        prefix = cluster_namespace(c.database_url) + ":"
+        keys = wait_for(lambda: r.keys(prefix + "*"), what="the site's keys in Redis")
+        c.stop()
+        ttls = {k.decode(): r.pttl(k) for k in r.keys(prefix + "*")}
+    finally:
+        r.close()
+    assert prefix + "presence" in {k.decode() for k in keys}
+    assert ttls and all(0 < ttl <= RedisHub.SHARED_KEPT * 1000 for ttl in ttls.values()), ttls
+
+
 @pytest.mark.parametrize("service", ["redis", "postgresql"])
 def test_a_restart_of_redis_or_postgresql_mid_chat_loses_and_duplicates_nothing(
     make_cluster, private_services, service
