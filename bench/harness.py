@@ -46,7 +46,7 @@ _SIZE_TABLE = [
     ("flood_nofile", None, 4_096, 1_024),
     ("fl_chats", 20, 20, 5),
     ("fl_rate", 50, 50, 10),
-    ("pv_tokens", 2_000, 1_000, 50),
+    ("pv_tokens", 2_000, 1_000, 200),
     ("pv_secs", 20, 8, 2),
     ("pv_rounds", 4, 2, 1),
     ("wrk_conns", 32, 32, 4),
